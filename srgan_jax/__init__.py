@@ -1,0 +1,1 @@
+"""srgan_jax: SRGAN (Ledig et al., CVPR 2017) in JAX/Flax."""
