@@ -1,0 +1,129 @@
+"""The SRGAN networks of Ledig et al. (CVPR 2017), Figure 4, as Flax Linen modules.
+
+Layout is NHWC. Layer names follow the paper's notation: kXnYsZ is a convolution
+with kernel size X, Y feature maps and stride Z.
+
+Value ranges (the paper's scaling, Section 3.2 / 4.2):
+  * the generator takes LR images in [0, 1] and returns SR images in [-1, 1]
+    (tanh output), the range of the HR targets;
+  * the discriminator takes images in [-1, 1] and returns one logit per image
+    (the sigmoid of Figure 4 lives in the loss, for numerical stability).
+
+Convolutions followed by BatchNorm carry no bias: BN's offset beta plays that
+role, so the bias would be a redundant parameter.
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# PyTorch's BatchNorm momentum 0.1 is Flax's 0.9; epsilon as in the reference.
+_BN = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
+# He et al. (2015) initialise the PReLU slope at 0.25 (one slope per layer).
+_PReLU = functools.partial(nn.PReLU, negative_slope_init=0.25)
+
+
+def pixel_shuffle(x: jnp.ndarray, r: int) -> jnp.ndarray:
+  """Sub-pixel convolution rearrangement (Shi et al. 2016), NHWC.
+
+  Output pixel (h*r + i, w*r + j, c) takes input channel c*r*r + i*r + j at
+  (h, w): the channel order of PyTorch's `nn.PixelShuffle`, so weights
+  converted from PyTorch SRGANs keep their meaning.
+  """
+  n, h, w, crr = x.shape
+  if crr % (r * r):
+    raise ValueError(f'pixel_shuffle: {crr} channels is not a multiple of r*r={r * r}.')
+  c = crr // (r * r)
+  x = x.reshape(n, h, w, c, r, r)
+  x = x.transpose(0, 1, 4, 2, 5, 3)  # n, h, i, w, j, c
+  return x.reshape(n, h * r, w * r, c)
+
+
+class ResidualBlock(nn.Module):
+  """k3n64s1 conv, BN, PReLU, k3n64s1 conv, BN, elementwise sum."""
+  features: int = 64
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    conv = functools.partial(nn.Conv, self.features, (3, 3), use_bias=False, dtype=self.dtype)
+    bn = functools.partial(_BN, use_running_average=not train, dtype=self.dtype)
+    y = conv()(x)
+    y = bn()(y)
+    y = _PReLU()(y)
+    y = conv()(y)
+    y = bn()(y)
+    return x + y
+
+
+class UpsampleBlock(nn.Module):
+  """k3n256s1 conv, pixel shuffle x2, PReLU (x3: k3n576s1 conv, shuffle x3)."""
+  features: int = 64
+  factor: int = 2
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(self.features * self.factor**2, (3, 3), dtype=self.dtype)(x)
+    x = pixel_shuffle(x, self.factor)
+    return _PReLU()(x)
+
+
+def upsample_factors(scale: int) -> tuple[int, ...]:
+  """log2(scale) x2 blocks for scales 2, 4, 8; one x3 block for scale 3."""
+  factors = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
+  if scale not in factors:
+    raise ValueError(f'scale must be one of {sorted(factors)}, got {scale}.')
+  return factors[scale]
+
+
+class Generator(nn.Module):
+  """SRResNet: the generator G of Figure 4 (top)."""
+  scale: int = 4
+  num_blocks: int = 16   # B residual blocks
+  features: int = 64
+  dtype: Any = jnp.float32  # compute dtype; parameters stay float32
+
+  @nn.compact
+  def __call__(self, lr, train: bool = False):
+    x = nn.Conv(self.features, (9, 9), dtype=self.dtype, name='conv_in')(lr)  # k9n64s1
+    x = skip = _PReLU()(x)
+    for i in range(self.num_blocks):
+      x = ResidualBlock(self.features, dtype=self.dtype, name=f'res_{i}')(x, train)
+    x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype, name='conv_mid')(x)
+    x = _BN(use_running_average=not train, dtype=self.dtype, name='bn_mid')(x)
+    x = x + skip  # long skip connection
+    for i, f in enumerate(upsample_factors(self.scale)):
+      x = UpsampleBlock(self.features, f, dtype=self.dtype, name=f'up_{i}')(x)
+    x = nn.Conv(3, (9, 9), dtype=self.dtype, name='conv_out')(x)  # k9n3s1
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class Discriminator(nn.Module):
+  """The discriminator D of Figure 4 (bottom); returns a logit per image."""
+  features: tuple[int, ...] = (64, 64, 128, 128, 256, 256, 512, 512)
+  strides: tuple[int, ...] = (1, 2, 1, 2, 1, 2, 1, 2)
+  dense_features: int = 1024
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    for i, (f, s) in enumerate(zip(self.features, self.strides)):
+      # k3n64s1 has a bias and no BN; every later conv is followed by BN.
+      x = nn.Conv(f, (3, 3), strides=(s, s), use_bias=(i == 0), dtype=self.dtype,
+                  name=f'conv_{i}')(x)
+      if i > 0:
+        x = _BN(use_running_average=not train, dtype=self.dtype, name=f'bn_{i}')(x)
+      x = nn.leaky_relu(x, 0.2)
+    x = x.reshape(x.shape[0], -1)
+    x = nn.leaky_relu(nn.Dense(self.dense_features, dtype=self.dtype, name='dense_0')(x), 0.2)
+    x = nn.Dense(1, dtype=self.dtype, name='dense_1')(x)
+    return x[:, 0].astype(jnp.float32)
+
+
+# Tiny variants for fast tests.
+TinyGenerator = functools.partial(Generator, num_blocks=2, features=8)
+TinyDiscriminator = functools.partial(
+    Discriminator, features=(8, 8, 16, 16), strides=(1, 2, 1, 2), dense_features=16)
