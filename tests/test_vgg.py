@@ -93,7 +93,12 @@ def test_torchvision_weights_match_torch_on_every_tap(torch_model_and_file):
 
 
 def write_keras_h5(path, model, full_model=False):
-    """Keras Applications' legacy weights HDF5: layer_names, weight_names, `<layer>_W_1:0`."""
+    """Keras Applications' legacy weights HDF5: root attr layer_names, per-layer attr weight_names.
+
+    The notop weights file uses Keras 1 dataset names (`block1_conv1_W_1:0`); a
+    full-model file saved by Keras 2 nests them under `model_weights` and names
+    them `block1_conv1/kernel:0`. Both layouts are written here.
+    """
     h5py = pytest.importorskip("h5py", reason="Keras parity needs h5py")
     with h5py.File(path, "w") as f:
         root = f.create_group("model_weights") if full_model else f
@@ -103,7 +108,8 @@ def write_keras_h5(path, model, full_model=False):
         for layer in model.layers:
             g = root.create_group(layer.name)
             values = [np.asarray(w) for w in layer.get_weights()]
-            names = [f"{layer.name}_{s}_1:0" for s in "Wb"][: len(values)]
+            suffixes = ("/kernel:0", "/bias:0") if full_model else ("_W_1:0", "_b_1:0")
+            names = [layer.name + x for x in suffixes][: len(values)]
             g.attrs["weight_names"] = [n.encode() for n in names]
             for n, v in zip(names, values):
                 g.create_dataset(n, data=v)
@@ -116,7 +122,7 @@ def keras_vgg19():
     return keras.applications.VGG19(weights=None, include_top=False, input_shape=(40, 40, 3))
 
 
-@pytest.mark.parametrize("full_model", [False, True], ids=["notop-weights", "full-model-file"])
+@pytest.mark.parametrize("full_model", [False, True], ids=["notop-keras1-names", "full-model-keras2-names"])
 def test_keras_weights_match_keras_on_every_tap(keras_vgg19, tmp_path, full_model):
     keras = pytest.importorskip("keras")
     src = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -190,6 +196,14 @@ def test_loss_is_zero_for_identical_images_and_positive_otherwise(params):
     loss = loss_fn()
     assert float(loss(params, IMAGES, IMAGES)) == 0.0
     assert float(loss(params, IMAGES, np.clip(IMAGES + 0.1, -1, 1))) > 0.0
+
+
+def test_bfloat16_compute_stays_close_to_float32(params):
+    sr, hr = IMAGES, np.clip(IMAGES + 0.2, -1, 1)
+    f32 = vgg.content_loss(params, sr, hr, preprocess="torch", taps=("relu2_2",))
+    bf16 = vgg.content_loss(params, sr, hr, preprocess="torch", taps=("relu2_2",), dtype=jnp.bfloat16)
+    assert bf16.dtype == jnp.float32
+    np.testing.assert_allclose(bf16, f32, rtol=5e-2)
 
 
 def test_feature_scale_is_loss_times_its_square(params):
@@ -337,6 +351,15 @@ def test_bad_converted_files_are_refused(tmp_path, params, case):
     with pytest.raises(VGGWeightsError) as e:
         vgg.load_vgg(path)
     assert_one_line_error(e, path)
+
+
+def test_missing_converter_dependency_says_what_to_install(tmp_path, monkeypatch):
+    src = tmp_path / "vgg19.h5"
+    src.write_bytes(convert_vgg.HDF5_MAGIC + bytes(64))
+    monkeypatch.setitem(sys.modules, "h5py", None)  # makes `import h5py` fail
+    with pytest.raises(VGGWeightsError, match=r"pip install 'srgan-jax\[convert\]'") as e:
+        convert_vgg.convert(str(src), str(tmp_path / "out"))
+    assert_one_line_error(e, src)
 
 
 def test_cli_exits_2_with_just_the_message(tmp_path):
