@@ -43,7 +43,9 @@ def read_torchvision(path: str) -> dict[str, dict[str, np.ndarray]]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise VGGWeightsError(path, f"torch.load failed ({type(e).__name__}); the file is corrupt or not a state_dict")
+        raise VGGWeightsError(
+            path, f"torch.load failed ({type(e).__name__}); the file is corrupt or not a state_dict"
+        )
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -69,21 +71,23 @@ def read_torchvision(path: str) -> dict[str, dict[str, np.ndarray]]:
     return params
 
 
+def _names(attr) -> list[str]:
+    """HDF5 string-list attribute (bytes in Keras files) -> str."""
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in attr]
+
+
 def read_keras(path: str) -> dict[str, dict[str, np.ndarray]]:
     """Keras Applications VGG-19 legacy HDF5 (weights-only or full model) -> Linen params."""
     h5py = _needs("h5py", path)
     try:
         with h5py.File(path, "r") as f:
             root = f["model_weights"] if "model_weights" in f else f
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", [])]
             layers = {}
-            for n in names:
+            for n in _names(root.attrs.get("layer_names", [])):
                 g = root[n]
-                weights = [np.asarray(g[w.decode() if isinstance(w, bytes) else str(w)]) for w in g.attrs.get("weight_names", [])]
+                weights = [np.asarray(g[w]) for w in _names(g.attrs.get("weight_names", []))]
                 if weights and any(w.ndim == 4 for w in weights):
                     layers[n] = weights
-    except VGGWeightsError:
-        raise
     except Exception as e:
         raise VGGWeightsError(path, f"is not a readable Keras weights HDF5 ({type(e).__name__})")
     if len(layers) != 16:
@@ -99,7 +103,8 @@ def read_keras(path: str) -> dict[str, dict[str, np.ndarray]]:
         biases = [w for w in layers[keras_name] if w.ndim == 1]
         if len(kernels) != 1 or len(biases) != 1:
             raise VGGWeightsError(path, f"layer {keras_name} must hold one kernel and one bias")
-        params[name] = {"kernel": kernels[0].astype(np.float32), "bias": biases[0].astype(np.float32)}  # HWIO already
+        # Keras kernels are already HWIO.
+        params[name] = {"kernel": kernels[0].astype(np.float32), "bias": biases[0].astype(np.float32)}
     return params
 
 
@@ -143,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m srgan_jax.convert_vgg", description="Convert ImageNet VGG-19 weights for srgan_jax."
     )
-    parser.add_argument("src", help="torchvision vgg19-dcbb9e9d.pth or Keras vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    parser.add_argument(
+        "src", help="torchvision vgg19-dcbb9e9d.pth or Keras vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    )
     parser.add_argument("dst", help="output file for load_vgg / the training config")
     args = parser.parse_args(argv)
     try:

@@ -180,7 +180,7 @@ def check_params(params: Any, path: Any) -> None:
         got = (tuple(np.shape(layer["kernel"])), tuple(np.shape(layer["bias"])))
         if got != (k_shape, b_shape):
             raise VGGWeightsError(
-                path, f"layer {name} has kernel/bias shapes {got}, expected {(k_shape, b_shape)}"
+                path, f"layer {name} has kernel (HWIO) / bias shapes {got}, expected {(k_shape, b_shape)}"
             )
 
 
