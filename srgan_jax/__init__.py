@@ -1,1 +1,3 @@
 """srgan_jax: SRGAN (Ledig et al., CVPR 2017) in JAX/Flax."""
+
+from srgan_jax.imresize import imresize
