@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from srgan_jax.errors import UserError
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
   """An image file could not be read; the message names the file."""
 
 

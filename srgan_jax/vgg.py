@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from srgan_jax.errors import UserError
+
 # 16 convs in five blocks, a 2x2 max-pool between blocks.
 BLOCK_CHANNELS = ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4)
 CONV_NAMES = tuple(
@@ -48,7 +50,7 @@ def expected_shapes() -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
     return shapes
 
 
-class VGGWeightsError(ValueError):
+class VGGWeightsError(UserError):
     """A VGG weights file (or its path) the user supplied is unusable."""
 
     def __init__(self, path: Any, problem: str):

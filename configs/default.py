@@ -1,0 +1,71 @@
+"""Defaults shared by every srgan_jax config (the paper's SRGAN, x4).
+
+Variant configs import this file and override a few fields. Every field can
+be overridden on the command line, e.g. `--config.data.batch_size=32`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.phase = 'srgan'  # 'srresnet': MSE pre-training of G alone; 'srgan': G and D adversarially.
+  c.seed = 0  # PRNG seed for parameter initialisation and data order.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.scale = 4  # upscaling factor r: 2, 3, 4 or 8.
+  c.model.num_blocks = 16  # B residual blocks in G.
+  c.model.features = 64  # feature maps of G's residual trunk (n64).
+  c.model.compute_dtype = 'float32'  # 'bfloat16' for mixed precision (params stay float32).
+  c.model.tiny = False  # test-only: tiny D (4 convs, 16 dense units) for fast compiles.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = 'tfds:div2k/bicubic_x4'  # 'tfds:NAME[:split]', 'folder:/path' or 'demo'.
+  c.data.tfds_feature = 'hr'  # image feature of a TFDS source holding the HR image.
+  c.data.tfds_data_dir = ''  # TFDS data_dir ('' = TFDS default, ~/tensorflow_datasets).
+  c.data.hr_crop = 96  # HR patch size (the paper: 96x96 random sub-images).
+  c.data.batch_size = 16  # global batch (the paper: 16), split over all devices.
+  c.data.augment = True  # random flips and 90-degree rotations of HR crops.
+  c.data.quantize_lr = True  # round LR to 8-bit levels, like LR images read from disk.
+  c.data.val_source = 'demo'  # validation images for the sample grid ('demo', 'folder:/path').
+  c.data.num_val_images = 4  # fixed validation crops shown in the sample grid.
+  c.data.val_crop = 96  # HR size of each validation crop.
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.content = 'vgg54'  # 'mse' (pixel MSE), 'vgg22' or 'vgg54' (VGG-19 phi_i,j).
+  c.loss.vgg_weights = ''  # converted VGG-19 file (python -m srgan_jax.convert_vgg SRC DST).
+  c.loss.vgg_feature_scale = 1 / 12.75  # the paper's rescaling of VGG feature maps.
+  c.loss.demo_allow_mse = False  # demo only: no vgg_weights -> pixel MSE, with a loud warning.
+  c.loss.adversarial_weight = 1e-3  # weight of l^SR_Gen in the perceptual loss (Eq. 3).
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.learning_rate = 1e-4  # Adam learning rate (both networks).
+  c.optim.b1 = 0.9  # Adam beta1 (the paper: 0.9).
+  c.optim.b2 = 0.999  # Adam beta2.
+  c.optim.decay_steps = (100_000,)  # steps at which the learning rate is multiplied by decay_factor.
+  c.optim.decay_factor = 0.1  # the paper: 1e-4 for 1e5 updates, then 1e-5 for 1e5 updates.
+
+  c.num_train_steps = 200_000  # total updates (the paper's SRGAN: 2e5).
+  c.generator_init = ''  # SRGAN phase: SRResNet workdir (or its export dir) to initialise G from.
+  c.pretrain_steps = 0  # >0: first run an SRResNet phase of this many steps in WORKDIR/srresnet.
+
+  c.log_every = 100  # console, metrics.jsonl and TensorBoard scalars every N steps.
+  c.checkpoint_every = 5_000  # Orbax checkpoint every N steps (and at the end).
+  c.keep_checkpoints = 3  # keep the last N checkpoints.
+  c.sample_every = 5_000  # PNG grid of validation crops (bicubic | SR | HR) every N steps.
+  return c
+
+
+def demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to a few minutes on 2 CPU cores, on the bundled photographs."""
+  c.data.source = 'demo'
+  c.data.val_source = 'demo'
+  c.data.batch_size = 4
+  c.data.hr_crop = 48
+  c.data.val_crop = 96
+  c.model.num_blocks = 4
+  c.optim.decay_steps = (150,)
+  c.log_every = 10
+  c.checkpoint_every = 50
+  c.sample_every = 50
+  return c

@@ -1,0 +1,177 @@
+"""Orbax checkpoints of a run: both train states, the step, the RNG and the data iterator.
+
+Layout of WORKDIR/checkpoints/<step>/ (one Orbax composite checkpoint per step):
+  generator/      {'params', 'batch_stats'} of G: all that inference needs
+  g_opt/          {'step', 'opt_state'} of G's Adam
+  discriminator/  D's {'params', 'batch_stats', 'step', 'opt_state'} (SRGAN phase)
+  meta/           JSON: step, phase, RNG key data, the model config, the config
+  data/           the Grain iterator state of each process
+WORKDIR/export/<step>/ holds only generator/ and meta/: the generator-only
+export written at the end of a run. `load_generator` reads either.
+
+Orbax writes each checkpoint to a temporary directory and renames it when
+complete, so an interrupted save never becomes the latest checkpoint.
+"""
+
+import json
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+from srgan_jax.errors import UserError
+
+# Config fields that fix the shapes of the saved arrays: a checkpoint written
+# with other values cannot be restored into this run.
+_SHAPE_FIELDS = ('phase', 'model.scale', 'model.num_blocks', 'model.features', 'model.tiny')
+
+
+def _model_meta(config) -> dict:
+  m = config.model
+  return {'scale': m.scale, 'num_blocks': m.num_blocks, 'features': m.features, 'tiny': m.tiny}
+
+
+def _get(config_dict: dict, dotted: str):
+  for k in dotted.split('.'):
+    config_dict = config_dict.get(k) if isinstance(config_dict, dict) else None
+  return config_dict
+
+
+class Checkpointer:
+  """Periodic, async, keep-last-N checkpoints of a run in `directory`."""
+
+  def __init__(self, directory, config):
+    self.directory = epath.Path(directory)
+    self._config = config
+    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
+                                           enable_async_checkpointing=True)
+    self._mngr = ocp.CheckpointManager(self.directory, options=options)
+    self._export_dir = self.directory.parent / 'export'
+
+  def _meta(self, step, rng):
+    return {'step': int(step), 'phase': self._config.phase, 'model': _model_meta(self._config),
+            'rng': np.asarray(jax.random.key_data(rng)).tolist(),
+            'config': json.loads(self._config.to_json_best_effort())}
+
+  def save(self, step: int, g_state, d_state, rng, data_iter) -> None:
+    items = {
+        'generator': ocp.args.StandardSave({'params': g_state.params,
+                                            'batch_stats': g_state.batch_stats}),
+        'g_opt': ocp.args.StandardSave({'step': g_state.step, 'opt_state': g_state.opt_state}),
+        'meta': ocp.args.JsonSave(self._meta(step, rng)),
+        'data': grain.checkpoint.CheckpointSave(data_iter),
+    }
+    if d_state is not None:
+      items['discriminator'] = ocp.args.StandardSave(_d_tree(d_state))
+    self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def restore_latest(self, g_state, d_state, data_iter):
+    """(g_state, d_state, rng) from the newest complete checkpoint, or None if there is none.
+
+    `data_iter` is restored in place, so the run continues the same sample sequence.
+    """
+    step = self._mngr.latest_step()
+    if step is None:
+      return None
+    meta = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    self._check_compatible(meta, step)
+    items = {
+        'generator': ocp.args.StandardRestore({'params': g_state.params,
+                                               'batch_stats': g_state.batch_stats}),
+        'g_opt': ocp.args.StandardRestore({'step': g_state.step, 'opt_state': g_state.opt_state}),
+        'data': grain.checkpoint.CheckpointRestore(data_iter),
+    }
+    if d_state is not None:
+      items['discriminator'] = ocp.args.StandardRestore(_d_tree(d_state))
+    r = self._mngr.restore(step, args=ocp.args.Composite(**items))
+    g_state = g_state.replace(params=r['generator']['params'],
+                              batch_stats=r['generator']['batch_stats'],
+                              step=r['g_opt']['step'], opt_state=r['g_opt']['opt_state'])
+    if d_state is not None:
+      d_state = d_state.replace(**r['discriminator'])
+    rng = jax.random.wrap_key_data(np.asarray(meta['rng'], dtype=np.uint32))
+    return g_state, d_state, rng
+
+  def _check_compatible(self, meta: dict, step: int) -> None:
+    mine = json.loads(self._config.to_json_best_effort())
+    theirs = meta.get('config', {})
+    diff = [f'{f}: checkpoint {_get(theirs, f)!r} vs config {_get(mine, f)!r}'
+            for f in _SHAPE_FIELDS if _get(theirs, f) != _get(mine, f)]
+    if diff:
+      raise UserError(f'{self.directory}/{step} was written by another config ({"; ".join(diff)}); '
+                       'use a fresh --workdir or the matching config.')
+
+  def save_export(self, step: int, g_state) -> None:
+    """The generator-only export (WORKDIR/export/<step>) that inference loads."""
+    mngr = ocp.CheckpointManager(self._export_dir,
+                                 options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+    mngr.save(step, args=ocp.args.Composite(
+        generator=ocp.args.StandardSave({'params': g_state.params,
+                                         'batch_stats': g_state.batch_stats}),
+        meta=ocp.args.JsonSave({'step': int(step), 'phase': self._config.phase,
+                                'model': _model_meta(self._config)})), force=True)
+    mngr.wait_until_finished()
+    mngr.close()
+
+  def wait(self) -> None:
+    self._mngr.wait_until_finished()
+
+  def close(self) -> None:
+    self._mngr.wait_until_finished()
+    self._mngr.close()
+
+
+def _d_tree(d_state) -> dict:
+  return {'params': d_state.params, 'batch_stats': d_state.batch_stats,
+          'step': d_state.step, 'opt_state': d_state.opt_state}
+
+
+# ----------------------------------------------------------------------------
+# Loading G for SRGAN initialisation, evaluation and upscaling.
+
+def _latest_step_dir(manager_dir: epath.Path) -> epath.Path | None:
+  steps = [p for p in manager_dir.iterdir() if p.name.isdigit() and (p / 'generator').exists()]
+  return max(steps, key=lambda p: int(p.name)) if steps else None
+
+
+def resolve_generator_dir(path) -> epath.Path | None:
+  """The step directory holding generator/ for a workdir, a checkpoints/export dir or a step dir."""
+  path = epath.Path(path)
+  if not path.is_dir():
+    return None
+  if (path / 'generator').is_dir():
+    return path
+  for sub in ('checkpoints', 'export'):
+    if (path / sub).is_dir():
+      found = _latest_step_dir(path / sub)
+      if found is not None:
+        return found
+  return _latest_step_dir(path)
+
+
+def has_checkpoint(manager_dir) -> bool:
+  manager_dir = epath.Path(manager_dir)
+  return manager_dir.is_dir() and _latest_step_dir(manager_dir) is not None
+
+
+def has_generator(path) -> bool:
+  return resolve_generator_dir(path) is not None
+
+
+def load_generator(path) -> dict:
+  """{'params', 'batch_stats'} of G (host arrays) from a workdir, checkpoint or export."""
+  return load_generator_with_meta(path)[0]
+
+
+def load_generator_with_meta(path) -> tuple[dict, dict]:
+  """(G variables, meta) where meta['model'] gives scale, num_blocks, features, tiny."""
+  step_dir = resolve_generator_dir(path)
+  if step_dir is None:
+    raise UserError(f'no generator checkpoint under {path!s}; pass a training workdir, '
+                     'its checkpoints/ or export/ directory, or one step directory.')
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    r = ckptr.restore(step_dir, args=ocp.args.Composite(generator=ocp.args.StandardRestore(),
+                                                        meta=ocp.args.JsonRestore()))
+  return jax.device_get(r['generator']), r['meta']

@@ -1,0 +1,77 @@
+"""Trains SRResNet / SRGAN: python -m srgan_jax.main --config=configs/x4.py --workdir=DIR.
+
+Kept short on purpose: flags, process info, then `train.train_and_evaluate`.
+Re-running the same command resumes from the latest checkpoint in DIR.
+"""
+
+import logging as logging_std
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, TensorBoard events and samples.')
+config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/x4.py or configs/x4.py:demo.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+class _QuietLibraries(logging_std.Filter):
+  """Drops the INFO chatter of Orbax and Grain (their warnings and errors still show)."""
+
+  def filter(self, record):
+    noisy = ('/orbax/', '/grain/', '/tensorstore/')
+    return record.levelno >= logging_std.WARNING or not any(n in record.pathname for n in noisy)
+
+
+def _parse_flags(argv):
+  """absl flag parsing, with unknown or mistyped config fields as one-line errors."""
+  try:
+    return FLAGS(argv)
+  except (flags.Error, ValueError, OSError) as e:
+    text = str(e).strip()  # a config file's own error arrives with its traceback: keep its last line
+    sys.exit(f'error: {text.splitlines()[-1] if "Traceback" in text else " ".join(text.split())}')
+  except (AttributeError, KeyError) as e:
+    field = next((a for a in argv if a.startswith('--config.')), '--config.?')
+    sys.exit(f'error: {field.split("=")[0]} is not a field of the config ({e}); '
+             'see configs/default.py for the fields and their meaning.')
+
+
+def _load_config():
+  try:
+    config = FLAGS.config
+    config.to_dict()  # the flag loads lazily: force it here
+    return config
+  except Exception as e:  # pylint: disable=broad-except
+    cause = e.__cause__ or e.__context__ or e
+    sys.exit(f'error: cannot load --config={FLAGS["config"].config_filename} '
+             f'({" ".join(str(cause).split())}); '
+             'pass an existing file such as configs/x4.py or configs/x4.py:demo.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  import jax  # pylint: disable=g-import-not-at-top
+  from srgan_jax import train  # pylint: disable=g-import-not-at-top
+  from srgan_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from srgan_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+
+  logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
+               jax.local_devices())
+  try:
+    workdir_lib.check_writable(FLAGS.workdir)
+    train.train_and_evaluate(_load_config(), FLAGS.workdir)
+  except (UserError, FloatingPointError) as e:
+    # User-fixable problems: one line, no traceback.
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)

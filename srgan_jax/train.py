@@ -1,0 +1,338 @@
+"""SRResNet pre-training and SRGAN training: one jitted step over a data-parallel mesh.
+
+The story of a run, top to bottom:
+  validate_config -> mesh -> input -> models and optimizers -> restore or init
+  -> the update step (jit, state replicated, batch sharded on 'data', donated)
+  -> loop: step, log, sample grid, checkpoint -> final checkpoint and export.
+"""
+
+import functools
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from etils import epath
+from flax.training import train_state
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from srgan_jax import checkpointing
+from srgan_jax.imresize import imresize
+from srgan_jax import input_pipeline
+from srgan_jax import losses
+from srgan_jax import models
+from srgan_jax import writers
+from srgan_jax.errors import UserError
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+class ConfigError(UserError):
+  """A user-fixable problem with the config, reported before any compilation."""
+
+
+# ----------------------------------------------------------------------------
+# Config checks (the edge: one-line errors before anything is compiled).
+
+PHASES = ('srresnet', 'srgan')
+CONTENT_LOSSES = ('mse', 'vgg22', 'vgg54')
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError with a one-line fix for every user-fixable mistake."""
+  if config.phase not in PHASES:
+    raise ConfigError(f'config.phase={config.phase!r}; use one of {PHASES}.')
+  try:
+    models.upsample_factors(config.model.scale)
+  except ValueError as e:
+    raise ConfigError(f'config.model.scale: {e}') from None
+  if config.data.hr_crop % config.model.scale:
+    raise ConfigError(f'config.data.hr_crop={config.data.hr_crop} is not divisible by the scale '
+                      f'{config.model.scale}; pick a multiple, e.g. {config.model.scale * 24}.')
+  if config.data.val_crop % config.model.scale:
+    raise ConfigError(f'config.data.val_crop={config.data.val_crop} is not divisible by the scale '
+                      f'{config.model.scale}; pick a multiple of {config.model.scale}.')
+  if config.data.batch_size % jax.device_count():
+    raise ConfigError(f'config.data.batch_size={config.data.batch_size} must be divisible by the '
+                      f'{jax.device_count()} devices of the mesh.')
+  if config.loss.content not in CONTENT_LOSSES:
+    raise ConfigError(f'config.loss.content={config.loss.content!r}; use one of {CONTENT_LOSSES}.')
+  if config.model.compute_dtype not in ('float32', 'bfloat16'):
+    raise ConfigError(f'config.model.compute_dtype={config.model.compute_dtype!r}; use float32 or bfloat16.')
+  if config.phase == 'srgan' and not config.generator_init and not config.pretrain_steps:
+    raise ConfigError('the SRGAN phase starts from an SRResNet: set --config.generator_init=DIR '
+                      '(a workdir trained with configs/srresnet_x4.py) or --config.pretrain_steps=N.')
+  if config.generator_init and not checkpointing.has_generator(config.generator_init):
+    raise ConfigError(f'config.generator_init={config.generator_init!r} holds no SRResNet checkpoint; '
+                      'train one with configs/srresnet_x4.py and pass its workdir.')
+
+
+# ----------------------------------------------------------------------------
+# Models, optimizers, states.
+
+def make_generator(model_config, dtype=None) -> models.Generator:
+  dtype = dtype or jnp.dtype(model_config.get('compute_dtype', 'float32'))
+  if model_config.get('tiny', False):
+    return models.TinyGenerator(scale=model_config.scale, dtype=dtype)
+  return models.Generator(scale=model_config.scale, num_blocks=model_config.num_blocks,
+                          features=model_config.features, dtype=dtype)
+
+
+def make_discriminator(config) -> models.Discriminator:
+  dtype = jnp.dtype(config.model.compute_dtype)
+  if config.model.tiny:
+    return models.TinyDiscriminator(dtype=dtype)
+  return models.Discriminator(dtype=dtype)
+
+
+def learning_rate_schedule(config) -> optax.Schedule:
+  """Step decay: lr x decay_factor at each of decay_steps (the paper: 1e-4, then 1e-5)."""
+  return optax.piecewise_constant_schedule(
+      config.optim.learning_rate,
+      {int(s): config.optim.decay_factor for s in config.optim.decay_steps})
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  return optax.adam(learning_rate_schedule(config), b1=config.optim.b1, b2=config.optim.b2)
+
+
+def create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
+  """Fresh G (and, in the SRGAN phase, D) states; D is None for SRResNet."""
+  g_rng, d_rng = jax.random.split(rng)
+  hr = config.data.hr_crop
+  lr = hr // config.model.scale
+  g_model = make_generator(config.model)
+  g_vars = g_model.init(g_rng, jnp.zeros((1, lr, lr, 3)), train=False)
+  g_state = TrainState.create(apply_fn=g_model.apply, params=g_vars['params'],
+                              batch_stats=g_vars['batch_stats'], tx=make_optimizer(config))
+  if config.phase == 'srresnet':
+    return g_state, None
+  d_model = make_discriminator(config)
+  d_vars = d_model.init(d_rng, jnp.zeros((1, hr, hr, 3)), train=False)
+  d_state = TrainState.create(apply_fn=d_model.apply, params=d_vars['params'],
+                              batch_stats=d_vars['batch_stats'], tx=make_optimizer(config))
+  return g_state, d_state
+
+
+# ----------------------------------------------------------------------------
+# The update step.
+
+def degrade(hr_uint8: jnp.ndarray, scale: int, quantize: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """uint8 HR crops -> (LR in [0, 1], HR in [-1, 1]): MATLAB bicubic x1/scale, on device."""
+  hr01 = hr_uint8.astype(jnp.float32) / 255.0
+  lr = jnp.clip(imresize(hr01, scale=1.0 / scale), 0.0, 1.0)
+  if quantize:  # LR images in the wild are 8-bit, as are the benchmark LR files
+    lr = jnp.round(lr * 255.0) / 255.0
+  return lr, hr01 * 2.0 - 1.0
+
+
+def make_content_loss(config):
+  """l^SR_X as a pure function (sr, hr, vgg_params) -> scalar; vgg_params is a jit argument."""
+  if config.loss.content == 'mse':
+    return lambda sr, hr, vgg_params: losses.pixel_mse(sr, hr)
+  from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
+  preprocess = vgg.load_vgg(config.loss.vgg_weights).preprocess
+  return lambda sr, hr, vgg_params: vgg.content_loss(
+      vgg_params, sr, hr, preprocess=preprocess, taps=vgg.paper_taps(config.loss.content),
+      feature_scale=config.loss.vgg_feature_scale)
+
+
+def train_step(g_state: TrainState, d_state: TrainState | None, batch, vgg_params, *,
+               config, content_loss):
+  """One update of G (and D). Pure: (states, batch) -> (new states, metrics).
+
+  SRResNet phase: G minimises the content loss alone.
+  SRGAN phase: one forward pass of G and one of D on the interleaved [HR, SR]
+  batch serve both losses; G's gradient comes from l^SR = content + w * l^SR_Gen,
+  D's from its cross-entropy, both at the current parameters (simultaneous update).
+  """
+  lr_img, hr = degrade(batch['hr'], config.model.scale, config.data.quantize_lr)
+
+  def generate(g_params):
+    return g_state.apply_fn({'params': g_params, 'batch_stats': g_state.batch_stats},
+                            lr_img, train=True, mutable=['batch_stats'])
+
+  if d_state is None:
+    def g_loss_fn(g_params):
+      sr, g_updates = generate(g_params)
+      content = content_loss(sr, hr, vgg_params)
+      return content, (g_updates, content)
+    g_grads, (g_updates, content) = jax.grad(g_loss_fn, has_aux=True)(g_state.params)
+    g_state = g_state.apply_gradients(grads=g_grads, batch_stats=g_updates['batch_stats'])
+    metrics = {'g_loss': content, 'content_loss': content}
+  else:
+    w = config.loss.adversarial_weight
+
+    def both_losses(g_params, d_params):
+      sr, g_updates = generate(g_params)
+      # Interleave along the batch so each device keeps its own rows (no resharding).
+      pair = jnp.stack([hr, sr], axis=1).reshape((-1,) + hr.shape[1:])
+      logits, d_updates = d_state.apply_fn(
+          {'params': d_params, 'batch_stats': d_state.batch_stats}, pair, train=True,
+          mutable=['batch_stats'])
+      real, fake = logits.reshape(-1, 2).T
+      content = content_loss(sr, hr, vgg_params)
+      adversarial = losses.generator_adversarial(fake)
+      g_loss = content + w * adversarial  # l^SR, Eq. (3)
+      d_loss = losses.discriminator_bce(real, fake)
+      aux = dict(g_updates=g_updates, d_updates=d_updates, content_loss=content,
+                 adversarial_loss=adversarial, d_real=jnp.mean(jax.nn.sigmoid(real)),
+                 d_fake=jnp.mean(jax.nn.sigmoid(fake)))
+      return (g_loss, d_loss), aux
+
+    (g_loss, d_loss), vjp, aux = jax.vjp(both_losses, g_state.params, d_state.params, has_aux=True)
+    one, zero = jnp.ones_like(g_loss), jnp.zeros_like(d_loss)
+    g_grads, _ = vjp((one, zero))  # d l^SR / d theta_G
+    _, d_grads = vjp((zero, one))  # d l_D / d theta_D
+    g_state = g_state.apply_gradients(grads=g_grads, batch_stats=aux['g_updates']['batch_stats'])
+    d_state = d_state.apply_gradients(grads=d_grads, batch_stats=aux['d_updates']['batch_stats'])
+    metrics = {'g_loss': g_loss, 'd_loss': d_loss,
+               **{k: aux[k] for k in ('content_loss', 'adversarial_loss', 'd_real', 'd_fake')}}
+  metrics['learning_rate'] = learning_rate_schedule(config)(g_state.step - 1)
+  metrics['g_grad_norm'] = optax.tree.norm(g_grads)
+  return g_state, d_state, metrics
+
+
+def make_jitted_step(config, mesh, content_loss):
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
+  step = functools.partial(train_step, config=config, content_loss=content_loss)
+  return jax.jit(step,
+                 in_shardings=(replicated, replicated, {'hr': batch_sharding}, replicated),
+                 out_shardings=(replicated, replicated, replicated),
+                 donate_argnums=(0, 1))
+
+
+def make_predict(mesh=None):
+  """G in inference mode (running BN statistics), jitted: (variables, lr [0,1]) -> sr [-1,1]."""
+  def predict(apply_fn, variables, lr):
+    return apply_fn(variables, lr, train=False)
+  return jax.jit(predict, static_argnums=0)
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """A 1-D data-parallel mesh over every device of every process."""
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+# ----------------------------------------------------------------------------
+# The run.
+
+def _pretrain_config(config) -> ml_collections.ConfigDict:
+  """The SRResNet phase that precedes an SRGAN run with config.pretrain_steps > 0."""
+  pre = ml_collections.ConfigDict(config.to_dict())
+  pre.phase = 'srresnet'
+  pre.loss.content = 'mse'
+  pre.num_train_steps = config.pretrain_steps
+  pre.pretrain_steps = 0
+  pre.generator_init = ''
+  pre.optim.decay_steps = ()
+  return pre
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  """Trains per config in workdir (resuming from its latest checkpoint); returns the final states."""
+  workdir = epath.Path(workdir)
+  if config.phase == 'srgan' and config.pretrain_steps and not config.generator_init:
+    if not checkpointing.has_checkpoint(workdir / 'checkpoints'):  # else phase 1 is long done
+      logging.info('Phase 1/2: SRResNet pre-training, %d steps, in %s', config.pretrain_steps,
+                   workdir / 'srresnet')
+      train_and_evaluate(_pretrain_config(config), str(workdir / 'srresnet'))
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.generator_init = str(workdir / 'srresnet')
+    logging.info('Phase 2/2: SRGAN initialised from %s', config.generator_init)
+  validate_config(config)
+  if config.loss.content != 'mse' and not config.loss.vgg_weights:
+    if not config.loss.demo_allow_mse:
+      raise ConfigError(f'config.loss.content={config.loss.content!r} needs ImageNet VGG-19 weights: '
+                        'convert yours with `python -m srgan_jax.convert_vgg SRC DST` and set '
+                        '--config.loss.vgg_weights=DST, or use --config.loss.content=mse.')
+    logging.warning('No VGG-19 weights configured (config.loss.vgg_weights is empty): this demo '
+                    'trains with PIXEL MSE + %g x adversarial, NOT the paper\'s VGG54 loss. '
+                    'Convert ImageNet weights with `python -m srgan_jax.convert_vgg` and set '
+                    '--config.loss.vgg_weights to use VGG54.', config.loss.adversarial_weight)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.loss.content = 'mse'
+  content_loss = make_content_loss(config)
+  vgg_params = None
+  if config.loss.content != 'mse':
+    from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
+    vgg_params = vgg.load_vgg(config.loss.vgg_weights).params
+  logging.info('Phase %s: content loss %s%s', config.phase, config.loss.content,
+               f' + {config.loss.adversarial_weight:g} x adversarial' if config.phase == 'srgan' else '')
+
+  # Mesh and input.
+  mesh = make_mesh()
+  batch_sharding = NamedSharding(mesh, P('data'))
+  replicated = NamedSharding(mesh, P())
+  train_iter = input_pipeline.create_train_iterator(config, jax.process_index(), jax.process_count())
+  val_hr = input_pipeline.load_val_crops(config) if config.sample_every else None
+
+  # Models, optimizers and states: restore the latest checkpoint, or start fresh.
+  rng = jax.random.key(config.seed)
+  init_rng, rng = jax.random.split(rng)
+  g_state, d_state = jax.jit(functools.partial(create_train_states, config),
+                             out_shardings=replicated)(init_rng)
+  ckpt = checkpointing.Checkpointer(workdir / 'checkpoints', config)
+  restored = ckpt.restore_latest(g_state, d_state, train_iter)
+  if restored is not None:
+    g_state, d_state, rng = restored
+    logging.info('Resumed from %s at step %d', ckpt.directory, int(g_state.step))
+  elif config.phase == 'srgan':
+    g_vars = checkpointing.load_generator(config.generator_init)
+    g_state = g_state.replace(params=g_vars['params'], batch_stats=g_vars['batch_stats'])
+    logging.info('Initialised G from the SRResNet in %s', config.generator_init)
+  g_state, d_state = jax.device_put((g_state, d_state), replicated)
+  vgg_params = jax.device_put(vgg_params, replicated)
+
+  step_fn = make_jitted_step(config, mesh, content_loss)
+  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  predict = make_predict()
+  first_step = int(g_state.step)
+  total = config.num_train_steps
+  pending = []  # device metrics not yet fetched: fetching every step would stall dispatch
+  t0, t_last, last_step = time.time(), time.time(), first_step
+
+  def flush(step):
+    nonlocal pending, t_last, last_step
+    host = jax.device_get(pending)
+    pending = []
+    for m in host:
+      bad = [k for k, v in m.items() if not np.isfinite(v)]
+      if bad:
+        raise FloatingPointError(f'non-finite {", ".join(bad)} at step {m["step"]}: stopping before '
+                                 'any checkpoint is written; lower the learning rate or check the data.')
+    if host:
+      now = time.time()
+      rate = (step - last_step) / max(now - t_last, 1e-9)
+      t_last, last_step = now, step
+      writer.write_scalars(step, {**{k: float(v) for k, v in host[-1].items() if k != 'step'},
+                                  'steps_per_sec': rate}, eta_steps=total - step)
+
+  for step in range(first_step + 1, total + 1):
+    local = next(train_iter)
+    batch = {'hr': jax.make_array_from_process_local_data(batch_sharding, local['hr'])}
+    g_state, d_state, metrics = step_fn(g_state, d_state, batch, vgg_params)
+    pending.append({**metrics, 'step': step})
+    if step % config.log_every == 0 or step == total:
+      flush(step)
+    if val_hr is not None and (step % config.sample_every == 0 or step == total):
+      writers.write_sample_grid(writer, workdir, step, val_hr, config, g_state, predict)
+    if step % config.checkpoint_every == 0 or step == total:
+      flush(step)  # never checkpoint a state whose losses were not seen finite
+      ckpt.save(step, g_state, d_state, rng, train_iter)
+  if first_step < total:
+    ckpt.save_export(total, g_state)
+  ckpt.close()
+  writer.close()
+  logging.info('Done: %d steps in %.1fs; checkpoints in %s', total - first_step, time.time() - t0,
+               ckpt.directory)
+  return g_state, d_state

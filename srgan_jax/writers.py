@@ -1,0 +1,89 @@
+"""Where a run reports: console lines, WORKDIR/metrics.jsonl, TensorBoard events, sample grids.
+
+Only process 0 writes (`enabled`); other processes get a writer that does nothing.
+"""
+
+import io
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from etils import epath
+from PIL import Image
+
+from srgan_jax.imresize import imresize
+
+
+class MetricWriter:
+  """Scalars to the console, to metrics.jsonl (one JSON object a line) and to TensorBoard."""
+
+  def __init__(self, workdir, enabled: bool = True):
+    self.workdir = epath.Path(workdir)
+    self.enabled = enabled
+    self._tb = None
+    if enabled:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(str(self.workdir / 'tensorboard'))
+
+  def write_scalars(self, step: int, scalars: dict, eta_steps: int = 0) -> None:
+    if not self.enabled:
+      return
+    rate = scalars.get('steps_per_sec', 0.0)
+    eta = eta_steps / rate if rate > 0 else float('nan')
+    logging.info('step %d | %s | eta %s', step,
+                 ' '.join(f'{k} {v:.4g}' for k, v in scalars.items()), _hms(eta))
+    with (self.workdir / 'metrics.jsonl').open('a') as f:
+      f.write(json.dumps({'step': step, 'time': time.time(), **scalars}) + '\n')
+    for k, v in scalars.items():
+      self._tb.add_scalar(k, v, step)
+    self._tb.flush()
+
+  def write_image(self, step: int, tag: str, image_uint8: np.ndarray) -> None:
+    if self.enabled:
+      self._tb.add_image(tag, image_uint8, step, dataformats='HWC')
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def _hms(seconds: float) -> str:
+  if not np.isfinite(seconds):
+    return '?'
+  s = int(seconds)
+  return f'{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}'
+
+
+def to_uint8(x_m11) -> np.ndarray:
+  """[-1, 1] floats -> uint8 with rounding."""
+  return np.asarray(jnp.clip(jnp.round((x_m11 + 1.0) * 127.5), 0, 255)).astype(np.uint8)
+
+
+def sample_grid(val_hr: np.ndarray, scale: int, quantize: bool, g_state, predict) -> np.ndarray:
+  """Rows of (bicubic | SR | HR) for each fixed validation crop, uint8 HWC."""
+  from srgan_jax import train  # pylint: disable=g-import-not-at-top
+  lr, hr = train.degrade(jnp.asarray(val_hr), scale, quantize)
+  variables = {'params': g_state.params, 'batch_stats': g_state.batch_stats}
+  sr = predict(g_state.apply_fn, variables, lr)
+  bicubic = imresize(lr, scale=scale) * 2.0 - 1.0
+  rows = [np.concatenate([to_uint8(b), to_uint8(s), to_uint8(h)], axis=1)
+          for b, s, h in zip(bicubic, sr, hr)]
+  return np.concatenate(rows, axis=0)
+
+
+def write_sample_grid(writer: MetricWriter, workdir, step: int, val_hr, config, g_state,
+                      predict) -> None:
+  grid = sample_grid(val_hr, config.model.scale, config.data.quantize_lr, g_state, predict)
+  if not writer.enabled:
+    return
+  path = epath.Path(workdir) / 'samples' / f'step_{step:07d}.png'
+  path.parent.mkdir(parents=True, exist_ok=True)
+  buf = io.BytesIO()
+  Image.fromarray(grid).save(buf, format='PNG')
+  path.write_bytes(buf.getvalue())
+  writer.write_image(step, 'samples/bicubic_sr_hr', grid)

@@ -1,0 +1,29 @@
+"""Tiny configs shared by the tests: real code paths, small enough to compile in seconds."""
+
+from configs import default
+
+
+def tiny_config(phase: str = 'srresnet', **overrides):
+  c = default.get_config()
+  c.phase = phase
+  c.model.tiny = True
+  c.model.scale = 4
+  c.data.source = 'demo'
+  c.data.val_source = 'demo'
+  c.data.hr_crop = 24
+  c.data.val_crop = 32
+  c.data.num_val_images = 2
+  c.data.batch_size = 4
+  c.loss.content = 'mse'
+  c.optim.decay_steps = ()
+  c.num_train_steps = 4
+  c.log_every = 2
+  c.checkpoint_every = 2
+  c.sample_every = 2
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split('.')
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
