@@ -58,8 +58,11 @@ def main():
   print(f'{"set":6} {"x":>2}  {"ours (float Y)":>16}  {"ours (rounded Y)":>16}'
         f'  {"published":>16}')
   for (name, scale), (pp, ps) in PUBLISHED.items():
-    fp, fs = bicubic_scores(args.datasets, name, scale, round_y=False)
-    rp, rs = bicubic_scores(args.datasets, name, scale, round_y=True)
+    try:
+      fp, fs = bicubic_scores(args.datasets, name, scale, round_y=False)
+      rp, rs = bicubic_scores(args.datasets, name, scale, round_y=True)
+    except FileNotFoundError as e:
+      raise SystemExit(str(e)) from None
     print(f'{name:6} x{scale}  {fp:7.2f} / {fs:.4f}  {rp:7.2f} / {rs:.4f}'
           f'  {pp:7.2f} / {ps:.4f}')
 

@@ -1,18 +1,40 @@
-"""Shared test setup: repo root importable (for configs/), paths to ../shared."""
+"""Shared fixtures: repo root importable (for configs/), where the Set5/Set14 files live."""
 
-import pathlib
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO.parent / 'shared' / 'datasets'
+REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
 
-@pytest.fixture
-def shared_datasets() -> pathlib.Path:
-  if not (SHARED_DATASETS / 'Set5').is_dir():
-    pytest.skip(f'benchmark images not found at {SHARED_DATASETS} (CI provides ../shared/datasets)')
-  return SHARED_DATASETS
+def datasets_dir() -> Path:
+  """$SRGAN_JAX_DATASETS, else ../shared/datasets beside the checkout."""
+  env = os.environ.get('SRGAN_JAX_DATASETS')
+  if env:
+    return Path(env)
+  return REPO.parent / 'shared' / 'datasets'
+
+
+@pytest.fixture(scope='session')
+def datasets() -> Path:
+  root = datasets_dir()
+  if not (root / 'Set5').is_dir() or not (root / 'Set14').is_dir():
+    pytest.skip(f'benchmark images not found at {root}; put Set5/Set14 there '
+                'or set SRGAN_JAX_DATASETS (CI provides ../shared/datasets)')
+  return root
+
+
+@pytest.fixture(scope='session')
+def shared_datasets(datasets) -> Path:
+  return datasets
+
+
+def hr_lr_pairs(root: Path, name: str, scale: int):
+  """Sorted (HR path, LR path) pairs of one set at one scale."""
+  hrs = sorted((root / name / f'image_SRF_{scale}').glob('*_HR.png'))
+  assert hrs, f'no HR files for {name} x{scale} under {root}'
+  return [(h, h.with_name(h.name.replace('_HR', '_LR'))) for h in hrs]
