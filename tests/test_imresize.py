@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import hr_lr_pairs
+from tests.conftest import hr_lr_pairs
 from srgan_jax.image_io import load_rgb
 from srgan_jax.imresize import imresize, imresize_np, imresize_uint8, resize_matrix
 
