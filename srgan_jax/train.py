@@ -133,12 +133,15 @@ def degrade(hr_uint8: jnp.ndarray, scale: int, quantize: bool) -> tuple[jnp.ndar
   return lr, hr01 * 2.0 - 1.0
 
 
-def make_content_loss(config):
-  """l^SR_X as a pure function (sr, hr, vgg_params) -> scalar; vgg_params is a jit argument."""
+def make_content_loss(config, vgg_preprocess: str | None = None):
+  """l^SR_X as a pure function (sr, hr, vgg_params) -> scalar; vgg_params is a jit argument.
+
+  vgg_preprocess: the converted VGG file's input convention ('torch' or 'caffe').
+  """
   if config.loss.content == 'mse':
     return lambda sr, hr, vgg_params: losses.pixel_mse(sr, hr)
   from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
-  preprocess = vgg.load_vgg(config.loss.vgg_weights).preprocess
+  preprocess = vgg_preprocess
   return lambda sr, hr, vgg_params: vgg.content_loss(
       vgg_params, sr, hr, preprocess=preprocess, taps=vgg.paper_taps(config.loss.content),
       feature_scale=config.loss.vgg_feature_scale)
@@ -261,11 +264,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                     '--config.loss.vgg_weights to use VGG54.', config.loss.adversarial_weight)
     config = ml_collections.ConfigDict(config.to_dict())
     config.loss.content = 'mse'
-  content_loss = make_content_loss(config)
-  vgg_params = None
+  vgg_weights = None
   if config.loss.content != 'mse':
     from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
-    vgg_params = vgg.load_vgg(config.loss.vgg_weights).params
+    vgg_weights = vgg.load_vgg(config.loss.vgg_weights)  # frozen: a jit argument, never optimised
+  content_loss = make_content_loss(config, vgg_weights and vgg_weights.preprocess)
+  vgg_params = vgg_weights and vgg_weights.params
   logging.info('Phase %s: content loss %s%s', config.phase, config.loss.content,
                f' + {config.loss.adversarial_weight:g} x adversarial' if config.phase == 'srgan' else '')
 

@@ -153,3 +153,30 @@ def test_main_reports_user_errors_in_one_line(tmp_path):
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith('error:') and 'Traceback' not in r.stderr, r.stderr[-2000:]
+
+
+@pytest.fixture(scope='module')
+def random_vgg_file(tmp_path_factory):
+  """A converted-format VGG-19 file with random weights (the format convert_vgg writes)."""
+  from srgan_jax import vgg
+  params = vgg.VGG19(taps=('relu5_4',)).init(jax.random.key(3), jnp.zeros((1, 32, 32, 3)))['params']
+  path = tmp_path_factory.mktemp('vgg') / 'vgg19_random.msgpack'
+  path.write_bytes(vgg.encode(jax.device_get(params), 'torchvision', 'torch'))
+  return path
+
+
+def test_training_with_the_vgg_loss_uses_vgg_features_and_leaves_vgg_frozen(tmp_path, random_vgg_file):
+  before = random_vgg_file.read_bytes()
+  runs = {}
+  for content in ('mse', 'vgg22'):
+    config = tiny_config('srresnet', **{'loss.content': content, 'loss.vgg_weights': str(random_vgg_file),
+                                        'num_train_steps': 2, 'sample_every': 0})
+    g_state, _ = train.train_and_evaluate(config, str(tmp_path / content))
+    runs[content] = ([json.loads(l) for l in (tmp_path / content / 'metrics.jsonl').read_text().splitlines()],
+                     g_state)
+  mse_loss = runs['mse'][0][-1]['content_loss']
+  vgg_loss = runs['vgg22'][0][-1]['content_loss']
+  assert np.isfinite(vgg_loss) and vgg_loss > 0 and not np.isclose(vgg_loss, mse_loss)
+  # The VGG parameters live outside every optimizer: not in G's state, file untouched.
+  assert set(runs['vgg22'][1].params) == set(runs['mse'][1].params)
+  assert random_vgg_file.read_bytes() == before
