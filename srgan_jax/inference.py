@@ -1,0 +1,69 @@
+"""A trained generator, ready to run: load, check against its architecture, predict."""
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from srgan_jax import checkpointing
+from srgan_jax import tiling
+from srgan_jax import train
+from srgan_jax.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  variables: dict  # {'params', 'batch_stats'}
+  predict: Callable  # (variables, lr [N, h, w, 3] in [0, 1]) -> sr [N, h*s, w*s, 3] in [-1, 1]
+  scale: int
+  step: int | None
+  phase: str
+  halo: int  # LR receptive radius (tiling.receptive_radius)
+  source: str
+
+
+def make_predict(model_config) -> Callable:
+  """jit of G in inference mode (running BN statistics); compiles once per input shape."""
+  generator = train.make_generator(model_config, dtype=jnp.float32)
+  return jax.jit(lambda variables, lr: generator.apply(variables, lr, train=False))
+
+
+def _check_architecture(variables, model_config, where) -> None:
+  generator = train.make_generator(model_config, dtype=jnp.float32)
+  expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
+  shapes = lambda tree: {jax.tree_util.keystr(k): tuple(np.shape(v))
+                         for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+  want = shapes({'params': expected['params'], 'batch_stats': expected['batch_stats']})
+  have = shapes({'params': variables.get('params', {}), 'batch_stats': variables.get('batch_stats', {})})
+  if want != have:
+    diff = sorted(set(want.items()) ^ set(have.items()))
+    raise UserError(f'{where}: its generator weights do not fit the architecture its meta describes '
+                    f'({dict(model_config)}; first difference {diff[0][0]}); the checkpoint is from '
+                    'another version of the model or damaged.')
+
+
+def load_model(path) -> Model:
+  """The generator saved in a workdir, its checkpoints/ or export/ dir, or one step dir."""
+  variables, meta = checkpointing.load_generator_with_meta(path)
+  model_meta = meta.get('model') if isinstance(meta, dict) else None
+  if not model_meta or 'scale' not in model_meta:
+    raise UserError(f'{path}: checkpoint meta has no model description (scale, num_blocks, ...); '
+                    're-export it with this version of srgan_jax.')
+  model_config = ml_collections.ConfigDict(model_meta)
+  _check_architecture(variables, model_config, path)
+  return Model(variables=jax.device_put(variables), predict=make_predict(model_config),
+               scale=int(model_config.scale), step=meta.get('step'),
+               phase=meta.get('phase', 'generator'), halo=tiling.receptive_radius(model_meta),
+               source=str(path))
+
+
+def upscale_float(model: Model, lr01: np.ndarray, tile: int | None) -> np.ndarray:
+  """SR in [-1, 1] (float32 [H*s, W*s, 3]) of LR [H, W, 3] in [0, 1], tiled if tile is set."""
+  lr01 = np.asarray(lr01, np.float32)
+  predict = lambda x: model.predict(model.variables, x)
+  if tile is None:
+    return np.asarray(predict(lr01[None]))[0]
+  return tiling.upscale_tiled(predict, lr01, model.scale, tile, model.halo)
