@@ -49,6 +49,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.generator_init = ''  # SRGAN phase: SRResNet workdir (or its export dir) to initialise G from.
   c.pretrain_steps = 0  # >0: first run an SRResNet phase of this many steps in WORKDIR/srresnet.
 
+  c.eval = ml_collections.ConfigDict()
+  c.eval.sets = ()  # benchmark folders scored during training, e.g. ('../shared/datasets/Set5',).
+  c.eval.every = 0  # PSNR/SSIM (Y channel, crop = scale) of G on eval.sets every N steps (0: never).
+
   c.log_every = 100  # console, metrics.jsonl and TensorBoard scalars every N steps.
   c.checkpoint_every = 5_000  # Orbax checkpoint every N steps (and at the end).
   c.keep_checkpoints = 3  # keep the last N checkpoints.

@@ -26,6 +26,7 @@ from srgan_jax.imresize import imresize
 from srgan_jax import input_pipeline
 from srgan_jax import losses
 from srgan_jax import models
+from srgan_jax import validation
 from srgan_jax import writers
 from srgan_jax.errors import UserError
 
@@ -69,6 +70,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.phase == 'srgan' and not config.generator_init and not config.pretrain_steps:
     raise ConfigError('the SRGAN phase starts from an SRResNet: set --config.generator_init=DIR '
                       '(a workdir trained with configs/srresnet_x4.py) or --config.pretrain_steps=N.')
+  for spec in config.eval.sets:
+    if not epath.Path(spec).exists():
+      raise ConfigError(f'config.eval.sets names {spec!r}, which does not exist; pass benchmark '
+                        'folders such as ../shared/datasets/Set5, or set config.eval.sets=().')
   if config.generator_init and not checkpointing.has_generator(config.generator_init):
     raise ConfigError(f'config.generator_init={config.generator_init!r} holds no SRResNet checkpoint; '
                       'train one with configs/srresnet_x4.py and pass its workdir.')
@@ -279,6 +284,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   replicated = NamedSharding(mesh, P())
   train_iter = input_pipeline.create_train_iterator(config, jax.process_index(), jax.process_count())
   val_hr = input_pipeline.load_val_crops(config) if config.sample_every else None
+  eval_sets = (validation.load_sets(config.eval.sets, config.model.scale)
+               if config.eval.every and config.eval.sets else None)
 
   # Models, optimizers and states: restore the latest checkpoint, or start fresh.
   rng = jax.random.key(config.seed)
@@ -330,6 +337,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       flush(step)
     if val_hr is not None and (step % config.sample_every == 0 or step == total):
       writers.write_sample_grid(writer, workdir, step, val_hr, config, g_state, predict)
+    if eval_sets and (step % config.eval.every == 0 or step == total):
+      scores = validation.evaluate_sets(
+          functools.partial(predict, g_state.apply_fn),
+          {'params': g_state.params, 'batch_stats': g_state.batch_stats}, eval_sets,
+          config.model.scale)
+      writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
     if step % config.checkpoint_every == 0 or step == total:
       flush(step)  # never checkpoint a state whose losses were not seen finite
       ckpt.save(step, g_state, d_state, rng, train_iter)

@@ -14,6 +14,7 @@ from absl import logging
 from etils import epath
 from PIL import Image
 
+from srgan_jax import metrics
 from srgan_jax.imresize import imresize
 
 
@@ -64,23 +65,27 @@ def to_uint8(x_m11) -> np.ndarray:
   return np.asarray(jnp.clip(jnp.round((x_m11 + 1.0) * 127.5), 0, 255)).astype(np.uint8)
 
 
-def sample_grid(val_hr: np.ndarray, scale: int, quantize: bool, g_state, predict) -> np.ndarray:
-  """Rows of (bicubic | SR | HR) for each fixed validation crop, uint8 HWC."""
+def sample_grid(val_hr: np.ndarray, scale: int, quantize: bool, g_state,
+                predict) -> tuple[np.ndarray, dict]:
+  """Rows of (bicubic | SR | HR) for each fixed validation crop (uint8 HWC), and their PSNR-Y."""
   from srgan_jax import train  # pylint: disable=g-import-not-at-top
   lr, hr = train.degrade(jnp.asarray(val_hr), scale, quantize)
   variables = {'params': g_state.params, 'batch_stats': g_state.batch_stats}
   sr = predict(g_state.apply_fn, variables, lr)
   bicubic = imresize(lr, scale=scale) * 2.0 - 1.0
-  rows = [np.concatenate([to_uint8(b), to_uint8(s), to_uint8(h)], axis=1)
-          for b, s, h in zip(bicubic, sr, hr)]
-  return np.concatenate(rows, axis=0)
+  bicubic, sr, hr = to_uint8(bicubic), to_uint8(sr), to_uint8(hr)
+  rows = [np.concatenate(row, axis=1) for row in zip(bicubic, sr, hr)]
+  psnr = {f'val/psnr_y_{name}': float(np.mean(metrics.psnr_y(x, hr, crop_border=scale)))
+          for name, x in (('sr', sr), ('bicubic', bicubic))}
+  return np.concatenate(rows, axis=0), psnr
 
 
 def write_sample_grid(writer: MetricWriter, workdir, step: int, val_hr, config, g_state,
                       predict) -> None:
-  grid = sample_grid(val_hr, config.model.scale, config.data.quantize_lr, g_state, predict)
+  grid, psnr = sample_grid(val_hr, config.model.scale, config.data.quantize_lr, g_state, predict)
   if not writer.enabled:
     return
+  writer.write_scalars(step, psnr)
   path = epath.Path(workdir) / 'samples' / f'step_{step:07d}.png'
   path.parent.mkdir(parents=True, exist_ok=True)
   buf = io.BytesIO()

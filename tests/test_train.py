@@ -131,8 +131,11 @@ def test_main_runs_both_phases_writes_outputs_and_resumes(tmp_path):
   assert (wd / 'srresnet' / 'checkpoints' / '2' / 'generator').is_dir()
   assert (wd / 'export' / '4' / 'generator').is_dir()
   lines = [json.loads(l) for l in (wd / 'metrics.jsonl').read_text().splitlines()]
-  assert [l['step'] for l in lines] == [2, 4]
+  train_lines = [l for l in lines if 'g_loss' in l]
+  assert [l['step'] for l in train_lines] == [2, 4]
   assert {'g_loss', 'd_loss', 'd_real', 'd_fake', 'learning_rate', 'steps_per_sec'} <= set(lines[0])
+  val = [l for l in lines if 'val/psnr_y_sr' in l]
+  assert [l['step'] for l in val] == [2, 4] and all(5 < l['val/psnr_y_bicubic'] < 60 for l in val)
   assert list((wd / 'tensorboard').glob('events.out.tfevents.*'))
   from PIL import Image
   grid = Image.open(wd / 'samples' / 'step_0000004.png')
@@ -144,7 +147,7 @@ def test_main_runs_both_phases_writes_outputs_and_resumes(tmp_path):
   assert 'Resumed from' in r.stderr and 'at step 4' in r.stderr
   assert 'Phase 1/2' not in r.stderr
   lines = [json.loads(l) for l in (wd / 'metrics.jsonl').read_text().splitlines()]
-  assert [l['step'] for l in lines] == [2, 4, 6]
+  assert [l['step'] for l in lines if 'g_loss' in l] == [2, 4, 6]
 
 
 def test_main_reports_user_errors_in_one_line(tmp_path):
@@ -180,3 +183,19 @@ def test_training_with_the_vgg_loss_uses_vgg_features_and_leaves_vgg_frozen(tmp_
   # The VGG parameters live outside every optimizer: not in G's state, file untouched.
   assert set(runs['vgg22'][1].params) == set(runs['mse'][1].params)
   assert random_vgg_file.read_bytes() == before
+
+
+def test_training_scores_the_configured_benchmark_sets(tmp_path, shared_datasets):
+  config = tiny_config('srresnet', **{'num_train_steps': 2, 'sample_every': 0, 'eval.every': 2,
+                                      'eval.sets': (str(shared_datasets / 'Set5'),)})
+  train.train_and_evaluate(config, str(tmp_path))
+  lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  evals = [l for l in lines if 'eval/Set5/psnr_y' in l]
+  assert [l['step'] for l in evals] == [2]
+  assert 0 < evals[0]['eval/Set5/psnr_y'] < 40 and 0 < evals[0]['eval/Set5/ssim_y'] <= 1
+
+
+def test_missing_benchmark_set_is_a_config_error(tmp_path):
+  config = tiny_config('srresnet', **{'eval.every': 2, 'eval.sets': (str(tmp_path / 'nope'),)})
+  with pytest.raises(train.ConfigError, match='eval.sets'):
+    train.train_and_evaluate(config, str(tmp_path))
