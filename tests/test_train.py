@@ -162,9 +162,12 @@ def test_main_reports_user_errors_in_one_line(tmp_path):
 def random_vgg_file(tmp_path_factory):
   """A converted-format VGG-19 file with random weights (the format convert_vgg writes)."""
   from srgan_jax import vgg
-  params = vgg.VGG19(taps=('relu5_4',)).init(jax.random.key(3), jnp.zeros((1, 32, 32, 3)))['params']
+  rng = np.random.default_rng(3)
+  params = {name: {'kernel': rng.normal(0, np.sqrt(2 / (9 * k[2])), k).astype(np.float32),
+                   'bias': np.zeros(b, np.float32)}
+            for name, (k, b) in vgg.expected_shapes().items()}  # He-initialised VGG-19
   path = tmp_path_factory.mktemp('vgg') / 'vgg19_random.msgpack'
-  path.write_bytes(vgg.encode(jax.device_get(params), 'torchvision', 'torch'))
+  path.write_bytes(vgg.encode(params, 'torchvision', 'torch'))
   return path
 
 
