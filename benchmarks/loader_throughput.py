@@ -7,6 +7,7 @@ compress like real photos), then measures, with the default config (batch 16,
 
   - decoding one 2K PNG (what a decode-per-crop loader would pay per crop);
   - the folder source: start-up (parallel decode into RAM) and crops/s;
+  - the folder source with data.stream (decoding on every visit, all cores);
   - the TFDS source, on the same images packed into a local ArrayRecord dataset;
   - the SRResNet train step (B = 16, x4, MSE) on this machine: crops/s = 16 / step time.
 
@@ -90,6 +91,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--images', type=int, default=16)
   parser.add_argument('--batches', type=int, default=200, help='batches timed per source')
+  parser.add_argument('--stream_batches', type=int, default=4, help='batches timed streaming')
   parser.add_argument('--steps', type=int, default=3, help='train steps timed')
   parser.add_argument('--no_step', action='store_true', help='skip timing the train step')
   args = parser.parse_args()
@@ -104,15 +106,22 @@ def main():
     for k, data in enumerate(pngs):
       with open(os.path.join(folder, f'{k:04d}.png'), 'wb') as f:
         f.write(data)
-    t0 = time.perf_counter()
-    for k in range(4):
+    for k in range(2):  # warm the page cache and Pillow
       image_io.load_rgb(os.path.join(folder, f'{k:04d}.png'))
-    decode = (time.perf_counter() - t0) / 4
-    rows.append(('decode one 2K PNG per crop (1 thread)', '', 1 / decode))
+    t0 = time.perf_counter()
+    for k in range(8):
+      image_io.load_rgb(os.path.join(folder, f'{k % args.images:04d}.png'))
+    decode = (time.perf_counter() - t0) / 8
+    rows.append(('decode one 2K PNG per crop (per core)', '', 1 / decode))
 
     config.data.source = f'folder:{folder}'
     startup, rate = loader_rate(config, args.batches)
     rows.append((f'folder source, {args.images} images cached', f'{startup:.2f}', rate))
+
+    config.data.stream = True
+    startup, rate = loader_rate(config, args.stream_batches)
+    rows.append(('folder source, stream (decode on every visit)', f'{startup:.2f}', rate))
+    config.data.stream = False
 
     data_sources.write_tfds_dataset(os.path.join(tmp, 'tfds'), 'bench_hr', {'train': pngs})
     config.data.source, config.data.tfds_data_dir = 'tfds:bench_hr', os.path.join(tmp, 'tfds')

@@ -12,10 +12,12 @@ A data-source spec names one of three sources (`config.data.source`):
 arrays; the input pipeline cuts every training crop from them. Why decode once
 and cache rather than decode per crop: one 2040x1356 PNG takes ~0.1 s to decode
 on one core (benchmarks/loader_throughput.py), i.e. ~10 crops/s per core, while
-an accelerator consumes hundreds of 96x96 crops/s; cropping a cached array costs
-microseconds. The price is RAM: DIV2K's 800 training images are ~6.9 GB decoded,
-held once per host and divided by the number of processes. `config.data.cache_gb`
-bounds it; a shard that would exceed it is a one-line UserError at start.
+an accelerator consumes hundreds of 96x96 crops/s; cutting crops from cached
+arrays runs at ~7,000 crops/s on one thread. The price is RAM and start-up time:
+DIV2K's 800 training images are ~6.9 GB decoded (divided among the processes)
+and take ~0.1 s each to decode, threads scaling with cores (~40 s on 2 cores).
+`config.data.cache_gb` bounds the RAM; a shard that would exceed it is a
+one-line UserError at start.
 
 Bad input never stops a run mid-way: every file is decoded up front. A file that
 cannot be decoded, or is smaller than the crop, is skipped with a warning and a
@@ -27,6 +29,7 @@ unprepared TFDS dataset, is a one-line UserError before training starts.
 import concurrent.futures
 import os
 import re
+import threading
 from typing import Callable
 
 import numpy as np
@@ -149,6 +152,48 @@ def open_source(spec: str, data_config, *, val: bool = False) -> Source:
                        tfds_data_dir=data_config.tfds_data_dir)
 
 
+def _shard(spec: str, names: list[str], process_index: int, process_count: int) -> list[int]:
+  """Record indices of this process: every process_count-th, disjoint across processes."""
+  if len(names) < process_count:  # checked on every process, so all of them stop
+    raise UserError(f'{spec!r} has {len(names)} images, fewer than the {process_count} processes; '
+                    'every process needs its own images.')
+  return list(range(len(names)))[process_index::process_count]
+
+
+def stream_shard(spec: str, data_config, min_size: int, *, process_index: int = 0,
+                 process_count: int = 1) -> tuple[int, Callable[[int], np.ndarray | None]]:
+  """(n, load) for decoding this process's n images on every visit, without a RAM cache.
+
+  load(j) decodes the shard's j-th image, or returns None (with a warning and a
+  running count) for a bad or too-small one. For sets too large for RAM whose
+  images decode fast (e.g. ImageNet JPEGs). Raises UserError at start if no image
+  of the shard is usable (it decodes until it finds one).
+  """
+  names, load = open_source(spec, data_config)
+  indices = _shard(spec, names, process_index, process_count)
+  lock, skipped = threading.Lock(), set()
+
+  def load_or_none(j):
+    try:
+      im = load(indices[j])
+      if min(im.shape[:2]) >= min_size:
+        return im
+      reason = (f'{names[indices[j]]}: {im.shape[1]}x{im.shape[0]} is smaller than the '
+                f'{min_size}-pixel crop')
+    except image_io.ImageReadError as e:
+      reason = str(e)
+    with lock:  # warn once per image, not on every visit
+      if j not in skipped:
+        skipped.add(j)
+        logging.warning('skipping %s (%d skipped so far)', reason, len(skipped))
+    return None
+
+  if all(load_or_none(j) is None for j in range(len(indices))):  # stops at the first good one
+    raise UserError(f'none of the {len(indices)} images of {spec!r} could be used (unreadable or '
+                    f'smaller than {min_size} px; see the warnings above).')
+  return len(indices), load_or_none
+
+
 def load_shard(spec: str, data_config, min_size: int, *, process_index: int = 0,
                process_count: int = 1, limit: int | None = None, val: bool = False) -> list[np.ndarray]:
   """Decodes records process_index::process_count of a source, skipping bad ones with a warning.
@@ -157,10 +202,7 @@ def load_shard(spec: str, data_config, min_size: int, *, process_index: int = 0,
   usable or the decoded shard would exceed data_config.cache_gb.
   """
   names, load = open_source(spec, data_config, val=val)
-  indices = list(range(len(names)))[process_index::process_count]
-  if len(names) < process_count:  # checked on every process, so all of them stop
-    raise UserError(f'{spec!r} has {len(names)} images, fewer than the {process_count} processes; '
-                    'every process needs its own images.')
+  indices = _shard(spec, names, process_index, process_count)
   budget = data_config.cache_gb * 2**30
   images, skipped, used_bytes = [], 0, 0
 
@@ -188,7 +230,8 @@ def load_shard(spec: str, data_config, min_size: int, *, process_index: int = 0,
         if used_bytes > budget:
           raise UserError(f'the decoded images of {spec!r} (this process\'s shard) exceed '
                           f'config.data.cache_gb={data_config.cache_gb:g} after {len(images)} of '
-                          f'{len(indices)}; raise it if the host has the RAM, or use more processes.')
+                          f'{len(indices)}; raise it if the host has the RAM, use more processes, '
+                          'or set config.data.stream=True.')
         images.append(im)
         if limit is not None and len(images) >= limit:
           break

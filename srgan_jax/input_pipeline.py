@@ -18,11 +18,16 @@ of its index and the seed, and the iterator state is just the next index):
   -> one random P x P crop per image visit, random flip and 90-degree rotation
   -> batch -> background threads prefetch whole batches.
 
+With config.data.stream (data sets too large for RAM), each visit decodes its
+image instead, in `decode_threads` Grain threads; a bad image met mid-run is
+dropped with a warning, and batches are assembled after the drop.
+
 The paper crops each mini-batch's 16 random 96x96 HR sub-images from distinct
 training images; one crop per image visit gives exactly that within an epoch.
 """
 
 import functools
+import os
 
 import grain
 import numpy as np
@@ -53,34 +58,49 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def crop_dataset(images: list[np.ndarray], config, seed: int, local_batch: int) -> grain.MapDataset:
-  """The endless MapDataset of batches {'hr': uint8 [local_batch, P, P, 3]} over cached images.
+def visit_order(n: int, seed: int) -> grain.MapDataset:
+  """Endless MapDataset of image positions: a new seeded permutation of range(n) every epoch.
 
-  Element i visits image epoch_permutation(seed, i // n)[i % n]: a new order every
-  epoch, and a pure function of i, so the iterator state is just the next index.
-  (Not Grain's MapDataset.shuffle: its index_shuffle costs ~2 ms per element on
-  16 images and ~0.1 ms on 800, which alone would cap a small set at ~500 crops/s.)
+  Element i is epoch_permutation(seed, i // n)[i % n], a pure function of i, so
+  the iterator state is just the next index. (Not Grain's MapDataset.shuffle: its
+  index_shuffle costs ~2 ms per element on 16 images and ~0.1 ms on 800, which
+  alone would cap a small set at ~500 crops/s.)
   """
-  n, size, augment = len(images), config.data.hr_crop, config.data.augment
   permutation = functools.lru_cache(maxsize=2)(lambda epoch: epoch_permutation(seed, epoch, n))
-  return (grain.MapDataset.range(n)
-          .repeat()
-          .map_with_index(lambda i, _: images[permutation(i // n)[i % n]])
-          .random_map(lambda im, rng: {'hr': random_crop(im, size, rng, augment)}, seed=seed)
+  return grain.MapDataset.range(n).repeat().map_with_index(lambda i, _: permutation(i // n)[i % n])
+
+
+def crop_dataset(images: list[np.ndarray], config, seed: int, local_batch: int) -> grain.MapDataset:
+  """The endless MapDataset of batches {'hr': uint8 [local_batch, P, P, 3]} over cached images."""
+  size, augment = config.data.hr_crop, config.data.augment
+  return (visit_order(len(images), seed)
+          .random_map(lambda j, rng: {'hr': random_crop(images[j], size, rng, augment)}, seed=seed)
           .batch(local_batch, drop_remainder=True))
 
 
 def create_train_iterator(config, process_index: int = 0, process_count: int = 1):
   """An endless, seeded, resumable iterator of this process's share of the global batch."""
-  if config.data.batch_size % process_count:
-    raise UserError(f'data.batch_size={config.data.batch_size} must be divisible by the {process_count} processes.')
-  local_batch = config.data.batch_size // process_count
-  images = data_sources.load_shard(config.data.source, config.data, config.data.hr_crop,
-                                   process_index=process_index, process_count=process_count)
-  ds = crop_dataset(images, config, process_seed(config.seed, process_index), local_batch)
-  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data.prefetch_threads,
-                                            prefetch_buffer_size=config.data.prefetch_batches))
-  return iter(ds)
+  data = config.data
+  if data.batch_size % process_count:
+    raise UserError(f'data.batch_size={data.batch_size} must be divisible by the {process_count} processes.')
+  local_batch = data.batch_size // process_count
+  seed = process_seed(config.seed, process_index)
+  shard = dict(process_index=process_index, process_count=process_count)
+  if not data.stream:  # decode once, crop from RAM; threads prefetch whole batches
+    images = data_sources.load_shard(data.source, data, data.hr_crop, **shard)
+    ds = crop_dataset(images, config, seed, local_batch)
+    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=data.prefetch_threads,
+                                                     prefetch_buffer_size=data.prefetch_batches)))
+  # Stream: decode on every visit in decode threads; Grain drops the None of a bad image.
+  n, load = data_sources.stream_shard(data.source, data, data.hr_crop, **shard)
+
+  def crop(j, rng):
+    image = load(j)
+    return None if image is None else {'hr': random_crop(image, data.hr_crop, rng, data.augment)}
+  ds = visit_order(n, seed).random_map(crop, seed=seed).to_iter_dataset(grain.ReadOptions(
+      num_threads=data.decode_threads or os.cpu_count() or 1,
+      prefetch_buffer_size=data.prefetch_batches * local_batch))
+  return iter(ds.batch(local_batch, drop_remainder=True))
 
 
 def load_val_crops(config) -> np.ndarray:

@@ -229,3 +229,31 @@ def test_the_demo_source_and_validation_crops():
   config = tiny_config()
   assert next(input_pipeline.create_train_iterator(config))['hr'].shape == (4, 24, 24, 3)
   assert input_pipeline.load_val_crops(config).shape == (2, 32, 32, 3)
+
+
+def test_streaming_gives_the_same_batches_as_the_ram_cache(noise_folder):
+  cached = _take(input_pipeline.create_train_iterator(_config(noise_folder)), 4)
+  streamed = _take(input_pipeline.create_train_iterator(_config(noise_folder, **{'data.stream': True})), 4)
+  np.testing.assert_array_equal(np.stack(streamed), np.stack(cached))
+
+
+def test_streaming_drops_bad_files_mid_run_with_one_warning_each_and_resumes_exactly(tmp_path, caplog):
+  _, bad = _bad_and_odd_files(tmp_path)
+  config = _config(tmp_path, **{'data.stream': True, 'data.decode_threads': 2})
+  with caplog.at_level(logging.WARNING):
+    it = input_pipeline.create_train_iterator(config)
+    _take(it, 3)
+    state = it.get_state()
+    expected = _take(it, 6)  # 9 batches x 4 crops > 3 epochs of the 7 usable images
+  skips = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
+  assert len(skips) == bad and f'({bad} skipped so far)' in skips[-1]
+  resumed = input_pipeline.create_train_iterator(config)
+  resumed.set_state(state)
+  np.testing.assert_array_equal(np.stack(_take(resumed, 6)), np.stack(expected))
+
+
+def test_streaming_an_all_bad_folder_is_a_user_error_at_start(tmp_path):
+  for name in ('a.png', 'b.jpg'):
+    (tmp_path / name).write_bytes(b'garbage')
+  with pytest.raises(UserError, match='none of the 2 images'):
+    input_pipeline.create_train_iterator(_config(tmp_path, **{'data.stream': True}))
