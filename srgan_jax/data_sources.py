@@ -160,6 +160,17 @@ def _shard(spec: str, names: list[str], process_index: int, process_count: int) 
   return list(range(len(names)))[process_index::process_count]
 
 
+def _decode_usable(load, names: list[str], i: int, min_size: int):
+  """(image, None) for a usable record i, else (None, why it is skipped)."""
+  try:
+    im = load(i)
+  except image_io.ImageReadError as e:
+    return None, str(e)
+  if min(im.shape[:2]) < min_size:
+    return None, f'{names[i]}: {im.shape[1]}x{im.shape[0]} is smaller than the {min_size}-pixel crop'
+  return im, None
+
+
 def stream_shard(spec: str, data_config, min_size: int, *, process_index: int = 0,
                  process_count: int = 1) -> tuple[int, Callable[[int], np.ndarray | None]]:
   """(n, load) for decoding this process's n images on every visit, without a RAM cache.
@@ -174,14 +185,9 @@ def stream_shard(spec: str, data_config, min_size: int, *, process_index: int = 
   lock, skipped = threading.Lock(), set()
 
   def load_or_none(j):
-    try:
-      im = load(indices[j])
-      if min(im.shape[:2]) >= min_size:
-        return im
-      reason = (f'{names[indices[j]]}: {im.shape[1]}x{im.shape[0]} is smaller than the '
-                f'{min_size}-pixel crop')
-    except image_io.ImageReadError as e:
-      reason = str(e)
+    im, reason = _decode_usable(load, names, indices[j], min_size)
+    if im is not None:
+      return im
     with lock:  # warn once per image, not on every visit
       if j not in skipped:
         skipped.add(j)
@@ -206,22 +212,13 @@ def load_shard(spec: str, data_config, min_size: int, *, process_index: int = 0,
   budget = data_config.cache_gb * 2**30
   images, skipped, used_bytes = [], 0, 0
 
-  def try_load(i):
-    try:
-      return load(i), None
-    except image_io.ImageReadError as e:
-      return None, str(e)
-
   # PIL decodes with the GIL released, so threads decode in parallel. Submitted in
   # bounded windows so a shard larger than the budget stops early, not after decoding.
   workers = data_config.decode_threads or os.cpu_count() or 1
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     for start in range(0, len(indices), 4 * workers):
       window = indices[start:start + 4 * workers]
-      for i, (im, error) in zip(window, pool.map(try_load, window)):
-        if im is not None and min(im.shape[:2]) < min_size:
-          im, error = None, (f'{names[i]}: {im.shape[1]}x{im.shape[0]} is smaller than the '
-                             f'{min_size}-pixel crop')
+      for im, error in pool.map(lambda i: _decode_usable(load, names, i, min_size), window):
         if im is None:
           skipped += 1
           logging.warning('skipping %s (%d skipped so far)', error, skipped)
