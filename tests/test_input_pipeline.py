@@ -1,0 +1,259 @@
+"""The input pipeline: seeded, resumable, sharded HR crops from demo, folder and TFDS sources."""
+
+import io
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srgan_jax import data_sources, input_pipeline
+from srgan_jax.errors import UserError
+from tests.helpers import tiny_config
+
+CROP = 16
+
+
+def _png_bytes(array) -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(array).save(buf, format='PNG')
+  return buf.getvalue()
+
+
+def _id_image(k: int, h: int = 20, w: int = 24) -> np.ndarray:
+  """An image whose every pixel is 10 * k: any crop of it says which image it came from."""
+  return np.full((h, w, 3), 10 * k, np.uint8)
+
+
+def _ids(batch) -> list[int]:
+  hr = batch['hr']
+  assert all((crop == crop.flat[0]).all() for crop in hr)
+  return [int(crop.flat[0]) // 10 for crop in hr]
+
+
+@pytest.fixture(scope='module')
+def id_folder(tmp_path_factory):
+  """8 identifiable images in a nested folder."""
+  root = tmp_path_factory.mktemp('ids')
+  (root / 'sub').mkdir()
+  for k in range(8):
+    Image.fromarray(_id_image(k)).save(root / ('sub' if k % 2 else '.') / f'{k}.png')
+  return root
+
+
+@pytest.fixture(scope='module')
+def noise_folder(tmp_path_factory):
+  """6 textured images, so that crops at different offsets differ."""
+  root = tmp_path_factory.mktemp('noise')
+  rng = np.random.default_rng(0)
+  for k in range(6):
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / f'{k}.png')
+  return root
+
+
+def _config(folder, **overrides):
+  return tiny_config(**{'data.source': f'folder:{folder}', 'data.hr_crop': CROP,
+                        'data.batch_size': 4, **overrides})
+
+
+def _take(it, n):
+  return [next(it)['hr'].copy() for _ in range(n)]
+
+
+def test_batches_are_uint8_crops_of_the_configured_shape(noise_folder):
+  batch = next(input_pipeline.create_train_iterator(_config(noise_folder)))
+  assert set(batch) == {'hr'}
+  assert batch['hr'].shape == (4, CROP, CROP, 3) and batch['hr'].dtype == np.uint8
+
+
+def test_the_same_seed_gives_the_same_batches_and_another_seed_differs(noise_folder):
+  a = _take(input_pipeline.create_train_iterator(_config(noise_folder, seed=1)), 4)
+  b = _take(input_pipeline.create_train_iterator(_config(noise_folder, seed=1)), 4)
+  c = _take(input_pipeline.create_train_iterator(_config(noise_folder, seed=2)), 4)
+  np.testing.assert_array_equal(np.stack(a), np.stack(b))
+  assert not np.array_equal(np.stack(a), np.stack(c))
+
+
+def test_a_restored_iterator_continues_the_uninterrupted_sequence(noise_folder):
+  config = _config(noise_folder)
+  uninterrupted = input_pipeline.create_train_iterator(config)
+  _take(uninterrupted, 3)
+  state = uninterrupted.get_state()
+  expected = _take(uninterrupted, 5)  # crosses epoch boundaries (6 images, batch 4)
+  resumed = input_pipeline.create_train_iterator(config)
+  resumed.set_state(state)
+  np.testing.assert_array_equal(np.stack(_take(resumed, 5)), np.stack(expected))
+
+
+def test_every_epoch_visits_every_image_once_in_a_new_order(id_folder):
+  it = input_pipeline.create_train_iterator(_config(id_folder))  # 8 images, batch 4
+  epochs = [sum((_ids(next(it)) for _ in range(2)), []) for _ in range(4)]
+  for epoch in epochs:
+    assert sorted(epoch) == list(range(8))
+  assert len({tuple(e) for e in epochs}) == 4, epochs
+
+
+def test_process_shards_are_disjoint_and_together_cover_the_data(id_folder):
+  config = _config(id_folder)  # global batch 4: 2 per process
+  seen = []
+  for p in range(2):
+    it = input_pipeline.create_train_iterator(config, process_index=p, process_count=2)
+    first_epoch = sum((_ids(next(it)) for _ in range(2)), [])  # 4 images per shard
+    assert len(set(first_epoch)) == 4
+    more = sum((_ids(next(it)) for _ in range(6)), [])
+    assert set(more) == set(first_epoch)  # a process never strays outside its shard
+    seen.append(set(first_epoch))
+  assert not seen[0] & seen[1]
+  assert seen[0] | seen[1] == set(range(8))
+
+
+def _symmetry(crop, original):
+  """Which of the 8 flips/rotations maps original to crop (None if none does)."""
+  for flip in (0, 1):
+    for k in range(4):
+      if np.array_equal(np.rot90(original[:, ::-1] if flip else original, k), crop):
+        return flip, k
+  return None
+
+
+@pytest.mark.parametrize('augment', [True, False])
+def test_augmentation_covers_all_flips_and_rotations_only_when_enabled(tmp_path, augment):
+  original = np.arange(CROP * CROP * 3, dtype=np.uint16).reshape(CROP, CROP, 3).astype(np.uint8)
+  original[..., 0] = np.arange(CROP)[:, None] * 7 + np.arange(CROP)[None, :]  # no symmetry of its own
+  Image.fromarray(original).save(tmp_path / 'one.png')
+  it = input_pipeline.create_train_iterator(_config(tmp_path, **{'data.batch_size': 16,
+                                                                 'data.augment': augment}))
+  found = {_symmetry(crop, original) for batch in _take(it, 6) for crop in batch}
+  assert None not in found
+  assert found == ({(f, k) for f in (0, 1) for k in range(4)} if augment else {(0, 0)})
+
+
+def _bad_and_odd_files(root):
+  """Files a real photo folder may hold; returns how many are usable after conversion."""
+  rgb = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+  Image.fromarray(rgb).save(root / 'rgb.png')
+  Image.fromarray(rgb).convert('L').save(root / 'gray.png')
+  Image.fromarray(rgb).convert('RGBA').save(root / 'rgba.png')
+  Image.fromarray(rgb).convert('P').save(root / 'palette.png')
+  Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(root / 'gray16.png')
+  Image.fromarray(rgb).convert('CMYK').save(root / 'cmyk.jpg')
+  exif = Image.Exif()
+  exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+  Image.fromarray(rgb).save(root / 'rotated.jpg', exif=exif)
+  Image.fromarray(rgb[:8, :8]).save(root / 'smaller_than_crop.png')
+  good = _png_bytes(rgb)
+  (root / 'truncated.png').write_bytes(good[:len(good) // 2])
+  (root / 'corrupt.jpg').write_bytes(b'\xff\xd8\xff' + bytes(range(256)) * 4)
+  (root / 'notes.webp').write_text('not an image at all')
+  (root / 'README.txt').write_text('ignored: no image extension')
+  return 7, 4  # usable, skipped
+
+
+def test_bad_or_odd_files_are_converted_or_skipped_with_a_warning_and_training_continues(tmp_path,
+                                                                                      caplog):
+  usable, bad = _bad_and_odd_files(tmp_path)
+  config = _config(tmp_path)
+  with caplog.at_level(logging.WARNING):
+    images = data_sources.load_shard(config.data.source, config.data, CROP)
+  assert len(images) == usable
+  assert all(im.dtype == np.uint8 and im.ndim == 3 and im.shape[-1] == 3 for im in images)
+  assert sorted(im.shape[:2] for im in images).count((40, 32)) == 1  # the EXIF-rotated photo
+  skips = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
+  assert len(skips) == bad and f'({bad} skipped so far)' in skips[-1]
+  assert any('without an image extension' in r.getMessage() for r in caplog.records)
+  it = input_pipeline.create_train_iterator(config)
+  assert all(b.shape == (4, CROP, CROP, 3) for b in _take(it, 4))
+
+
+def test_an_empty_or_all_bad_folder_is_a_one_line_user_error(tmp_path):
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(UserError, match='no images'):
+    input_pipeline.create_train_iterator(_config(tmp_path / 'empty'))
+  (tmp_path / 'bad').mkdir()
+  (tmp_path / 'bad' / 'a.png').write_bytes(b'garbage')
+  Image.fromarray(_id_image(1, 8, 8)).save(tmp_path / 'bad' / 'small.png')
+  with pytest.raises(UserError, match='none of the 2 images') as e:
+    input_pipeline.create_train_iterator(_config(tmp_path / 'bad'))
+  assert '\n' not in str(e.value)
+  with pytest.raises(UserError, match='does not exist'):
+    input_pipeline.create_train_iterator(_config(tmp_path / 'missing'))
+
+
+def test_more_processes_than_images_or_a_shard_over_the_ram_budget_is_a_user_error(id_folder):
+  with pytest.raises(UserError, match='fewer than the 16 processes'):
+    input_pipeline.create_train_iterator(_config(id_folder, **{'data.batch_size': 16}), 0, 16)
+  with pytest.raises(UserError, match='cache_gb'):
+    input_pipeline.create_train_iterator(_config(id_folder, **{'data.cache_gb': 1e-6}))
+
+
+@pytest.fixture(scope='module')
+def tfds_dir(tmp_path_factory):
+  """A prepared ArrayRecord TFDS dataset of 8 identifiable images, built without TensorFlow."""
+  root = tmp_path_factory.mktemp('tfds')
+  data_sources.write_tfds_dataset(str(root), 'tiny_hr', {
+      'train': [_png_bytes(_id_image(k)) for k in range(8)],
+      'validation': [_png_bytes(_id_image(20, 40, 40))]})
+  return root
+
+
+def test_a_tfds_source_is_read_by_random_access_and_sharded_per_process(tfds_dir):
+  config = tiny_config(**{'data.source': 'tfds:tiny_hr', 'data.tfds_data_dir': str(tfds_dir),
+                          'data.hr_crop': CROP, 'data.batch_size': 4})
+  seen = []
+  for p in range(2):
+    it = input_pipeline.create_train_iterator(config, process_index=p, process_count=2)
+    seen.append(set(_ids(next(it)) + _ids(next(it))))
+  assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(8))
+  config.data.val_source = 'tfds:tiny_hr:validation'
+  val = input_pipeline.load_val_crops(config)
+  assert val.shape == (2, 32, 32, 3) and (val == 200).all()
+
+
+def test_tfds_mistakes_are_one_line_user_errors_that_say_what_to_do(tfds_dir, tmp_path):
+  def error(source, data_dir=str(tfds_dir), **overrides):
+    config = tiny_config(**{'data.source': source, 'data.tfds_data_dir': data_dir, **overrides})
+    with pytest.raises(UserError) as e:
+      input_pipeline.create_train_iterator(config)
+    assert '\n' not in str(e.value)
+    return str(e.value)
+
+  assert ('tfds build div2k/bicubic_x4 --file_format=array_record --data_dir='
+          in error('tfds:div2k/bicubic_x4', str(tmp_path)))
+  assert 'no split' in error('tfds:tiny_hr:test')
+  assert "tfds_feature to one of ['hr']" in error('tfds:tiny_hr', **{'data.tfds_feature': 'lr'})
+  assert 'neither a registered dataset' in error('tfds:no_such_dataset_xyz')
+  assert 'unknown data source' in error('imagenet')
+
+
+def test_the_demo_source_and_validation_crops():
+  config = tiny_config()
+  assert next(input_pipeline.create_train_iterator(config))['hr'].shape == (4, 24, 24, 3)
+  assert input_pipeline.load_val_crops(config).shape == (2, 32, 32, 3)
+
+
+def test_streaming_gives_the_same_batches_as_the_ram_cache(noise_folder):
+  cached = _take(input_pipeline.create_train_iterator(_config(noise_folder)), 4)
+  streamed = _take(input_pipeline.create_train_iterator(_config(noise_folder, **{'data.stream': True})), 4)
+  np.testing.assert_array_equal(np.stack(streamed), np.stack(cached))
+
+
+def test_streaming_drops_bad_files_mid_run_with_one_warning_each_and_resumes_exactly(tmp_path, caplog):
+  _, bad = _bad_and_odd_files(tmp_path)
+  config = _config(tmp_path, **{'data.stream': True, 'data.decode_threads': 2})
+  with caplog.at_level(logging.WARNING):
+    it = input_pipeline.create_train_iterator(config)
+    _take(it, 3)
+    state = it.get_state()
+    expected = _take(it, 6)  # 9 batches x 4 crops > 3 epochs of the 7 usable images
+  skips = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
+  assert len(skips) == bad and f'({bad} skipped so far)' in skips[-1]
+  resumed = input_pipeline.create_train_iterator(config)
+  resumed.set_state(state)
+  np.testing.assert_array_equal(np.stack(_take(resumed, 6)), np.stack(expected))
+
+
+def test_streaming_an_all_bad_folder_is_a_user_error_at_start(tmp_path):
+  for name in ('a.png', 'b.jpg'):
+    (tmp_path / name).write_bytes(b'garbage')
+  with pytest.raises(UserError, match='none of the 2 images'):
+    input_pipeline.create_train_iterator(_config(tmp_path, **{'data.stream': True}))
