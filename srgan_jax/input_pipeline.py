@@ -89,9 +89,11 @@ def create_train_iterator(config, process_index: int = 0, process_count: int = 1
   ds = (grain.MapDataset.source(images)
         .shuffle(seed=config.seed)
         .repeat()  # endless; reshuffled each epoch
-        [process_index::process_count]  # this process's disjoint shard
+        # Crops are drawn before sharding, so element k is the same crop whatever the number
+        # of processes: N processes then see the same global batches as one process.
         .random_map(lambda im, rng: random_crop(im, config.data.hr_crop, rng, config.data.augment),
                     seed=config.seed)
+        [process_index::process_count]  # this process's disjoint shard: elements p, p + n, ...
         .map(lambda crop: {'hr': crop})
         .batch(local_batch, drop_remainder=True))
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
