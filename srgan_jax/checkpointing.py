@@ -240,7 +240,19 @@ def load_generator_with_meta(path) -> tuple[dict, dict]:
   if step_dir is None:
     raise UserError(f'no generator checkpoint under {path!s}; pass a training workdir, '
                      'its checkpoints/ or export/ directory, or one step directory.')
+  variables = restore_as_numpy(step_dir / 'generator')
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    r = ckptr.restore(step_dir, args=ocp.args.Composite(generator=ocp.args.StandardRestore(),
-                                                        meta=ocp.args.JsonRestore()))
-  return jax.device_get(r['generator']), r['meta']
+    meta = ckptr.restore(step_dir, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+  return variables, meta
+
+
+def restore_as_numpy(item_dir) -> dict:
+  """One saved pytree item (e.g. STEP/generator) as host numpy arrays.
+
+  Independent of the devices and processes that wrote it: a checkpoint of a
+  4-device or 2-process run loads on one CPU.
+  """
+  with ocp.PyTreeCheckpointer() as ckptr:
+    tree = ckptr.metadata(epath.Path(item_dir)).item_metadata.tree
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return ckptr.restore(epath.Path(item_dir), args=ocp.args.PyTreeRestore(restore_args=as_numpy))

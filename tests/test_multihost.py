@@ -1,0 +1,94 @@
+"""Multi-host: 2 processes x 2 CPU devices train exactly like 1 process x 4, and hand over.
+
+The processes are real (launch/local.sh: jax.distributed on localhost, gloo
+collectives); only the devices are CPUs.
+"""
+
+import shutil
+import socket
+
+import numpy as np
+import pytest
+
+from srgan_jax import distributed
+from srgan_jax.errors import UserError
+from tests import main_runs
+
+
+def _assert_same_state(a: dict, b: dict, **tol):
+  assert a.keys() == b.keys() and len(a) > 10
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], err_msg=k, **tol)
+
+
+def test_two_processes_match_one_process_and_their_checkpoint_resumes_in_one(tmp_path):
+  two, one, handover = tmp_path / 'two', tmp_path / 'one', tmp_path / 'handover'
+  r = main_runs.run(two, '--config.num_train_steps=4', processes=2, devices=2)
+  assert r.returncode == 0, r.stderr[-3000:]
+  r = main_runs.run(one, '--config.num_train_steps=4', processes=1, devices=4)
+  assert r.returncode == 0, r.stderr[-3000:]
+
+  # Same global batches, same seed: the same parameters, BN statistics and Adam state.
+  assert main_runs.complete_steps(two) == [2, 4]
+  _assert_same_state(main_runs.read_state(two, 4), main_runs.read_state(one, 4), rtol=1e-5,
+                     atol=1e-6)
+  # Each process checkpoints its own data-iterator state; only process 0 writes reports.
+  assert sorted(p.name for p in (two / 'checkpoints' / '4' / 'data').glob('process_*')) == [
+      'process_0-of-2.json', 'process_1-of-2.json']
+  steps = [l for l in (two / 'metrics.jsonl').read_text().splitlines()]
+  assert len(steps) == 4
+  assert (two / 'DONE').read_text().strip() == '4'
+
+  # The 2-process checkpoint of step 2 resumes in 1 process: states restored, data
+  # continued from the step count (with a warning), ending where the others ended.
+  shutil.copytree(two / 'checkpoints', handover / 'checkpoints')
+  shutil.rmtree(handover / 'checkpoints' / '4')
+  r = main_runs.run(handover, '--config.num_train_steps=4', processes=1, devices=4)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'Resumed from' in r.stderr and 'at step 2' in r.stderr
+  assert 'written by 2 processes and this run has 1' in r.stderr
+  _assert_same_state(main_runs.read_state(handover, 4), main_runs.read_state(one, 4), rtol=1e-5,
+                     atol=1e-6)
+
+
+def test_unreachable_coordinator_is_a_one_line_error_not_a_hang(tmp_path):
+  with socket.socket() as s:  # a port nobody listens on
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  import subprocess
+  import sys
+  r = subprocess.run([sys.executable, '-m', 'srgan_jax.main', f'--workdir={tmp_path}',
+                      *main_runs.TINY, f'--coordinator_address=127.0.0.1:{port}',
+                      '--num_processes=2', '--process_id=1', '--initialization_timeout=3'],
+                     cwd=main_runs.REPO, env=main_runs.env(), capture_output=True, text=True,
+                     timeout=60)
+  assert r.returncode == 2
+  last = r.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: the multi-process job did not come together within 3s'), last
+  assert 'Traceback' not in r.stderr and 'Check failure' not in r.stderr
+
+
+@pytest.mark.parametrize('env,kind', [
+    ({'SLURM_JOB_ID': '7', 'SLURM_NTASKS': '8', 'SLURM_PROCID': '3'}, 'slurm'),
+    ({'SLURM_JOB_ID': '7', 'SLURM_NTASKS': '1', 'SLURM_PROCID': '0'}, None),  # one task: no job
+    ({'OMPI_COMM_WORLD_SIZE': '4'}, 'ompi'),
+    ({'TPU_WORKER_HOSTNAMES': 'w-0,w-1,w-2,w-3'}, 'tpu'),
+    ({'TPU_WORKER_HOSTNAMES': 'localhost'}, None),  # a single-host TPU VM
+    ({}, None),
+])
+def test_cluster_detection_from_the_environment(env, kind):
+  assert distributed.detect_cluster(env) == kind
+
+
+@pytest.mark.parametrize('args,match', [
+    (('10.0.0.1:1234', 2, None), 'go together'),
+    (('10.0.0.1:1234', 2, 2), r'must be in \[0, --num_processes=2\)'),
+    (('10.0.0.1:1234', 0, 0), 'must be in'),
+])
+def test_inconsistent_process_flags_are_refused_before_joining(args, match):
+  with pytest.raises(UserError, match=match):
+    distributed.initialize(*args, timeout_s=1, env={})
+
+
+def test_a_plain_run_joins_nothing():
+  assert distributed.initialize(env={}) is False
