@@ -120,6 +120,8 @@ class Checkpointer:
                                 batch_stats=r['generator']['batch_stats'])
     if 'g_opt' in r:
       g_state = g_state.replace(step=r['g_opt']['step'], opt_state=r['g_opt']['opt_state'])
+    else:  # a fresh optimizer, but the run goes on from the checkpoint's step
+      g_state = g_state.replace(step=jax.numpy.asarray(step, g_state.step.dtype))
     if d_state is not None and 'discriminator' in r:
       d_state = d_state.replace(**r['discriminator'])
     if 'data' not in r:

@@ -15,6 +15,7 @@ to be committed, and returns.
   handler is installed there, as it would replace JAX's.
 """
 
+import contextlib
 import signal
 import threading
 
@@ -22,20 +23,26 @@ import jax
 from absl import logging
 
 
-def watch_sigterm() -> threading.Event | None:
-  """Installs the single-process SIGTERM handler; returns the Event it sets (None if multi-process)."""
+@contextlib.contextmanager
+def watch_sigterm():
+  """Within: SIGTERM sets the yielded Event (None if multi-process); the old handler after."""
   if jax.process_count() > 1:
-    return None
+    yield None
+    return
   if threading.current_thread() is not threading.main_thread():
     logging.warning('not in the main thread: SIGTERM will not trigger a preemption checkpoint')
-    return None
+    yield None
+    return
   flag = threading.Event()
 
   def on_sigterm(signum, frame):  # pylint: disable=unused-argument
     flag.set()  # only a flag: the train loop saves at its next step boundary
 
-  signal.signal(signal.SIGTERM, on_sigterm)
-  return flag
+  previous = signal.signal(signal.SIGTERM, on_sigterm)
+  try:
+    yield flag
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 def reached(step: int, checkpoint_manager, flag: threading.Event | None) -> bool:

@@ -303,7 +303,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   done_marker = workdir / 'DONE'  # written at the final step; launchers stop re-queueing on it
   if first_step < total and jax.process_index() == 0 and done_marker.exists():
     done_marker.unlink()  # an earlier, shorter run's marker
-  stop_flag = preemption.watch_sigterm()
   pending = []  # (device metrics, local HR batch) not yet checked: fetching each step stalls dispatch
   t0, t_last, last_step, last_saved = time.time(), time.time(), first_step, first_step
 
@@ -315,6 +314,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     for i, m in enumerate(host):
       bad = [k for k, v in m.items() if not np.isfinite(v)]
       if bad:
+        ckpt.wait()  # saves in flight are of earlier, finite states: let them commit
         report = nonfinite.write_report(workdir, int(m['step']), batches[i], host[:i + 1], config,
                                         ckpt.latest_step())
         raise FloatingPointError(f'non-finite {", ".join(bad)} at step {m["step"]}: stopped before '
@@ -327,27 +327,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       writer.write_scalars(step, {**{k: float(v) for k, v in host[-1].items() if k != 'step'},
                                   'steps_per_sec': rate}, eta_steps=total - step)
 
-  for step in range(first_step + 1, total + 1):
-    local = next(train_iter)
-    batch = {'hr': jax.make_array_from_process_local_data(batch_sharding, local['hr'])}
-    g_state, d_state, metrics = step_fn(g_state, d_state, batch, vgg_params)
-    pending.append(({**metrics, 'step': step}, local['hr']))
-    if step % config.log_every == 0 or step == total:
-      flush(step)
-    if val_hr is not None and (step % config.sample_every == 0 or step == total):
-      writers.write_sample_grid(writer, workdir, step, val_hr, config, g_state, predict)
-    preempted = preemption.reached(step, ckpt, stop_flag)  # every process, every step
-    if step % config.checkpoint_every == 0 or step == total or preempted:
-      flush(step)  # never checkpoint a state whose losses were not seen finite
-      if step != last_saved:
-        ckpt.save(step, g_state, d_state, rng, train_iter)
-        last_saved = step
-    if preempted and step < total:
-      ckpt.close()  # waits until the checkpoint is committed
-      writer.close()
-      logging.warning('Preempted: saved a checkpoint at step %d in %s; re-run the same command '
-                      'to resume.', step, ckpt.directory)
-      return g_state, d_state
+  with preemption.watch_sigterm() as stop_flag:
+    for step in range(first_step + 1, total + 1):
+      local = next(train_iter)
+      batch = {'hr': jax.make_array_from_process_local_data(batch_sharding, local['hr'])}
+      g_state, d_state, metrics = step_fn(g_state, d_state, batch, vgg_params)
+      pending.append(({**metrics, 'step': step}, local['hr']))
+      if step % config.log_every == 0 or step == total:
+        flush(step)
+      if val_hr is not None and (step % config.sample_every == 0 or step == total):
+        writers.write_sample_grid(writer, workdir, step, val_hr, config, g_state, predict)
+      preempted = preemption.reached(step, ckpt, stop_flag)  # every process, every step
+      t_preempted = time.time()
+      if step % config.checkpoint_every == 0 or step == total or preempted:
+        flush(step)  # never checkpoint a state whose losses were not seen finite
+        if step != last_saved:
+          ckpt.save(step, g_state, d_state, rng, train_iter)
+          last_saved = step
+      if preempted and step < total:
+        ckpt.close()  # waits until the checkpoint is committed
+        writer.close()
+        logging.warning('Preempted: saved a checkpoint at step %d in %s (committed %.2fs after the '
+                        'stop was seen); re-run the same command to resume.', step, ckpt.directory,
+                        time.time() - t_preempted)
+        return g_state, d_state
   if first_step < total:
     ckpt.save_export(total, g_state)
   ckpt.close()
