@@ -4,8 +4,15 @@ The processes are real (launch/local.sh: jax.distributed on localhost, gloo
 collectives); only the devices are CPUs.
 """
 
+import os
+import pathlib
+import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -51,12 +58,35 @@ def test_two_processes_match_one_process_and_their_checkpoint_resumes_in_one(tmp
                      atol=1e-6)
 
 
+def _child_with_process_id(parent_pid: int, process_id: int) -> int:
+  children = pathlib.Path(f'/proc/{parent_pid}/task/{parent_pid}/children').read_text().split()
+  for pid in map(int, children):
+    if f'--process_id={process_id}' in pathlib.Path(f'/proc/{pid}/cmdline').read_text():
+      return pid
+  raise AssertionError(f'no child of {parent_pid} has --process_id={process_id}')
+
+
+def test_sigterm_to_one_process_makes_every_process_save_at_the_same_step(tmp_path):
+  cmd = main_runs.local_command(tmp_path, '--config.num_train_steps=1000000',
+                                '--config.checkpoint_every=1000000', processes=2, devices=1)
+  launcher = subprocess.Popen(cmd, cwd=main_runs.REPO, env=main_runs.env(), text=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  deadline = time.time() + 120
+  while 'step 3 |' not in launcher.stderr.readline():
+    assert time.time() < deadline and launcher.poll() is None, 'the run never started stepping'
+  os.kill(_child_with_process_id(launcher.pid, 1), signal.SIGTERM)  # a preemption notice to one host
+  _, rest = launcher.communicate(timeout=120)
+  assert launcher.returncode == 0, rest[-3000:]
+  saved = re.findall(r'Preempted: saved a checkpoint at step (\d+)', rest)
+  assert len(saved) == 2 and saved[0] == saved[1], rest[-3000:]  # both processes, one step
+  assert main_runs.complete_steps(tmp_path) == [int(saved[0])]
+  assert len(list((tmp_path / 'checkpoints' / saved[0] / 'data').glob('process_*-of-2.json'))) == 2
+
+
 def test_unreachable_coordinator_is_a_one_line_error_not_a_hang(tmp_path):
   with socket.socket() as s:  # a port nobody listens on
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
-  import subprocess
-  import sys
   r = subprocess.run([sys.executable, '-m', 'srgan_jax.main', f'--workdir={tmp_path}',
                       *main_runs.TINY, f'--coordinator_address=127.0.0.1:{port}',
                       '--num_processes=2', '--process_id=1', '--initialization_timeout=3'],
