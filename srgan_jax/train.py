@@ -247,7 +247,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     if not checkpointing.has_checkpoint(workdir / 'checkpoints'):  # else phase 1 is long done
       logging.info('Phase 1/2: SRResNet pre-training, %d steps, in %s', config.pretrain_steps,
                    workdir / 'srresnet')
-      train_and_evaluate(_pretrain_config(config), str(workdir / 'srresnet'))
+      g_state, _ = train_and_evaluate(_pretrain_config(config), str(workdir / 'srresnet'))
+      if int(g_state.step) < config.pretrain_steps:  # preempted in phase 1: stop, resume later
+        return g_state, None
     config = ml_collections.ConfigDict(config.to_dict())
     config.generator_init = str(workdir / 'srresnet')
     logging.info('Phase 2/2: SRGAN initialised from %s', config.generator_init)
