@@ -11,6 +11,8 @@ coordinator cannot be reached in time; a watchdog thread turns that into a
 one-line `error:` and exit status 2 a little before JAX would abort.
 """
 
+import glob
+import importlib.util
 import os
 import sys
 import threading
@@ -24,8 +26,13 @@ from srgan_jax.errors import UserError
 _JAX_DEADLINE_MARGIN_S = 30
 
 
-def detect_cluster(env=None) -> str | None:
-  """'tpu', 'slurm' or 'ompi' where JAX's own auto-detection applies and there are several processes."""
+def detect_cluster(env=None, dev='/dev', libtpu: bool | None = None) -> str | None:
+  """'tpu', 'slurm' or 'ompi' where JAX's own auto-detection applies.
+
+  SLURM and Open MPI count only with several tasks. Any Cloud TPU VM counts
+  (libtpu installed, TPU chips at /dev/accel* or /dev/vfio/<n>): JAX asks the metadata server
+  for the slice's hosts, and a single-host VM simply becomes a job of one.
+  """
   env = os.environ if env is None else env
   if int(env.get('SLURM_STEP_NUM_TASKS', env.get('SLURM_NTASKS', '1')) or 1) > 1 and 'SLURM_PROCID' in env:
     return 'slurm'
@@ -35,6 +42,11 @@ def detect_cluster(env=None) -> str | None:
   if len([h for h in env.get('TPU_WORKER_HOSTNAMES', '').split(',') if h]) > 1:
     return 'tpu'
   if env.get('MEGASCALE_COORDINATOR_ADDRESS'):
+    return 'tpu'
+  if libtpu is None:
+    libtpu = importlib.util.find_spec('libtpu') is not None
+  chips = glob.glob(os.path.join(dev, 'accel[0-9]*')) + glob.glob(os.path.join(dev, 'vfio', '[0-9]*'))
+  if libtpu and chips:
     return 'tpu'
   return None
 

@@ -106,8 +106,16 @@ def test_unreachable_coordinator_is_a_one_line_error_not_a_hang(tmp_path):
     ({'TPU_WORKER_HOSTNAMES': 'localhost'}, None),  # a single-host TPU VM
     ({}, None),
 ])
-def test_cluster_detection_from_the_environment(env, kind):
-  assert distributed.detect_cluster(env) == kind
+def test_cluster_detection_from_the_environment(env, kind, tmp_path):
+  assert distributed.detect_cluster(env, dev=str(tmp_path)) == kind
+
+
+@pytest.mark.parametrize('device', ['accel0', 'vfio/0'])
+def test_a_tpu_vm_is_recognised_by_its_tpu_chips(device, tmp_path):
+  (tmp_path / device).parent.mkdir(parents=True, exist_ok=True)
+  (tmp_path / device).touch()
+  assert distributed.detect_cluster({}, dev=str(tmp_path), libtpu=True) == 'tpu'
+  assert distributed.detect_cluster({}, dev=str(tmp_path), libtpu=False) is None  # e.g. a VFIO GPU
 
 
 @pytest.mark.parametrize('args,match', [
@@ -121,4 +129,5 @@ def test_inconsistent_process_flags_are_refused_before_joining(args, match):
 
 
 def test_a_plain_run_joins_nothing():
+  assert distributed.detect_cluster({}) is None  # this test machine: no TPU, no SLURM job
   assert distributed.initialize(env={}) is False
