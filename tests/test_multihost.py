@@ -83,13 +83,18 @@ def test_sigterm_to_one_process_makes_every_process_save_at_the_same_step(tmp_pa
   assert len(list((tmp_path / 'checkpoints' / saved[0] / 'data').glob('process_*-of-2.json'))) == 2
 
 
-def test_unreachable_coordinator_is_a_one_line_error_not_a_hang(tmp_path):
+@pytest.mark.parametrize('process_id', [
+    1,  # the coordinator (process 0) is unreachable
+    0,  # this is the coordinator, but the other process of --num_processes=2 never comes
+])
+def test_a_job_that_never_comes_together_is_a_one_line_error_not_a_hang(process_id, tmp_path):
   with socket.socket() as s:  # a port nobody listens on
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
   r = subprocess.run([sys.executable, '-m', 'srgan_jax.main', f'--workdir={tmp_path}',
                       *main_runs.TINY, f'--coordinator_address=127.0.0.1:{port}',
-                      '--num_processes=2', '--process_id=1', '--initialization_timeout=3'],
+                      '--num_processes=2', f'--process_id={process_id}',
+                      '--initialization_timeout=3'],
                      cwd=main_runs.REPO, env=main_runs.env(), capture_output=True, text=True,
                      timeout=60)
   assert r.returncode == 2
