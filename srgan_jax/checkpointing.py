@@ -109,12 +109,12 @@ class Checkpointer:
     if d_state is not None:
       items['discriminator'] = ocp.args.StandardRestore(_d_tree(d_state))
     same_processes = meta.get('process_count', jax.process_count()) == jax.process_count()
-    if same_processes and not partial:
-      items['data'] = grain.checkpoint.CheckpointRestore(data_iter)
-      r = self._mngr.restore(step, args=ocp.args.Composite(**items))
+    if partial:
+      r = self._restore_each(step, items)
     else:
-      r = self._restore_each(step, items) if partial else self._mngr.restore(
-          step, args=ocp.args.Composite(**items))
+      if same_processes:  # else each process's saved position belongs to another sharding
+        items['data'] = grain.checkpoint.CheckpointRestore(data_iter)
+      r = self._mngr.restore(step, args=ocp.args.Composite(**items))
     if 'generator' in r:
       g_state = g_state.replace(params=r['generator']['params'],
                                 batch_stats=r['generator']['batch_stats'])
