@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.log_every = 100  # console, metrics.jsonl and TensorBoard scalars every N steps.
   c.checkpoint_every = 5_000  # Orbax checkpoint every N steps (and at the end).
   c.keep_checkpoints = 3  # keep the last N checkpoints.
+  c.restore_compatible_only = False  # workdir holds another config's checkpoint: restore the parts that fit.
   c.sample_every = 5_000  # PNG grid of validation crops (bicubic | SR | HR) every N steps.
   return c
 

@@ -9,8 +9,18 @@ Layout of WORKDIR/checkpoints/<step>/ (one Orbax composite checkpoint per step):
 WORKDIR/export/<step>/ holds only generator/ and meta/: the generator-only
 export written at the end of a run. `load_generator` reads either.
 
-Orbax writes each checkpoint to a temporary directory and renames it when
-complete, so an interrupted save never becomes the latest checkpoint.
+Orbax writes each checkpoint to a temporary directory (`<step>.orbax-checkpoint-tmp-*`)
+and renames it when complete (on GCS, where renames are not atomic, it writes a
+commit marker last), so a save killed at any moment never becomes the latest
+checkpoint; the manager deletes such leftovers when it starts.
+
+All processes call `save` and `restore_latest` together: each writes its own
+shards of the arrays and its own Grain iterator state (`data/process_<i>-of-<n>.json`).
+A checkpoint written by N processes restores into M != N processes: the train
+states and RNG are restored as usual, and the data iterator, whose per-process
+state cannot be split or merged, is placed at the checkpoint's step instead,
+with a warning. The input pipeline hands element k of the global sample stream
+to process k mod n, so that position gives the same global batches.
 """
 
 import json
@@ -19,6 +29,7 @@ import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
 from srgan_jax.errors import UserError
@@ -46,13 +57,15 @@ class Checkpointer:
     self.directory = epath.Path(directory)
     self._config = config
     options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
-                                           enable_async_checkpointing=True)
+                                           enable_async_checkpointing=True,
+                                           cleanup_tmp_directories=True)
     self._mngr = ocp.CheckpointManager(self.directory, options=options)
     self._export_dir = self.directory.parent / 'export'
 
   def _meta(self, step, rng):
     return {'step': int(step), 'phase': self._config.phase, 'model': _model_meta(self._config),
             'rng': np.asarray(jax.random.key_data(rng)).tolist(),
+            'process_count': jax.process_count(),
             'config': json.loads(self._config.to_json_best_effort())}
 
   def save(self, step: int, g_state, d_state, rng, data_iter) -> None:
@@ -67,32 +80,72 @@ class Checkpointer:
       items['discriminator'] = ocp.args.StandardSave(_d_tree(d_state))
     self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
 
+  def latest_step(self) -> int | None:
+    return self._mngr.latest_step()
+
+  def reached_preemption(self, step: int) -> bool:
+    """Orbax's multi-process preemption sync point (see srgan_jax.preemption)."""
+    return self._mngr.reached_preemption(step)
+
   def restore_latest(self, g_state, d_state, data_iter):
     """(g_state, d_state, rng) from the newest complete checkpoint, or None if there is none.
 
     `data_iter` is restored in place, so the run continues the same sample sequence.
+    With config.restore_compatible_only, a checkpoint of another config restores
+    the parts whose shapes match and leaves the rest freshly initialised.
     """
     step = self._mngr.latest_step()
     if step is None:
       return None
     meta = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-    self._check_compatible(meta, step)
+    partial = self._config.get('restore_compatible_only', False)
+    if not partial:
+      self._check_compatible(meta, step)
     items = {
         'generator': ocp.args.StandardRestore({'params': g_state.params,
                                                'batch_stats': g_state.batch_stats}),
         'g_opt': ocp.args.StandardRestore({'step': g_state.step, 'opt_state': g_state.opt_state}),
-        'data': grain.checkpoint.CheckpointRestore(data_iter),
     }
     if d_state is not None:
       items['discriminator'] = ocp.args.StandardRestore(_d_tree(d_state))
-    r = self._mngr.restore(step, args=ocp.args.Composite(**items))
-    g_state = g_state.replace(params=r['generator']['params'],
-                              batch_stats=r['generator']['batch_stats'],
-                              step=r['g_opt']['step'], opt_state=r['g_opt']['opt_state'])
-    if d_state is not None:
+    same_processes = meta.get('process_count', jax.process_count()) == jax.process_count()
+    if partial:
+      r = self._restore_each(step, items)
+    else:
+      if same_processes:  # else each process's saved position belongs to another sharding
+        items['data'] = grain.checkpoint.CheckpointRestore(data_iter)
+      r = self._mngr.restore(step, args=ocp.args.Composite(**items))
+    if 'generator' in r:
+      g_state = g_state.replace(params=r['generator']['params'],
+                                batch_stats=r['generator']['batch_stats'])
+    if 'g_opt' in r:
+      g_state = g_state.replace(step=r['g_opt']['step'], opt_state=r['g_opt']['opt_state'])
+    else:  # a fresh optimizer, but the run goes on from the checkpoint's step
+      g_state = g_state.replace(step=jax.numpy.asarray(step, g_state.step.dtype))
+    if d_state is not None and 'discriminator' in r:
       d_state = d_state.replace(**r['discriminator'])
+    if 'data' not in r:
+      why = (f'it was written by {meta.get("process_count")} processes and this run has '
+             f'{jax.process_count()}' if not same_processes else 'only compatible parts were restored')
+      logging.warning('%s/%d: the data iterator state is not restored (%s); continuing the '
+                      'sample stream from step %d instead.', self.directory, step, why,
+                      int(g_state.step))
+      seek_data(data_iter, int(g_state.step))
     rng = jax.random.wrap_key_data(np.asarray(meta['rng'], dtype=np.uint32))
     return g_state, d_state, rng
+
+  def _restore_each(self, step: int, items: dict) -> dict:
+    """The items that restore from checkpoint `step`; those of other shapes are skipped."""
+    restored = {}
+    for name, args in items.items():
+      try:
+        restored.update(self._mngr.restore(step, args=ocp.args.Composite(**{name: args})))
+      except (ValueError, KeyError, FileNotFoundError) as e:
+        logging.warning('restore_compatible_only: %s/%d: not restoring %s (%s)', self.directory,
+                        step, name, ' '.join(str(e).split())[:300])
+    logging.warning('restore_compatible_only: restored %s from %s/%d; the rest starts fresh.',
+                    sorted(restored) or 'nothing', self.directory, step)
+    return restored
 
   def _check_compatible(self, meta: dict, step: int) -> None:
     mine = json.loads(self._config.to_json_best_effort())
@@ -101,12 +154,16 @@ class Checkpointer:
             for f in _SHAPE_FIELDS if _get(theirs, f) != _get(mine, f)]
     if diff:
       raise UserError(f'{self.directory}/{step} was written by another config ({"; ".join(diff)}); '
-                       'use a fresh --workdir or the matching config.')
+                       'use a fresh --workdir or the matching config, or pass '
+                       '--config.restore_compatible_only=True to restore only the parts that fit.')
 
   def save_export(self, step: int, g_state) -> None:
     """The generator-only export (WORKDIR/export/<step>) that inference loads."""
-    mngr = ocp.CheckpointManager(self._export_dir,
-                                 options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+    # The run's own save of this step must be committed first: on several processes the two
+    # managers would otherwise share the commit barrier named after the step.
+    self._mngr.wait_until_finished()
+    mngr = ocp.CheckpointManager(self._export_dir, options=ocp.CheckpointManagerOptions(
+        max_to_keep=1, create=True, enable_async_checkpointing=False))
     mngr.save(step, args=ocp.args.Composite(
         generator=ocp.args.StandardSave({'params': g_state.params,
                                          'batch_stats': g_state.batch_stats}),
@@ -121,6 +178,20 @@ class Checkpointer:
   def close(self) -> None:
     self._mngr.wait_until_finished()
     self._mngr.close()
+
+
+def seek_data(data_iter, step: int) -> None:
+  """Puts a fresh train iterator at the position of `step` global batches.
+
+  Grain's DatasetIterator state for this pipeline is {'next_index': batches consumed};
+  another iterator is advanced one batch at a time.
+  """
+  state = data_iter.get_state()
+  if isinstance(state, dict) and 'next_index' in state:
+    data_iter.set_state({**state, 'next_index': step})
+  else:
+    for _ in range(step):
+      next(data_iter)
 
 
 def _d_tree(d_state) -> dict:
@@ -171,7 +242,19 @@ def load_generator_with_meta(path) -> tuple[dict, dict]:
   if step_dir is None:
     raise UserError(f'no generator checkpoint under {path!s}; pass a training workdir, '
                      'its checkpoints/ or export/ directory, or one step directory.')
+  variables = restore_as_numpy(step_dir / 'generator')
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    r = ckptr.restore(step_dir, args=ocp.args.Composite(generator=ocp.args.StandardRestore(),
-                                                        meta=ocp.args.JsonRestore()))
-  return jax.device_get(r['generator']), r['meta']
+    meta = ckptr.restore(step_dir, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+  return variables, meta
+
+
+def restore_as_numpy(item_dir) -> dict:
+  """One saved pytree item (e.g. STEP/generator) as host numpy arrays.
+
+  Independent of the devices and processes that wrote it: a checkpoint of a
+  4-device or 2-process run loads on one CPU.
+  """
+  with ocp.PyTreeCheckpointer() as ckptr:
+    tree = ckptr.metadata(epath.Path(item_dir)).item_metadata.tree
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return ckptr.restore(epath.Path(item_dir), args=ocp.args.PyTreeRestore(restore_args=as_numpy))

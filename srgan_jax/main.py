@@ -1,7 +1,12 @@
 """Trains SRResNet / SRGAN: python -m srgan_jax.main --config=configs/x4.py --workdir=DIR.
 
-Kept short on purpose: flags, process info, then `train.train_and_evaluate`.
+Kept short on purpose: flags, joining a multi-process job, then `train.train_and_evaluate`.
 Re-running the same command resumes from the latest checkpoint in DIR.
+
+Multi-process: on a TPU VM slice, under SLURM or Open MPI, every process runs this
+same command and JAX finds the others itself; elsewhere pass --coordinator_address,
+--num_processes and --process_id (launch/local.sh does). SIGTERM saves a checkpoint
+at the current step and exits 0.
 """
 
 import logging as logging_std
@@ -16,6 +21,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, TensorBoard events and samples.')
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/x4.py or configs/x4.py:demo.',
                                 lock_config=True)
+flags.DEFINE_string('coordinator_address', None,
+                    'host:port of process 0, for multi-process runs JAX cannot detect by itself '
+                    '(TPU VM slices, SLURM and Open MPI need no flags).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (with --coordinator_address).')
+flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes-1 (with --coordinator_address).')
+flags.DEFINE_integer('initialization_timeout', 300,
+                     'Seconds to wait for all processes to join before giving up with an error.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -57,13 +69,16 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import jax  # pylint: disable=g-import-not-at-top
+  from srgan_jax import distributed  # pylint: disable=g-import-not-at-top
   from srgan_jax import train  # pylint: disable=g-import-not-at-top
   from srgan_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from srgan_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 
-  logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
-               jax.local_devices())
   try:
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                           FLAGS.initialization_timeout)
+    logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
+                 jax.local_devices())
     workdir_lib.check_writable(FLAGS.workdir)
     train.train_and_evaluate(_load_config(), FLAGS.workdir)
   except (UserError, FloatingPointError) as e:

@@ -26,6 +26,8 @@ from srgan_jax.imresize import imresize
 from srgan_jax import input_pipeline
 from srgan_jax import losses
 from srgan_jax import models
+from srgan_jax import nonfinite
+from srgan_jax import preemption
 from srgan_jax import validation
 from srgan_jax import writers
 from srgan_jax.errors import UserError
@@ -253,7 +255,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     if not checkpointing.has_checkpoint(workdir / 'checkpoints'):  # else phase 1 is long done
       logging.info('Phase 1/2: SRResNet pre-training, %d steps, in %s', config.pretrain_steps,
                    workdir / 'srresnet')
-      train_and_evaluate(_pretrain_config(config), str(workdir / 'srresnet'))
+      g_state, _ = train_and_evaluate(_pretrain_config(config), str(workdir / 'srresnet'))
+      if int(g_state.step) < config.pretrain_steps:  # preempted in phase 1: stop, resume later
+        return g_state, None
     config = ml_collections.ConfigDict(config.to_dict())
     config.generator_init = str(workdir / 'srresnet')
     logging.info('Phase 2/2: SRGAN initialised from %s', config.generator_init)
@@ -309,18 +313,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   predict = make_predict()
   first_step = int(g_state.step)
   total = config.num_train_steps
-  pending = []  # device metrics not yet fetched: fetching every step would stall dispatch
-  t0, t_last, last_step = time.time(), time.time(), first_step
+  done_marker = workdir / 'DONE'  # written at the final step; launchers stop re-queueing on it
+  if first_step < total and jax.process_index() == 0 and done_marker.exists():
+    done_marker.unlink()  # an earlier, shorter run's marker
+  pending = []  # (device metrics, local HR batch) not yet checked: fetching each step stalls dispatch
+  t0, t_last, last_step, last_saved = time.time(), time.time(), first_step, first_step
 
   def flush(step):
     nonlocal pending, t_last, last_step
-    host = jax.device_get(pending)
+    host = jax.device_get([m for m, _ in pending])
+    batches = [b for _, b in pending]
     pending = []
-    for m in host:
+    for i, m in enumerate(host):
       bad = [k for k, v in m.items() if not np.isfinite(v)]
       if bad:
-        raise FloatingPointError(f'non-finite {", ".join(bad)} at step {m["step"]}: stopping before '
-                                 'any checkpoint is written; lower the learning rate or check the data.')
+        ckpt.wait()  # saves in flight are of earlier, finite states: let them commit
+        report = nonfinite.write_report(workdir, int(m['step']), batches[i], host[:i + 1], config,
+                                        ckpt.latest_step())
+        raise FloatingPointError(f'non-finite {", ".join(bad)} at step {m["step"]}: stopped before '
+                                 f'any checkpoint of it was written (inputs and metrics in {report}); '
+                                 'lower the learning rate or check the data.')
     if host:
       now = time.time()
       rate = (step - last_step) / max(now - t_last, 1e-9)
@@ -328,28 +340,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       writer.write_scalars(step, {**{k: float(v) for k, v in host[-1].items() if k != 'step'},
                                   'steps_per_sec': rate}, eta_steps=total - step)
 
-  for step in range(first_step + 1, total + 1):
-    local = next(train_iter)
-    batch = {'hr': jax.make_array_from_process_local_data(batch_sharding, local['hr'])}
-    g_state, d_state, metrics = step_fn(g_state, d_state, batch, vgg_params)
-    pending.append({**metrics, 'step': step})
-    if step % config.log_every == 0 or step == total:
-      flush(step)
-    if val_hr is not None and (step % config.sample_every == 0 or step == total):
-      writers.write_sample_grid(writer, workdir, step, val_hr, config, g_state, predict)
-    if eval_sets and (step % config.eval.every == 0 or step == total):
-      scores = validation.evaluate_sets(
-          functools.partial(predict, g_state.apply_fn),
-          {'params': g_state.params, 'batch_stats': g_state.batch_stats}, eval_sets,
-          config.model.scale)
-      writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
-    if step % config.checkpoint_every == 0 or step == total:
-      flush(step)  # never checkpoint a state whose losses were not seen finite
-      ckpt.save(step, g_state, d_state, rng, train_iter)
+  with preemption.watch_sigterm() as stop_flag:
+    for step in range(first_step + 1, total + 1):
+      local = next(train_iter)
+      batch = {'hr': jax.make_array_from_process_local_data(batch_sharding, local['hr'])}
+      g_state, d_state, metrics = step_fn(g_state, d_state, batch, vgg_params)
+      pending.append(({**metrics, 'step': step}, local['hr']))
+      if step % config.log_every == 0 or step == total:
+        flush(step)
+      if val_hr is not None and (step % config.sample_every == 0 or step == total):
+        writers.write_sample_grid(writer, workdir, step, val_hr, config, g_state, predict)
+      if eval_sets and (step % config.eval.every == 0 or step == total):
+        scores = validation.evaluate_sets(
+            functools.partial(predict, g_state.apply_fn),
+            {'params': g_state.params, 'batch_stats': g_state.batch_stats}, eval_sets,
+            config.model.scale)
+        writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
+      preempted = preemption.reached(step, ckpt, stop_flag)  # every process, every step
+      t_preempted = time.time()
+      if step % config.checkpoint_every == 0 or step == total or preempted:
+        flush(step)  # never checkpoint a state whose losses were not seen finite
+        if step != last_saved:
+          ckpt.save(step, g_state, d_state, rng, train_iter)
+          last_saved = step
+      if preempted and step < total:
+        ckpt.close()  # waits until the checkpoint is committed
+        writer.close()
+        logging.warning('Preempted: saved a checkpoint at step %d in %s (committed %.2fs after the '
+                        'stop was seen); re-run the same command to resume.', step, ckpt.directory,
+                        time.time() - t_preempted)
+        return g_state, d_state
   if first_step < total:
     ckpt.save_export(total, g_state)
   ckpt.close()
   writer.close()
+  if jax.process_index() == 0:
+    done_marker.write_text(f'{total}\n')
   logging.info('Done: %d steps in %.1fs; checkpoints in %s', total - first_step, time.time() - t0,
                ckpt.directory)
   return g_state, d_state
