@@ -202,3 +202,16 @@ def test_missing_benchmark_set_is_a_config_error(tmp_path):
   config = tiny_config('srresnet', **{'eval.every': 2, 'eval.sets': (str(tmp_path / 'nope'),)})
   with pytest.raises(train.ConfigError, match='eval.sets'):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_srgan_phase_trains_with_the_paper_vgg54_loss_from_a_converted_file(tmp_path, random_vgg_file):
+  config = tiny_config('srgan', **{'loss.content': 'vgg54', 'loss.vgg_weights': str(random_vgg_file),
+                                   'pretrain_steps': 2, 'num_train_steps': 2, 'sample_every': 0})
+  g_state, d_state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(g_state.step) == int(d_state.step) == 2
+  lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  last = lines[-1]
+  assert np.isfinite(last['content_loss']) and last['content_loss'] > 0
+  # l^SR = VGG54 content + 1e-3 x adversarial (Eq. 3), as logged.
+  np.testing.assert_allclose(last['g_loss'], last['content_loss'] + 1e-3 * last['adversarial_loss'],
+                             rtol=1e-5)
