@@ -30,13 +30,15 @@ class MetricWriter:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._tb = SummaryWriter(str(self.workdir / 'tensorboard'))
 
-  def write_scalars(self, step: int, scalars: dict, eta_steps: int = 0) -> None:
+  def write_scalars(self, step: int, scalars: dict, eta_steps: int | None = None) -> None:
+    """eta_steps: steps left, for an ETA at the logged steps/s (training lines only)."""
     if not self.enabled:
       return
-    rate = scalars.get('steps_per_sec', 0.0)
-    eta = eta_steps / rate if rate > 0 else float('nan')
-    logging.info('step %d | %s | eta %s', step,
-                 ' '.join(f'{k} {v:.4g}' for k, v in scalars.items()), _hms(eta))
+    line = f'step {step} | ' + ' '.join(f'{k} {v:.4g}' for k, v in scalars.items())
+    if eta_steps is not None:
+      rate = scalars.get('steps_per_sec', 0.0)
+      line += f' | eta {_hms(eta_steps / rate if rate > 0 else float("nan"))}'
+    logging.info('%s', line)
     with (self.workdir / 'metrics.jsonl').open('a') as f:
       f.write(json.dumps({'step': step, 'time': time.time(), **scalars}) + '\n')
     for k, v in scalars.items():
