@@ -99,9 +99,10 @@ def decoding_stream(n: int, load, config, seed: int) -> grain.MapDataset:
   """
   order = visit_order(n, seed)
 
-  def image(k, _):
-    while (im := load(order[k])) is None:  # the shard has a good image: checked at start
+  def image(k, j):
+    while (im := load(j)) is None:  # the shard has a good image: checked at start
       k += 1
+      j = order[k]
     return im
   return crop_dataset(order.map_with_index(image), config, seed)
 
