@@ -18,9 +18,11 @@ All processes call `save` and `restore_latest` together: each writes its own
 shards of the arrays and its own Grain iterator state (`data/process_<i>-of-<n>.json`).
 A checkpoint written by N processes restores into M != N processes: the train
 states and RNG are restored as usual, and the data iterator, whose per-process
-state cannot be split or merged, is placed at the checkpoint's step instead,
-with a warning. The input pipeline hands element k of the global sample stream
-to process k mod n, so that position gives the same global batches.
+state is not split or merged, is placed at the checkpoint's step instead, with a
+warning. With the same device count this continuation is exact: the input
+pipeline has one data shard per device and the batch of step t is a pure
+function of t (see input_pipeline). Another device count means other shards,
+so another sample stream; the restore warns about it.
 """
 
 import json
@@ -32,6 +34,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from srgan_jax import input_pipeline
 from srgan_jax.errors import UserError
 
 # Config fields that fix the shapes of the saved arrays: a checkpoint written
@@ -65,7 +68,7 @@ class Checkpointer:
   def _meta(self, step, rng):
     return {'step': int(step), 'phase': self._config.phase, 'model': _model_meta(self._config),
             'rng': np.asarray(jax.random.key_data(rng)).tolist(),
-            'process_count': jax.process_count(),
+            'process_count': jax.process_count(), 'device_count': jax.device_count(),
             'config': json.loads(self._config.to_json_best_effort())}
 
   def save(self, step: int, g_state, d_state, rng, data_iter) -> None:
@@ -127,10 +130,16 @@ class Checkpointer:
     if 'data' not in r:
       why = (f'it was written by {meta.get("process_count")} processes and this run has '
              f'{jax.process_count()}' if not same_processes else 'only compatible parts were restored')
-      logging.warning('%s/%d: the data iterator state is not restored (%s); continuing the '
-                      'sample stream from step %d instead.', self.directory, step, why,
-                      int(g_state.step))
-      seek_data(data_iter, int(g_state.step))
+      logging.warning('%s/%d: the data iterator state is not restored (%s); the sample stream '
+                      'continues from step %d, as it would have without the interruption.',
+                      self.directory, step, why, int(g_state.step))
+      input_pipeline.seek(data_iter, int(g_state.step))
+    devices = meta.get('device_count', jax.device_count())
+    if devices != jax.device_count():
+      logging.warning('%s/%d was written by a run on %d devices and this run has %d: the data has '
+                      'one shard per device, so the sample stream from here on differs from the '
+                      'one the checkpointed run would have seen.', self.directory, step, devices,
+                      jax.device_count())
     rng = jax.random.wrap_key_data(np.asarray(meta['rng'], dtype=np.uint32))
     return g_state, d_state, rng
 
@@ -178,20 +187,6 @@ class Checkpointer:
   def close(self) -> None:
     self._mngr.wait_until_finished()
     self._mngr.close()
-
-
-def seek_data(data_iter, step: int) -> None:
-  """Puts a fresh train iterator at the position of `step` global batches.
-
-  Grain's DatasetIterator state for this pipeline is {'next_index': batches consumed};
-  another iterator is advanced one batch at a time.
-  """
-  state = data_iter.get_state()
-  if isinstance(state, dict) and 'next_index' in state:
-    data_iter.set_state({**state, 'next_index': step})
-  else:
-    for _ in range(step):
-      next(data_iter)
 
 
 def _d_tree(d_state) -> dict:

@@ -7,22 +7,26 @@ A data-source spec names one of three sources (`config.data.source`):
   'tfds:NAME[:split]'    a prepared TFDS dataset in ArrayRecord format, read by
                          random access (`builder.as_data_source`, no TensorFlow).
 
-`load_shard` decodes this process's disjoint shard of a source (records
-`process_index::process_count`) once, in parallel threads, and returns the
-arrays; the input pipeline cuts every training crop from them. Why decode once
-and cache rather than decode per crop: one 2040x1356 PNG takes ~0.1 s to decode
+`load_shards` decodes data shards of a source once, in parallel threads, and
+returns the arrays; the input pipeline cuts every training crop from them. There
+is one data shard per device (shard s: records s::num_devices), and each process
+decodes only the shards of its own devices.
+
+Why decode once and cache rather than decode per crop: one 2040x1356 PNG takes ~0.1 s to decode
 on one core (benchmarks/loader_throughput.py), i.e. ~10 crops/s per core, while
 an accelerator consumes hundreds of 96x96 crops/s; cutting crops from cached
 arrays runs at ~7,000 crops/s on one thread. The price is RAM and start-up time:
 DIV2K's 800 training images are ~6.9 GB decoded (divided among the processes)
 and take ~0.1 s each to decode, threads scaling with cores (~40 s on 2 cores).
-`config.data.cache_gb` bounds the RAM; a shard that would exceed it is a
-one-line UserError at start.
+`config.data.cache_gb` bounds the RAM of a process; shards that would exceed it
+are a one-line UserError at start.
 
 Bad input never stops a run mid-way: every file is decoded up front. A file that
 cannot be decoded, or is smaller than the crop, is skipped with a warning and a
-running count; grayscale, RGBA, palette, 16-bit, CMYK and EXIF-rotated images are
-converted (by `image_io.load_rgb` for files). An empty or all-bad source, or an
+running count (which files a shard holds does not depend on decoding, so all
+processes agree on it; each shard then drops its own bad files); grayscale,
+RGBA, palette, 16-bit, CMYK and EXIF-rotated images are converted (by
+`image_io.load_rgb` for files). An empty or all-bad source, or an
 unprepared TFDS dataset, is a one-line UserError before training starts.
 """
 
@@ -152,12 +156,12 @@ def open_source(spec: str, data_config, *, val: bool = False) -> Source:
                        tfds_data_dir=data_config.tfds_data_dir)
 
 
-def _shard(spec: str, names: list[str], process_index: int, process_count: int) -> list[int]:
-  """Record indices of this process: every process_count-th, disjoint across processes."""
-  if len(names) < process_count:  # checked on every process, so all of them stop
-    raise UserError(f'{spec!r} has {len(names)} images, fewer than the {process_count} processes; '
-                    'every process needs its own images.')
-  return list(range(len(names)))[process_index::process_count]
+def _shard_indices(spec: str, names: list[str], shard: int, num_shards: int) -> list[int]:
+  """Record indices of data shard `shard`: every num_shards-th record, starting at `shard`."""
+  if len(names) < num_shards:  # checked on every process, so all of them stop
+    raise UserError(f'{spec!r} has {len(names)} images, fewer than the {num_shards} data shards '
+                    '(one per device); every device needs its own images.')
+  return list(range(len(names)))[shard::num_shards]
 
 
 def _decode_usable(load, names: list[str], i: int, min_size: int):
@@ -171,75 +175,103 @@ def _decode_usable(load, names: list[str], i: int, min_size: int):
   return im, None
 
 
-def stream_shard(spec: str, data_config, min_size: int, *, process_index: int = 0,
-                 process_count: int = 1) -> tuple[int, Callable[[int], np.ndarray | None]]:
-  """(n, load) for decoding this process's n images on every visit, without a RAM cache.
+def _none_usable(spec: str, n: int, min_size: int, shard: int, num_shards: int) -> UserError:
+  where = f' in data shard {shard} of {num_shards}' if num_shards > 1 else ''
+  fix = ('; remove the bad files or use fewer devices' if num_shards > 1 else '')
+  return UserError(f'none of the {n} images of {spec!r}{where} could be used (unreadable or '
+                   f'smaller than {min_size} px; see the warnings above){fix}.')
 
-  load(j) decodes the shard's j-th image, or returns None (with a warning and a
-  running count) for a bad or too-small one. For sets too large for RAM whose
-  images decode fast (e.g. ImageNet JPEGs). Raises UserError at start if no image
-  of the shard is usable (it decodes until it finds one).
+
+def stream_shards(spec: str, data_config, min_size: int, shards: list[int] = (0,),
+                  num_shards: int = 1) -> list[tuple[int, Callable[[int], np.ndarray | None]]]:
+  """(n, load) of each of `shards`, for decoding its n images on every visit, without a RAM cache.
+
+  load(j) decodes the shard's j-th image, or returns None (with one warning per
+  image and a running count) for a bad or too-small one; an image once found bad
+  is not decoded again. For sets too large for RAM whose images decode fast (e.g.
+  ImageNet JPEGs). Raises UserError at start if a shard has no usable image (it
+  decodes until it finds one).
   """
   names, load = open_source(spec, data_config)
-  indices = _shard(spec, names, process_index, process_count)
   lock, skipped = threading.Lock(), set()
 
-  def load_or_none(j):
-    im, reason = _decode_usable(load, names, indices[j], min_size)
-    if im is not None:
-      return im
-    with lock:  # warn once per image, not on every visit
-      if j not in skipped:
-        skipped.add(j)
-        logging.warning('skipping %s (%d skipped so far)', reason, len(skipped))
-    return None
+  def shard_loader(indices):
+    def load_or_none(j):
+      i = indices[j]
+      if i in skipped:
+        return None
+      im, reason = _decode_usable(load, names, i, min_size)
+      if im is not None:
+        return im
+      with lock:  # warn once per image, not on every visit
+        if i not in skipped:
+          skipped.add(i)
+          logging.warning('skipping %s (%d skipped so far)', reason, len(skipped))
+      return None
+    return load_or_none
 
-  if all(load_or_none(j) is None for j in range(len(indices))):  # stops at the first good one
-    raise UserError(f'none of the {len(indices)} images of {spec!r} could be used (unreadable or '
-                    f'smaller than {min_size} px; see the warnings above).')
-  return len(indices), load_or_none
+  result = []
+  for s in shards:
+    indices = _shard_indices(spec, names, s, num_shards)
+    load_or_none = shard_loader(indices)
+    if all(load_or_none(j) is None for j in range(len(indices))):  # stops at the first good one
+      raise _none_usable(spec, len(indices), min_size, s, num_shards)
+    result.append((len(indices), load_or_none))
+  return result
 
 
-def load_shard(spec: str, data_config, min_size: int, *, process_index: int = 0,
-               process_count: int = 1, limit: int | None = None, val: bool = False) -> list[np.ndarray]:
-  """Decodes records process_index::process_count of a source, skipping bad ones with a warning.
+def load_shards(spec: str, data_config, min_size: int, shards: list[int] = (0,),
+                num_shards: int = 1, *, limit: int | None = None,
+                val: bool = False) -> list[list[np.ndarray]]:
+  """Decodes data shards `shards` (records s::num_shards) of a source, skipping bad records.
 
-  At most `limit` usable images are kept (None: all). Raises UserError if none is
-  usable or the decoded shard would exceed data_config.cache_gb.
+  Which records a shard holds depends only on the record list, never on decoding;
+  each shard then drops its own unreadable or too-small records (with a warning),
+  so the shards are the same whichever process decodes them. At most `limit`
+  usable images are kept in all (None: all). Raises UserError if a shard has no
+  usable image or the decoded shards together would exceed data_config.cache_gb.
   """
   names, load = open_source(spec, data_config, val=val)
-  indices = _shard(spec, names, process_index, process_count)
+  indices = [(k, i) for k, s in enumerate(shards) for i in _shard_indices(spec, names, s, num_shards)]
   budget = data_config.cache_gb * 2**30
-  images, skipped, used_bytes = [], 0, 0
+  images, skipped, used_bytes, kept = [[] for _ in shards], 0, 0, 0
 
   # PIL decodes with the GIL released, so threads decode in parallel. Submitted in
-  # bounded windows so a shard larger than the budget stops early, not after decoding.
+  # bounded windows so shards larger than the budget stop early, not after decoding.
   workers = data_config.decode_threads or os.cpu_count() or 1
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     for start in range(0, len(indices), 4 * workers):
       window = indices[start:start + 4 * workers]
-      for im, error in pool.map(lambda i: _decode_usable(load, names, i, min_size), window):
+      decoded = pool.map(lambda ki: _decode_usable(load, names, ki[1], min_size), window)
+      for (k, _), (im, error) in zip(window, decoded):
         if im is None:
           skipped += 1
           logging.warning('skipping %s (%d skipped so far)', error, skipped)
           continue
         used_bytes += im.nbytes
         if used_bytes > budget:
-          raise UserError(f'the decoded images of {spec!r} (this process\'s shard) exceed '
-                          f'config.data.cache_gb={data_config.cache_gb:g} after {len(images)} of '
+          raise UserError(f'the decoded images of {spec!r} (the data shards of this process) '
+                          f'exceed config.data.cache_gb={data_config.cache_gb:g} after {kept} of '
                           f'{len(indices)}; raise it if the host has the RAM, use more processes, '
                           'or set config.data.stream=True.')
-        images.append(im)
-        if limit is not None and len(images) >= limit:
+        images[k].append(im)
+        kept += 1
+        if limit is not None and kept >= limit:
           break
-      if limit is not None and len(images) >= limit:
+      if limit is not None and kept >= limit:
         break
-  if not images:
-    raise UserError(f'none of the {len(indices)} images of {spec!r} could be used (unreadable or '
-                    f'smaller than {min_size} px; see the warnings above).')
-  logging.info('%s: %d images decoded into RAM (%.2f GB), %d skipped, shard %d of %d',
-               spec, len(images), used_bytes / 2**30, skipped, process_index, process_count)
+  for k, s in enumerate(shards):
+    if not images[k]:
+      raise _none_usable(spec, sum(kk == k for kk, _ in indices), min_size, s, num_shards)
+  logging.info('%s: %d images decoded into RAM (%.2f GB), %d skipped, data shards %s of %d',
+               spec, kept, used_bytes / 2**30, skipped, list(shards), num_shards)
   return images
+
+
+def load_shard(spec: str, data_config, min_size: int, *, limit: int | None = None,
+               val: bool = False) -> list[np.ndarray]:
+  """Every usable record of a source (one shard of one), e.g. the validation images."""
+  return load_shards(spec, data_config, min_size, limit=limit, val=val)[0]
 
 
 def write_tfds_dataset(data_dir: str, name: str, splits: dict[str, list[bytes]],

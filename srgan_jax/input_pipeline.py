@@ -4,23 +4,33 @@ The host ships uint8 HR crops only; the LR input is made on the device inside
 the train step (`srgan_jax.train.degrade`), by MATLAB-conformant bicubic
 downscaling. Interface used by the trainer:
 
-  create_train_iterator(config, process_index, process_count) -> iterator
+  create_train_iterator(config, process_index, process_count, num_shards=,
+                        local_shards=) -> iterator
       yielding {'hr': uint8 [local_batch, P, P, 3]}, with get_state/set_state
       (a Grain DatasetIterator, checkpointed beside the train states);
+  seek(iterator, steps_done) -> places it at a step (a restore without its state);
   load_val_crops(config) -> uint8 [N, V, V, 3] fixed validation crops.
 
-The pipeline, per process (Grain MapDataset, so every element is a pure function
-of its index and the seed, and the iterator state is just the next index):
+One data shard per device (per position of the 1-D 'data' mesh), D in all:
+shard s holds images s::D. Each shard is its own endless crop stream (Grain
+MapDatasets, so element k of shard s is a pure function of (seed, s, k)):
 
-  this process's disjoint shard of the images, decoded once into RAM
-  (`data_sources.load_shard`; why RAM and not per-crop decoding is explained there)
+  the shard's images, decoded once into RAM by the process that owns the device
+  (`data_sources.load_shards`; why RAM and not per-crop decoding is explained there)
   -> a seeded permutation of the images, a new one every epoch, forever
-  -> one random P x P crop per image visit, random flip and 90-degree rotation
-  -> batch -> background threads prefetch whole batches.
+  -> one random P x P crop per image visit, random flip and 90-degree rotation.
+
+The process's batch of step t takes crops t*b ... t*b + b - 1 (b = B / D) of
+each of its shards, in mesh order, so `jax.make_array_from_process_local_data`
+puts shard s's rows on device s: the global batch of step t is the same for
+every process topology with the same D (changing D changes the stream). The
+process iterator is a MapDataset over step indices, threads prefetch whole
+batches, and its state is just the next step.
 
 With config.data.stream (data sets too large for RAM), each visit decodes its
-image instead, in `decode_threads` Grain threads; a bad image met mid-run is
-dropped with a warning, and batches are assembled after the drop.
+image instead, in `decode_threads` Grain threads; a visit of a bad image found
+mid-run takes the image of the shard's next good visit (one warning per bad
+image), so batches stay a pure function of the step.
 
 The paper crops each mini-batch's 16 random 96x96 HR sub-images from distinct
 training images; one crop per image visit gives exactly that within an epoch.
@@ -48,9 +58,9 @@ def random_crop(image: np.ndarray, size: int, rng: np.random.Generator, augment:
   return np.ascontiguousarray(crop)
 
 
-def process_seed(seed: int, process_index: int) -> int:
-  """Independent data seeds per process (their shards differ; their crops should too)."""
-  return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+def shard_seed(seed: int, shard: int) -> int:
+  """Independent data seeds per data shard (their images differ; their crops should too)."""
+  return int(np.random.SeedSequence([seed, shard]).generate_state(1)[0])
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -70,37 +80,81 @@ def visit_order(n: int, seed: int) -> grain.MapDataset:
   return grain.MapDataset.range(n).repeat().map_with_index(lambda i, _: permutation(i // n)[i % n])
 
 
-def crop_dataset(images: list[np.ndarray], config, seed: int, local_batch: int) -> grain.MapDataset:
-  """The endless MapDataset of batches {'hr': uint8 [local_batch, P, P, 3]} over cached images."""
+def crop_dataset(images: grain.MapDataset, config, seed: int) -> grain.MapDataset:
+  """The endless MapDataset of one shard's crops {'hr': uint8 [P, P, 3]}; crop k is seeded by k."""
   size, augment = config.data.hr_crop, config.data.augment
-  return (visit_order(len(images), seed)
-          .random_map(lambda j, rng: {'hr': random_crop(images[j], size, rng, augment)}, seed=seed)
-          .batch(local_batch, drop_remainder=True))
+  return images.random_map(lambda im, rng: {'hr': random_crop(im, size, rng, augment)}, seed=seed)
 
 
-def create_train_iterator(config, process_index: int = 0, process_count: int = 1):
-  """An endless, seeded, resumable iterator of this process's share of the global batch."""
+def cached_stream(images: list[np.ndarray], config, seed: int) -> grain.MapDataset:
+  """One shard's crop stream over its images decoded into RAM."""
+  return crop_dataset(visit_order(len(images), seed).map(lambda j: images[j]), config, seed)
+
+
+def decoding_stream(n: int, load, config, seed: int) -> grain.MapDataset:
+  """One shard's crop stream, decoding its image on every visit.
+
+  Visit k of a bad image (load returns None) takes the image of the next good
+  visit instead, so element k is still a pure function of (seed, shard, k).
+  """
+  order = visit_order(n, seed)
+
+  def image(k, j):
+    while (im := load(j)) is None:  # the shard has a good image: checked at start
+      k += 1
+      j = order[k]
+    return im
+  return crop_dataset(order.map_with_index(image), config, seed)
+
+
+def step_dataset(streams: list[grain.MapDataset], per_shard: int) -> grain.MapDataset:
+  """Endless MapDataset of this process's batches, element t the batch of step t.
+
+  The batch of step t is, for each local shard in ascending order, its crops
+  t * per_shard ... (t + 1) * per_shard - 1: a pure function of t, whichever
+  process builds it and however many steps came before.
+  """
+  def batch(t):
+    return {'hr': np.stack([s[t * per_shard + i]['hr'] for s in streams for i in range(per_shard)])}
+  return grain.MapDataset.range(_ENDLESS).map(batch)
+
+
+_ENDLESS = 1 << 62  # steps; MapDataset.range needs an end
+
+
+def create_train_iterator(config, process_index: int = 0, process_count: int = 1, *,
+                          num_shards: int | None = None, local_shards: list[int] | None = None):
+  """An endless, seeded, resumable iterator of this process's share of the global batch.
+
+  There are `num_shards` data shards, one per device of the mesh (default: one per
+  process), each with its own crop stream; this process decodes and batches its
+  `local_shards` (default: [process_index]), which must be the mesh positions of
+  its devices, ascending. The global batch of step t is then the same for every
+  process topology with the same num_shards.
+  """
   data = config.data
-  if data.batch_size % process_count:
-    raise UserError(f'data.batch_size={data.batch_size} must be divisible by the {process_count} processes.')
-  local_batch = data.batch_size // process_count
-  seed = process_seed(config.seed, process_index)
-  shard = dict(process_index=process_index, process_count=process_count)
+  num_shards = process_count if num_shards is None else num_shards
+  local_shards = [process_index] if local_shards is None else sorted(local_shards)
+  if data.batch_size % num_shards:
+    raise UserError(f'data.batch_size={data.batch_size} must be divisible by the {num_shards} '
+                    'data shards (one per device).')
+  per_shard = data.batch_size // num_shards
+  seeds = [shard_seed(config.seed, s) for s in local_shards]
   if not data.stream:  # decode once, crop from RAM; threads prefetch whole batches
-    images = data_sources.load_shard(data.source, data, data.hr_crop, **shard)
-    ds = crop_dataset(images, config, seed, local_batch)
-    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=data.prefetch_threads,
-                                                     prefetch_buffer_size=data.prefetch_batches)))
-  # Stream: decode on every visit in decode threads; Grain drops the None of a bad image.
-  n, load = data_sources.stream_shard(data.source, data, data.hr_crop, **shard)
+    shards = data_sources.load_shards(data.source, data, data.hr_crop, local_shards, num_shards)
+    streams = [cached_stream(images, config, seed) for images, seed in zip(shards, seeds)]
+    threads = data.prefetch_threads
+  else:  # decode on every visit, in decode threads (each prepares whole batches)
+    shards = data_sources.stream_shards(data.source, data, data.hr_crop, local_shards, num_shards)
+    streams = [decoding_stream(n, load, config, seed) for (n, load), seed in zip(shards, seeds)]
+    threads = data.decode_threads or os.cpu_count() or 1
+  return iter(step_dataset(streams, per_shard).to_iter_dataset(grain.ReadOptions(
+      num_threads=threads, prefetch_buffer_size=data.prefetch_batches)))
 
-  def crop(j, rng):
-    image = load(j)
-    return None if image is None else {'hr': random_crop(image, data.hr_crop, rng, data.augment)}
-  ds = visit_order(n, seed).random_map(crop, seed=seed).to_iter_dataset(grain.ReadOptions(
-      num_threads=data.decode_threads or os.cpu_count() or 1,
-      prefetch_buffer_size=data.prefetch_batches * local_batch))
-  return iter(ds.batch(local_batch, drop_remainder=True))
+
+def seek(train_iter, steps_done: int) -> None:
+  """Places a train iterator after `steps_done` batches: where a run at that step continues."""
+  train_iter.set_state({**train_iter.get_state(), 'next_index': steps_done})
 
 
 def load_val_crops(config) -> np.ndarray:

@@ -286,7 +286,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   mesh = make_mesh()
   batch_sharding = NamedSharding(mesh, P('data'))
   replicated = NamedSharding(mesh, P())
-  train_iter = input_pipeline.create_train_iterator(config, jax.process_index(), jax.process_count())
+  local_shards = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
+  train_iter = input_pipeline.create_train_iterator(  # one data shard per device: see input_pipeline
+      config, jax.process_index(), jax.process_count(), num_shards=jax.device_count(),
+      local_shards=local_shards)
   val_hr = input_pipeline.load_val_crops(config) if config.sample_every else None
   eval_sets = (validation.load_sets(config.eval.sets, config.model.scale)
                if config.eval.every and config.eval.sets else None)

@@ -2,6 +2,10 @@
 
 import io
 import logging
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from srgan_jax.errors import UserError
 from tests.helpers import tiny_config
 
 CROP = 16
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _png_bytes(array) -> bytes:
@@ -74,13 +79,14 @@ def test_the_same_seed_gives_the_same_batches_and_another_seed_differs(noise_fol
   assert not np.array_equal(np.stack(a), np.stack(c))
 
 
-def test_a_restored_iterator_continues_the_uninterrupted_sequence(noise_folder):
+@pytest.mark.parametrize('shards', [{}, dict(num_shards=2, local_shards=[0, 1])])
+def test_a_restored_iterator_continues_the_uninterrupted_sequence(noise_folder, shards):
   config = _config(noise_folder)
-  uninterrupted = input_pipeline.create_train_iterator(config)
+  uninterrupted = input_pipeline.create_train_iterator(config, **shards)
   _take(uninterrupted, 3)
   state = uninterrupted.get_state()
   expected = _take(uninterrupted, 5)  # crosses epoch boundaries (6 images, batch 4)
-  resumed = input_pipeline.create_train_iterator(config)
+  resumed = input_pipeline.create_train_iterator(config, **shards)
   resumed.set_state(state)
   np.testing.assert_array_equal(np.stack(_take(resumed, 5)), np.stack(expected))
 
@@ -93,18 +99,64 @@ def test_every_epoch_visits_every_image_once_in_a_new_order(id_folder):
   assert len({tuple(e) for e in epochs}) == 4, epochs
 
 
-def test_process_shards_are_disjoint_and_together_cover_the_data(id_folder):
-  config = _config(id_folder)  # global batch 4: 2 per process
+def test_data_shards_are_disjoint_and_together_cover_the_data(id_folder):
+  config = _config(id_folder)  # global batch 4: 2 per shard
   seen = []
-  for p in range(2):
-    it = input_pipeline.create_train_iterator(config, process_index=p, process_count=2)
+  for s in range(2):
+    it = input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[s])
     first_epoch = sum((_ids(next(it)) for _ in range(2)), [])  # 4 images per shard
     assert len(set(first_epoch)) == 4
     more = sum((_ids(next(it)) for _ in range(6)), [])
-    assert set(more) == set(first_epoch)  # a process never strays outside its shard
+    assert set(more) == set(first_epoch)  # a shard never strays outside its images
     seen.append(set(first_epoch))
   assert not seen[0] & seen[1]
   assert seen[0] | seen[1] == set(range(8))
+
+
+def test_two_processes_together_batch_exactly_what_one_process_of_both_shards_batches(noise_folder):
+  config = _config(noise_folder)
+  one = _take(input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1]), 5)
+  halves = [_take(input_pipeline.create_train_iterator(config, p, 2, num_shards=2,
+                                                       local_shards=[p]), 5) for p in range(2)]
+  for t in range(5):  # crosses epochs: 3 images per shard, 2 crops per shard and step
+    np.testing.assert_array_equal(np.concatenate([halves[0][t], halves[1][t]]), one[t])
+
+
+def test_seeking_a_step_gives_the_batch_that_iterating_to_it_gives(noise_folder):
+  config = _config(noise_folder)
+  iterated = _take(input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1]), 7)
+  for t in (0, 3, 6):
+    it = input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1])
+    input_pipeline.seek(it, t)
+    np.testing.assert_array_equal(next(it)['hr'], iterated[t])
+
+
+_ROWS_TO_DEVICES = """
+import sys, jax, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+sys.path.insert(0, sys.argv[1])
+from srgan_jax import input_pipeline, train
+from tests.helpers import tiny_config
+config = tiny_config(**{'data.source': 'folder:' + sys.argv[2], 'data.hr_crop': 16,
+                        'data.batch_size': 8})
+mesh = train.make_mesh()
+local = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
+it = input_pipeline.create_train_iterator(config, num_shards=4, local_shards=local)
+batch = jax.make_array_from_process_local_data(NamedSharding(mesh, P('data')), next(it)['hr'])
+position = {d: i for i, d in enumerate(mesh.devices.flat)}
+for shard in batch.addressable_shards:
+  s = position[shard.device]
+  alone = next(input_pipeline.create_train_iterator(config, num_shards=4, local_shards=[s]))['hr']
+  np.testing.assert_array_equal(np.asarray(shard.data), alone)
+print('checked', len(batch.addressable_shards))
+"""
+
+
+def test_shard_s_rows_of_the_global_batch_land_on_mesh_device_s(noise_folder):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=4')
+  r = subprocess.run([sys.executable, '-c', _ROWS_TO_DEVICES, str(REPO), str(noise_folder)],
+                     env=env, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 0 and 'checked 4' in r.stdout, r.stderr[-3000:]
 
 
 def _symmetry(crop, original):
@@ -179,9 +231,12 @@ def test_an_empty_or_all_bad_folder_is_a_one_line_user_error(tmp_path):
     input_pipeline.create_train_iterator(_config(tmp_path / 'missing'))
 
 
-def test_more_processes_than_images_or_a_shard_over_the_ram_budget_is_a_user_error(id_folder):
-  with pytest.raises(UserError, match='fewer than the 16 processes'):
+def test_more_data_shards_than_images_or_shards_over_the_ram_budget_is_a_user_error(id_folder):
+  with pytest.raises(UserError, match='fewer than the 16 data shards'):
     input_pipeline.create_train_iterator(_config(id_folder, **{'data.batch_size': 16}), 0, 16)
+  with pytest.raises(UserError, match='fewer than the 16 data shards'):  # one process, 16 devices
+    input_pipeline.create_train_iterator(_config(id_folder, **{'data.batch_size': 16}),
+                                         num_shards=16, local_shards=list(range(16)))
   with pytest.raises(UserError, match='cache_gb'):
     input_pipeline.create_train_iterator(_config(id_folder, **{'data.cache_gb': 1e-6}))
 
@@ -196,7 +251,7 @@ def tfds_dir(tmp_path_factory):
   return root
 
 
-def test_a_tfds_source_is_read_by_random_access_and_sharded_per_process(tfds_dir):
+def test_a_tfds_source_is_read_by_random_access_and_sharded(tfds_dir):
   config = tiny_config(**{'data.source': 'tfds:tiny_hr', 'data.tfds_data_dir': str(tfds_dir),
                           'data.hr_crop': CROP, 'data.batch_size': 4})
   seen = []
@@ -232,24 +287,30 @@ def test_the_demo_source_and_validation_crops():
 
 
 def test_streaming_gives_the_same_batches_as_the_ram_cache(noise_folder):
-  cached = _take(input_pipeline.create_train_iterator(_config(noise_folder)), 4)
-  streamed = _take(input_pipeline.create_train_iterator(_config(noise_folder, **{'data.stream': True})), 4)
+  shards = dict(num_shards=2, local_shards=[0, 1])
+  cached = _take(input_pipeline.create_train_iterator(_config(noise_folder), **shards), 4)
+  streamed = _take(input_pipeline.create_train_iterator(
+      _config(noise_folder, **{'data.stream': True}), **shards), 4)
   np.testing.assert_array_equal(np.stack(streamed), np.stack(cached))
 
 
-def test_streaming_drops_bad_files_mid_run_with_one_warning_each_and_resumes_exactly(tmp_path, caplog):
+def test_streaming_replaces_bad_files_met_mid_run_with_one_warning_each_and_stays_step_indexed(
+    tmp_path, caplog):
   _, bad = _bad_and_odd_files(tmp_path)
   config = _config(tmp_path, **{'data.stream': True, 'data.decode_threads': 2})
   with caplog.at_level(logging.WARNING):
     it = input_pipeline.create_train_iterator(config)
     _take(it, 3)
     state = it.get_state()
-    expected = _take(it, 6)  # 9 batches x 4 crops > 3 epochs of the 7 usable images
+    expected = _take(it, 6)  # 9 batches x 4 crops > 3 epochs of the 11 images
   skips = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
   assert len(skips) == bad and f'({bad} skipped so far)' in skips[-1]
   resumed = input_pipeline.create_train_iterator(config)
   resumed.set_state(state)
   np.testing.assert_array_equal(np.stack(_take(resumed, 6)), np.stack(expected))
+  sought = input_pipeline.create_train_iterator(config)  # a bad visit's substitute is fixed too
+  input_pipeline.seek(sought, 5)
+  np.testing.assert_array_equal(np.stack(_take(sought, 4)), np.stack(expected[2:]))
 
 
 def test_streaming_an_all_bad_folder_is_a_user_error_at_start(tmp_path):
