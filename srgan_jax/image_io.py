@@ -8,11 +8,14 @@ anything corrupt, truncated or not an image. `save_png` writes atomically.
 import os
 import secrets
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from srgan_jax.errors import UserError
+
+T = TypeVar('T')
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -48,6 +51,14 @@ def load_rgb(path) -> np.ndarray:
   palette and CMYK are converted, 16-bit gray is scaled by 1/257 and rounded.
   Truncated files fail even if ImageFile.LOAD_TRUNCATED_IMAGES was set.
   """
+  return decode_image(path, _to_rgb_uint8)
+
+
+def decode_image(path, decode: Callable[[Image.Image], T]) -> T:
+  """decode(image) of the file at path, opened strictly, EXIF orientation applied.
+
+  Any failure (missing, truncated, not an image) is an ImageReadError naming the file.
+  """
   path = Path(path)
   # Pillow reads this module global at load time; force strict decoding and
   # restore it (not thread-safe against code that toggles it concurrently).
@@ -57,7 +68,7 @@ def load_rgb(path) -> np.ndarray:
     with Image.open(path) as img:
       img.load()
       img = ImageOps.exif_transpose(img)
-      return _to_rgb_uint8(img)
+      return decode(img)
   except FileNotFoundError:
     raise ImageReadError(f'{path}: no such file; check the path.') from None
   except Exception as e:  # pylint: disable=broad-except  # edge: Pillow raises many types
@@ -94,19 +105,21 @@ def list_images(root) -> list[Path]:
 
 
 def save_png(path, image) -> None:
-  """Writes uint8 [H, W], [H, W, 1|3|4] as PNG; never leaves a partial file.
+  """Writes uint8 [H, W], [H, W, 1|2|3|4] or uint16 [H, W] as PNG; never leaves a partial file.
 
   The data goes to a temp file in the same folder, then os.replace swaps it
   in, so readers see either the old file or the complete new one.
   """
   image = np.asarray(image)
-  if image.dtype != np.uint8:
-    raise ValueError(f'save_png: expected uint8 pixels, got {image.dtype}; '
-                     'clip and round first.')
   if image.ndim == 3 and image.shape[-1] == 1:
     image = image[..., 0]
-  if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4))):
-    raise ValueError(f'save_png: expected [H, W] or [H, W, 1|3|4], got {image.shape}.')
+  if image.dtype == np.uint16 and image.ndim == 2:  # 16-bit gray
+    image = image.astype('<u2')
+  elif image.dtype != np.uint8:
+    raise ValueError(f'save_png: expected uint8 pixels (or uint16 gray), got {image.dtype}; '
+                     'clip and round first.')
+  if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (2, 3, 4))):
+    raise ValueError(f'save_png: expected [H, W] or [H, W, 1|2|3|4], got {image.shape}.')
   path = Path(path)
   # Not mkstemp: its 0600 mode would survive the rename; 0666 obeys umask.
   tmp = path.parent / f'.{path.name}.{secrets.token_hex(8)}.tmp'

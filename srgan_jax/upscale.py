@@ -19,14 +19,12 @@ Existing files in OUT are never deleted; each output appears atomically.
 """
 
 import argparse
-import os
-import secrets
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image
 
 from srgan_jax import image_io
 from srgan_jax.errors import UserError
@@ -37,48 +35,27 @@ DEFAULT_TILE = 256
 
 def read_image(path) -> tuple[np.ndarray, np.ndarray | None, bool, int]:
   """(rgb float [H, W, 3] in [0, 1], alpha float [H, W] in [0, 1] or None, gray, bits)."""
-  path = Path(path)
-  lenient = ImageFile.LOAD_TRUNCATED_IMAGES
-  ImageFile.LOAD_TRUNCATED_IMAGES = False
-  try:
-    with Image.open(path) as img:
-      img.load()
-      img = ImageOps.exif_transpose(img)
-      mode = img.mode
-      if mode.startswith('I;16') or mode == 'I':  # 16-bit gray (PNG/TIFF)
-        v = np.clip(np.asarray(img).astype(np.float64), 0, 65535) / 65535.0
-        return np.repeat(v[..., None], 3, -1), None, True, 16
-      if mode == 'P':
-        img = img.convert('RGBA' if 'transparency' in img.info else 'RGB')
-      elif mode == 'PA':
-        img = img.convert('RGBA')
-      bands = img.getbands()
-      gray = bands[0] in ('1', 'L', 'F') and 'R' not in bands
-      alpha = None
-      if 'A' in bands:
-        alpha = np.asarray(img.getchannel('A'), np.float64) / 255.0
-      if gray:
-        g = np.asarray(img.getchannel(0).convert('L'), np.float64) / 255.0
-        return np.repeat(g[..., None], 3, -1), alpha, True, 8
-      return np.asarray(img.convert('RGB'), np.float64) / 255.0, alpha, False, 8
-  except FileNotFoundError:
-    raise image_io.ImageReadError(f'{path}: no such file; check the path.') from None
-  except Exception as e:  # pylint: disable=broad-except  # edge: Pillow raises many types
-    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise image_io.ImageReadError(f'{path}: not a readable image ({reason}).') from None
-  finally:
-    ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+  return image_io.decode_image(path, _decode)
 
 
-def _save_png16(path: Path, gray16: np.ndarray) -> None:
-  """Atomic 16-bit gray PNG (image_io.save_png takes uint8 only)."""
-  tmp = path.parent / f'.{path.name}.{secrets.token_hex(8)}.tmp'
-  try:
-    Image.fromarray(gray16.astype('<u2')).save(tmp, format='PNG')
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
+def _decode(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool, int]:
+  mode = img.mode
+  if mode.startswith('I;16') or mode == 'I':  # 16-bit gray (PNG/TIFF)
+    v = np.clip(np.asarray(img).astype(np.float64), 0, 65535) / 65535.0
+    return np.repeat(v[..., None], 3, -1), None, True, 16
+  if mode == 'P':
+    img = img.convert('RGBA' if 'transparency' in img.info else 'RGB')
+  elif mode == 'PA':
+    img = img.convert('RGBA')
+  bands = img.getbands()
+  gray = bands[0] in ('1', 'L', 'F') and 'R' not in bands
+  alpha = None
+  if 'A' in bands:
+    alpha = np.asarray(img.getchannel('A'), np.float64) / 255.0
+  if gray:
+    g = np.asarray(img.getchannel(0).convert('L'), np.float64) / 255.0
+    return np.repeat(g[..., None], 3, -1), alpha, True, 8
+  return np.asarray(img.convert('RGB'), np.float64) / 255.0, alpha, False, 8
 
 
 def _quantize(x01: np.ndarray, bits: int) -> np.ndarray:
@@ -141,29 +118,16 @@ def upscale_files(inputs, out, model, tile: int | None = DEFAULT_TILE, log=print
       continue
     colour, a = upscale_image(model, rgb, alpha, gray, tile)
     if bits == 16:
-      _save_png16(dst, _quantize(colour[..., 0], 16))
+      image_io.save_png(dst, _quantize(colour[..., 0], 16))
     else:
       pix = _quantize(colour, 8)
       if a is not None:  # gray: [H, W, 2] (LA); colour: [H, W, 4] (RGBA)
         pix = np.concatenate([pix, _quantize(a[..., None], 8)], axis=-1)
-      _write_8bit(dst, pix, gray, a is not None)
+      image_io.save_png(dst, pix)
     h, w = rgb.shape[:2]
     log(f'[{i}/{len(files)}] {src} {w}x{h} -> {dst} {w * model.scale}x{h * model.scale} '
         f'({time.time() - t0:.1f}s)')
   return failed
-
-
-def _write_8bit(dst: Path, pix: np.ndarray, gray: bool, has_alpha: bool) -> None:
-  if gray and has_alpha:  # save_png has no LA: write it the same atomic way
-    tmp = dst.parent / f'.{dst.name}.{secrets.token_hex(8)}.tmp'
-    try:
-      Image.fromarray(pix).save(tmp, format='PNG')
-      os.replace(tmp, dst)
-    except BaseException:
-      tmp.unlink(missing_ok=True)
-      raise
-  else:
-    image_io.save_png(dst, pix[..., 0] if gray else pix)
 
 
 def main(argv=None) -> int:
