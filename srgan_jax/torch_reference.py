@@ -207,6 +207,9 @@ def make_step(g, d, vgg_net, *, hr_size, scale, lr=1e-4, adversarial_weight=1e-3
               channels_last=False):
   """(uint8 HR batch) -> metrics: one SRResNet (d is None) or SRGAN update, in place."""
   fmt = torch.channels_last if channels_last else torch.contiguous_format
+  # XLA:CPU runs with denormals flushed to zero; without this a saturating D's tiny
+  # gradients make PyTorch's Adam updates crawl.
+  torch.set_flush_denormal(True)
   for net in (g, d, vgg_net):
     if net is not None:
       net.to(memory_format=fmt).train()
