@@ -180,12 +180,13 @@ def run_figure(name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, it
       if torch_fn:
         torch_ts.append(_timed(torch_fn))
   row = {'name': name, 'compile_s': compile_s, 'jax_s': statistics.median(jax_ts),
-         'jax_times_s': jax_ts, 'flops': flops, 'host_rss_delta_mb': mem.delta_mb,
+         'jax_times_s': jax_ts, 'jax_min_s': min(jax_ts), 'flops': flops, 'host_rss_delta_mb': mem.delta_mb,
          'device_peak_bytes': _device_peak_bytes()}
   row['jax_throughput'] = items * unit_scale / row['jax_s']
   if torch_ts:
     row['torch_s'] = statistics.median(torch_ts)
     row['torch_times_s'] = torch_ts
+    row['torch_min_s'] = min(torch_ts)
     row['torch_throughput'] = items * unit_scale / row['torch_s']
     row['jax_over_torch'] = row['jax_s'] / row['torch_s']
   return row
