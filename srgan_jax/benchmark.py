@@ -1,0 +1,401 @@
+r"""Times the SRResNet step, the SRGAN step and inference; optionally against PyTorch.
+
+  python -m srgan_jax.benchmark                      # paper config: B=16, batch 16, 96x96 HR, x4
+  python -m srgan_jax.benchmark --torch --json=bench.json
+  python -m srgan_jax.benchmark --config=configs/x4.py --batch=4 --crop=48 --repeats=1
+
+For each figure: compile time, median step time over `--repeats` timed runs
+(after `--warmup` untimed ones), images/s (inference: output megapixels/s),
+peak memory (host RSS growth while running; device `memory_stats()` where the
+backend has them) and MFU = analytic conv/dense FLOPs / time / peak, the peak
+being the best of a float32 matmul micro-benchmark run in the same process.
+With `--torch`, `srgan_jax.torch_reference` (the same networks, losses and
+step) runs alternately with JAX, on the same number of threads, and every
+figure gets a JAX/PyTorch time ratio (< 1: JAX is faster).
+
+The SRGAN step uses a randomly initialised VGG-19 (timing does not depend on
+the weights); the content loss is VGG54 as in the paper.
+"""
+
+import functools
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from srgan_jax import models, train, vgg
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               'configs', 'default.py')
+_CONFIG = config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG, 'Model/data config.')
+_BATCH = flags.DEFINE_integer('batch', None, 'Override config.data.batch_size.')
+_CROP = flags.DEFINE_integer('crop', None, 'Override config.data.hr_crop.')
+_BLOCKS = flags.DEFINE_integer('blocks', None, 'Override config.model.num_blocks.')
+_SCALE = flags.DEFINE_integer('scale', None, 'Override config.model.scale.')
+_DTYPE = flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], 'Override compute dtype.')
+_TINY = flags.DEFINE_bool('tiny', False, 'Tiny G and D (tests only).')
+_SIZES = flags.DEFINE_list('infer_sizes', ['256', '512', '1024'], 'Inference output sizes (square).')
+_ONLY = flags.DEFINE_list('only', ['srresnet', 'srgan', 'inference'], 'Figures to run.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs per figure (the median is reported).')
+_WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed runs after compilation.')
+_TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch reference, alternating with JAX.')
+_TORCH_FORMAT = flags.DEFINE_enum('torch_format', 'auto', ['auto', 'nchw', 'channels_last'],
+                                  'PyTorch memory format; auto times both and keeps the faster.')
+_PEAK_N = flags.DEFINE_integer('peak_n', 2048, 'Matrix size of the matmul peak micro-benchmark.')
+_JSON = flags.DEFINE_string('json', None, 'Write the results here as JSON.')
+
+
+# ----------------------------------------------------------------------------
+# Analytic FLOPs (multiply-add = 2 FLOPs; convs and dense layers only).
+
+def conv_flops(k, cin, cout, h_out, w_out):
+  return 2 * k * k * cin * cout * h_out * w_out
+
+
+def generator_flops(lr_hw, scale, num_blocks, features):
+  """One forward pass of G on one LR image."""
+  h, w = lr_hw
+  f = features
+  total = conv_flops(9, 3, f, h, w)  # k9n64s1
+  total += (2 * num_blocks + 1) * conv_flops(3, f, f, h, w)  # residual blocks + conv_mid
+  for r in models.upsample_factors(scale):
+    total += conv_flops(3, f, f * r * r, h, w)
+    h, w = h * r, w * r
+  return total + conv_flops(9, f, 3, h, w)  # k9n3s1
+
+
+def discriminator_flops(hw, features, strides, dense_features):
+  h, w = hw
+  total, cin = 0, 3
+  for f, s in zip(features, strides):
+    h, w = -(-h // s), -(-w // s)
+    total += conv_flops(3, cin, f, h, w)
+    cin = f
+  return total + 2 * h * w * cin * dense_features + 2 * dense_features
+
+
+def vgg54_flops(hw):
+  h, w = hw
+  total, cin = 0, 3
+  for b, block in enumerate(vgg.BLOCK_CHANNELS):
+    if b:
+      h, w = h // 2, w // 2
+    for c in block:
+      total += conv_flops(3, cin, c, h, w)
+      cin = c
+  return total
+
+
+def step_flops(config):
+  """Analytic FLOPs of one update: a trained net costs ~3x its forward (fwd + 2 bwd)."""
+  n, hr, s = config.data.batch_size, config.data.hr_crop, config.model.scale
+  g_model, d_model = train.make_generator(config.model), train.make_discriminator(config)
+  g = n * generator_flops((hr // s, hr // s), s, g_model.num_blocks, g_model.features)
+  if config.phase == 'srresnet':
+    return 3 * g
+  d = 2 * n * discriminator_flops((hr, hr), d_model.features, d_model.strides,
+                                  d_model.dense_features)  # D sees [HR, SR]
+  # VGG: forward on SR and HR, backward w.r.t. the SR input only (~1 more forward of SR).
+  return 3 * g + 3 * d + 3 * n * vgg54_flops((hr, hr))
+
+
+# ----------------------------------------------------------------------------
+# Measuring.
+
+def _rss_bytes():
+  with open('/proc/self/statm') as f:
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+class PeakRSS:
+  """Peak host RSS growth over a block, sampled every 5 ms on a side thread."""
+
+  def __enter__(self):
+    self.base = self.peak = _rss_bytes()
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._poll, daemon=True)
+    self._thread.start()
+    return self
+
+  def _poll(self):
+    while not self._stop.wait(0.005):
+      self.peak = max(self.peak, _rss_bytes())
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+    self.peak = max(self.peak, _rss_bytes())
+    self.delta_mb = (self.peak - self.base) / 2**20
+
+
+def _timed(fn):
+  t = time.perf_counter()
+  fn()
+  return time.perf_counter() - t
+
+
+def matmul_peak_flops(n=2048, repeats=5):
+  """Best float32 matmul throughput of this device through XLA (and torch if given)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  mm = jax.jit(jnp.dot)
+  mm(a, a).block_until_ready()
+  best = min(_timed(lambda: mm(a, a).block_until_ready()) for _ in range(repeats))
+  return 2 * n**3 / best
+
+
+def torch_matmul_peak_flops(n=2048, repeats=5):
+  import torch  # pylint: disable=g-import-not-at-top
+  a = torch.randn(n, n)
+  torch.mm(a, a)
+  return 2 * n**3 / min(_timed(lambda: torch.mm(a, a)) for _ in range(repeats))
+
+
+def _device_peak_bytes():
+  stats = jax.devices()[0].memory_stats()
+  return (stats or {}).get('peak_bytes_in_use')
+
+
+def run_figure(name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, items, unit_scale):
+  """Compiles, warms up, then alternates timed JAX and PyTorch runs; returns one result row."""
+  t = time.perf_counter()
+  compile_fn()
+  compile_s = time.perf_counter() - t
+  with PeakRSS() as mem:
+    for _ in range(warmup):
+      jax_fn()
+    if torch_fn:
+      for _ in range(warmup):
+        torch_fn()
+    jax_ts, torch_ts = [], []
+    for _ in range(repeats):
+      jax_ts.append(_timed(jax_fn))
+      if torch_fn:
+        torch_ts.append(_timed(torch_fn))
+  row = {'name': name, 'compile_s': compile_s, 'jax_s': statistics.median(jax_ts),
+         'jax_times_s': jax_ts, 'jax_min_s': min(jax_ts), 'flops': flops, 'host_rss_delta_mb': mem.delta_mb,
+         'device_peak_bytes': _device_peak_bytes()}
+  row['jax_throughput'] = items * unit_scale / row['jax_s']
+  if torch_ts:
+    row['torch_s'] = statistics.median(torch_ts)
+    row['torch_times_s'] = torch_ts
+    row['torch_min_s'] = min(torch_ts)
+    row['torch_throughput'] = items * unit_scale / row['torch_s']
+    row['jax_over_torch'] = row['jax_s'] / row['torch_s']
+  return row
+
+
+# ----------------------------------------------------------------------------
+# The figures.
+
+def _config():
+  c = _CONFIG.value
+  if c is None:
+    raise app.UsageError('--config must name a config file, e.g. configs/default.py')
+  overrides = {('data', 'batch_size'): _BATCH.value, ('data', 'hr_crop'): _CROP.value,
+               ('model', 'num_blocks'): _BLOCKS.value, ('model', 'scale'): _SCALE.value,
+               ('model', 'compute_dtype'): _DTYPE.value}
+  for (section, key), value in overrides.items():
+    if value is not None:
+      c[section][key] = value
+  if _TINY.value:
+    c.model.tiny = True
+  c.data.val_crop = c.data.hr_crop
+  c.loss.content = 'vgg54'
+  return c
+
+
+def _random_vgg(config, dtype):
+  return vgg.VGG19(taps=('relu5_4',), dtype=dtype).init(
+      jax.random.key(1), jnp.zeros((1, config.data.hr_crop, config.data.hr_crop, 3)))['params']
+
+
+def _torch_format(make_torch_step, choice, log):
+  """Builds the PyTorch step in `choice` format; 'auto' times one run of each and keeps the faster."""
+  if choice != 'auto':
+    return make_torch_step(choice == 'channels_last'), choice
+  timings = {}
+  for fmt in ('nchw', 'channels_last'):
+    step = make_torch_step(fmt == 'channels_last')
+    step()
+    timings[fmt] = _timed(step)
+  best = min(timings, key=timings.get)
+  log(f'  torch format: nchw {timings["nchw"]:.3f}s, channels_last '
+      f'{timings["channels_last"]:.3f}s -> {best}')
+  return make_torch_step(best == 'channels_last'), best
+
+
+def train_figure(config, phase, use_torch, log):
+  c = config.copy_and_resolve_references()
+  c.phase = phase
+  n, hr = c.data.batch_size, c.data.hr_crop
+  dtype = jnp.dtype(c.model.compute_dtype)
+  g_state, d_state = train.create_train_states(c, jax.random.key(0))
+  vgg_params = None
+  if phase == 'srresnet':
+    c.loss.content = 'mse'
+    content_loss = train.make_content_loss(c)
+  else:
+    vgg_params = _random_vgg(c, jnp.float32)
+    content_loss = lambda sr, hr_img, p: vgg.content_loss(
+        p, sr, hr_img, preprocess='torch', taps=('relu5_4',), feature_scale=c.loss.vgg_feature_scale)
+  step = train.make_jitted_step(c, train.make_mesh(), content_loss)
+  hr_np = np.random.default_rng(0).integers(0, 256, (n, hr, hr, 3), dtype=np.uint8)
+  batch = {'hr': jnp.asarray(hr_np)}
+  states = [g_state, d_state]
+
+  compiled = {}
+
+  def compile_fn():
+    compiled['step'] = step.lower(*states, batch, vgg_params).compile()
+
+  def jax_fn():
+    g, d, metrics = compiled['step'](*states, batch, vgg_params)
+    jax.block_until_ready(metrics)
+    states[:] = [g, d]
+
+  torch_fn, fmt = None, None
+  if use_torch:
+    import torch  # pylint: disable=g-import-not-at-top
+    from srgan_jax import torch_reference as tr  # pylint: disable=g-import-not-at-top
+    hr_t = torch.from_numpy(hr_np)
+    g_model = train.make_generator(c.model)
+    d_model = train.make_discriminator(c)
+
+    def make_torch_step(channels_last):
+      torch.manual_seed(0)
+      g = tr.Generator(c.model.scale, g_model.num_blocks, g_model.features)
+      d = vgg_net = None
+      if phase == 'srgan':
+        d = tr.Discriminator(hr, d_model.features, d_model.strides, d_model.dense_features)
+        vgg_net = tr.VGG19()
+      fn = tr.make_step(g, d, vgg_net, hr_size=hr, scale=c.model.scale,
+                        adversarial_weight=c.loss.adversarial_weight, channels_last=channels_last)
+      return lambda: fn(hr_t)
+
+    torch_fn, fmt = _torch_format(make_torch_step, _TORCH_FORMAT.value, log)
+  row = run_figure(f'{phase}_step', jax_fn, compile_fn, torch_fn, repeats=_REPEATS.value,
+                   warmup=_WARMUP.value, flops=step_flops(c), items=n, unit_scale=1.0)
+  row.update(unit='images/s', batch=n, hr_crop=hr, dtype=str(dtype), torch_format=fmt)
+  return row
+
+
+def inference_figure(config, out_size, use_torch, log):
+  s = config.model.scale
+  lr_size = out_size // s
+  g_model = train.make_generator(config.model)
+  variables = g_model.init(jax.random.key(0), jnp.zeros((1, lr_size, lr_size, 3)))
+  lr_np = np.random.default_rng(0).random((1, lr_size, lr_size, 3), dtype=np.float32)
+  lr = jnp.asarray(lr_np)
+  predict = jax.jit(functools.partial(g_model.apply, train=False))
+  compiled = {}
+
+  def compile_fn():
+    compiled['f'] = predict.lower(variables, lr).compile()
+
+  def jax_fn():
+    compiled['f'](variables, lr).block_until_ready()
+
+  torch_fn, fmt = None, None
+  if use_torch:
+    import torch  # pylint: disable=g-import-not-at-top
+    from srgan_jax import torch_reference as tr  # pylint: disable=g-import-not-at-top
+
+    def make_torch_fn(channels_last):
+      f = torch.channels_last if channels_last else torch.contiguous_format
+      net = tr.Generator(s, g_model.num_blocks, g_model.features).eval().to(memory_format=f)
+      x = torch.from_numpy(lr_np).permute(0, 3, 1, 2).contiguous(memory_format=f)
+
+      def run():
+        with torch.inference_mode():
+          net(x)
+      return run
+
+    torch_fn, fmt = _torch_format(make_torch_fn, _TORCH_FORMAT.value, log)
+  flops = generator_flops((lr_size, lr_size), s, g_model.num_blocks, g_model.features)
+  row = run_figure(f'inference_{out_size}', jax_fn, compile_fn, torch_fn, repeats=_REPEATS.value,
+                   warmup=_WARMUP.value, flops=flops, items=out_size * out_size, unit_scale=1e-6)
+  row.update(unit='MP/s', out_size=out_size, torch_format=fmt)
+  return row
+
+
+def format_table(rows, peak):
+  """A fixed-width table: one line per figure."""
+  head = (f'{"figure":<16} {"compile s":>9} {"JAX s":>8} {"JAX rate":>14} {"MFU":>6} '
+          f'{"RSS MB":>7} {"torch s":>8} {"torch rate":>14} {"torch MFU":>9} {"JAX/torch":>9}')
+  lines = [head, '-' * len(head)]
+  for r in rows:
+    mfu = r['flops'] / r['jax_s'] / peak
+    line = (f'{r["name"]:<16} {r["compile_s"]:9.2f} {r["jax_s"]:8.3f} '
+            f'{r["jax_throughput"]:9.2f} {r["unit"]:<4} {mfu:6.1%} {r["host_rss_delta_mb"]:7.0f}')
+    if 'torch_s' in r:
+      line += (f' {r["torch_s"]:8.3f} {r["torch_throughput"]:9.2f} {r["unit"]:<4} '
+               f'{r["flops"] / r["torch_s"] / peak:9.1%} {r["jax_over_torch"]:9.2f}')
+    lines.append(line)
+  return '\n'.join(lines)
+
+
+def _cpu_model():
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return 'unknown'
+
+
+def run(config, use_torch, log=print):
+  """All requested figures; returns the JSON-able report."""
+  threads = os.cpu_count()
+  if use_torch:
+    import torch  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(threads)
+  peaks = {'jax': matmul_peak_flops(_PEAK_N.value)}
+  if use_torch:
+    peaks['torch'] = torch_matmul_peak_flops(_PEAK_N.value)
+  peak = max(peaks.values())
+  log(f'device {jax.devices()[0].device_kind} ({_cpu_model()}, {threads} threads); '
+      f'float32 matmul peak {peak / 1e9:.1f} GFLOP/s ' +
+      ', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items()))
+  rows = []
+  for phase in ('srresnet', 'srgan'):
+    if phase in _ONLY.value:
+      log(f'{phase} step ...')
+      rows.append(train_figure(config, phase, use_torch, log))
+  if 'inference' in _ONLY.value:
+    for size in _SIZES.value:
+      log(f'inference {size}x{size} ...')
+      rows.append(inference_figure(config, int(size), use_torch, log))
+  for r in rows:
+    r['jax_mfu'] = r['flops'] / r['jax_s'] / peak
+    if 'torch_s' in r:
+      r['torch_mfu'] = r['flops'] / r['torch_s'] / peak
+  table = format_table(rows, peak)
+  log(table)
+  return {'device': jax.devices()[0].device_kind, 'cpu': _cpu_model(), 'threads': threads,
+          'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+          'peak_flops': peak, 'matmul_peak_flops': peaks, 'config': config.to_dict(),
+          'repeats': _REPEATS.value, 'warmup': _WARMUP.value, 'results': rows, 'table': table}
+
+
+def main(argv):
+  del argv
+  config = _config()
+  report = run(config, _TORCH.value)
+  if _JSON.value:
+    with open(_JSON.value, 'w') as f:
+      json.dump(report, f, indent=1, default=str)
+  sys.stdout.flush()
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,112 @@
+"""The benchmark runs and reports; its PyTorch twin computes the same networks; bf16 trains like fp32."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from srgan_jax import benchmark, models, train
+from tests.helpers import tiny_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+try:
+  import torch
+except ImportError:  # torch is an optional extra
+  torch = None
+
+ALL_ROWS = {'srresnet_step', 'srgan_step', 'inference_16', 'inference_32'}
+FAST_ROWS = {'srresnet_step', 'inference_16', 'inference_32'}
+
+
+@pytest.mark.parametrize('with_torch', [False, True])
+def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, with_torch):
+  if with_torch and torch is None:
+    pytest.skip('torch not installed')
+  out = tmp_path / 'bench.json'
+  cmd = [sys.executable, '-m', 'srgan_jax.benchmark', '--tiny', '--batch=2', '--crop=16',
+         '--infer_sizes=16,32', '--repeats=1', '--warmup=0', '--peak_n=256', f'--json={out}',
+         f'--torch={with_torch}', '--torch_format=nchw']
+  expected = ALL_ROWS if with_torch else FAST_ROWS  # the SRGAN step's compile dominates; once is enough
+  if not with_torch:
+    cmd.append('--only=srresnet,inference')
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(out.read_text())
+  rows = {r['name']: r for r in report['results']}
+  assert set(rows) == expected
+  for r in rows.values():
+    assert r['jax_s'] > 0 and r['compile_s'] > 0 and r['flops'] > 0 and 0 < r['jax_mfu']
+    assert ('jax_over_torch' in r) == with_torch
+  assert report['peak_flops'] > 0 and report['threads'] >= 1
+  table = [l for l in proc.stdout.splitlines() if l.split() and l.split()[0] in expected]
+  assert len(table) == len(expected)
+  assert all(len(l.split()) == (12 if with_torch else 7) for l in table), table
+
+
+def test_analytic_flops_match_xla_cost_analysis_for_the_generator():
+  # x3: the plain k9n3 output conv (x2/x4/x8 compute it as a sub-pixel 5x5 conv, 1.23x the FLOPs).
+  g = models.Generator(scale=3, num_blocks=2)
+  x = jnp.zeros((1, 32, 32, 3))
+  variables = g.init(jax.random.key(0), x)
+  cost = jax.jit(lambda v, x: g.apply(v, x)).lower(variables, x).compile().cost_analysis()
+  analytic = benchmark.generator_flops((32, 32), 3, 2, 64)
+  # XLA skips the taps that fall on SAME padding; the analytic count includes them.
+  assert 0.9 * analytic < cost["flops"] <= analytic
+
+
+@pytest.mark.skipif(torch is None, reason='torch not installed')
+def test_torch_reference_computes_the_same_generator_and_discriminator():
+  from srgan_jax import torch_reference as tr
+  rng = np.random.default_rng(0)
+  lr = rng.random((2, 8, 8, 3), dtype=np.float32)
+  hr = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+  g, d = models.Generator(num_blocks=2, features=16), models.TinyDiscriminator()
+  g_vars = g.init(jax.random.key(0), jnp.asarray(lr))
+  d_vars = d.init(jax.random.key(1), jnp.asarray(hr))
+  # Non-trivial BN statistics and PReLU slopes, so the copy is really exercised.
+  perturb = lambda t: jax.tree.map(lambda a: a + 0.1 * jnp.asarray(rng.random(a.shape), a.dtype), t)
+  g_vars, d_vars = perturb(g_vars), perturb(d_vars)
+  tg = tr.load_flax_generator(tr.Generator(4, 2, 16), g_vars).eval()
+  td = tr.load_flax_discriminator(
+      tr.Discriminator(32, d.features, d.strides, d.dense_features), d_vars).eval()
+  nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2)
+  with torch.no_grad():
+    sr_t = tg(nchw(lr)).permute(0, 2, 3, 1).numpy()
+    logit_t = td(nchw(hr)).numpy()
+  np.testing.assert_allclose(sr_t, g.apply(g_vars, jnp.asarray(lr)), atol=2e-5)
+  np.testing.assert_allclose(logit_t, d.apply(d_vars, jnp.asarray(hr)), rtol=1e-4, atol=1e-4)
+  # Training mode: BN normalises with batch statistics on both sides.
+  tg.train(), td.train()
+  with torch.no_grad():
+    sr_t = tg(nchw(lr)).permute(0, 2, 3, 1).numpy()
+    logit_t = td(nchw(hr)).numpy()
+  sr_j, _ = g.apply(g_vars, jnp.asarray(lr), train=True, mutable=['batch_stats'])
+  logit_j, _ = d.apply(d_vars, jnp.asarray(hr), train=True, mutable=['batch_stats'])
+  np.testing.assert_allclose(sr_t, sr_j, atol=2e-5)
+  np.testing.assert_allclose(logit_t, logit_j, rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_compute_trains_like_float32():
+  """30 steps on a fixed batch: bf16 compute (fp32 params, Adam state, BN stats) tracks fp32."""
+  curves, states = {}, {}
+  for dtype in ('float32', 'bfloat16'):
+    config = tiny_config('srresnet', **{'optim.learning_rate': 1e-3, 'model.compute_dtype': dtype})
+    g_state, _ = train.create_train_states(config, jax.random.key(0))
+    step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+    hr = np.random.default_rng(0).integers(0, 256, (4, 24, 24, 3), dtype=np.uint8)
+    batch = {'hr': jnp.asarray(hr)}
+    losses = []
+    for _ in range(30):
+      g_state, _, metrics = step(g_state, None, batch, None)
+      losses.append(float(metrics['content_loss']))
+    curves[dtype], states[dtype] = np.array(losses), g_state
+  kinds = {a.dtype for a in jax.tree.leaves((states['bfloat16'].params, states['bfloat16'].opt_state,
+                                             states['bfloat16'].batch_stats)) if a.ndim}
+  assert kinds == {jnp.dtype(jnp.float32)}
+  assert curves['bfloat16'][-1] < 0.7 * curves['bfloat16'][0]
+  np.testing.assert_allclose(curves['bfloat16'], curves['float32'], rtol=0.1)
