@@ -38,6 +38,7 @@ from typing import Callable
 
 import numpy as np
 from absl import logging
+from etils import epath
 
 from srgan_jax import image_io
 from srgan_jax.errors import UserError
@@ -62,10 +63,10 @@ def _demo_source(arg: str, *, val: bool, **unused) -> Source:
 
 def _folder_source(root: str, **unused) -> Source:
   del unused
-  if not os.path.isdir(root):
+  if not epath.Path(root).is_dir():  # epath: local or gs:// alike
     raise UserError(f'data folder {root!r} does not exist; set config.data.source=folder:/path/to/HR/images.')
   paths = [str(p) for p in image_io.list_images(root)]
-  others = sum(len(files) for _, _, files in os.walk(root)) - len(paths)
+  others = sum(len(files) for _, _, files in epath.Path(root).walk()) - len(paths)
   if others:
     logging.warning('ignoring %d files under %s without an image extension %s', others, root,
                     image_io.IMAGE_EXTENSIONS)

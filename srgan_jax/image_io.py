@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 import numpy as np
+from etils import epath
 from PIL import Image, ImageFile, ImageOps
 
 from srgan_jax.errors import UserError
@@ -59,13 +60,13 @@ def decode_image(path, decode: Callable[[Image.Image], T]) -> T:
 
   Any failure (missing, truncated, not an image) is an ImageReadError naming the file.
   """
-  path = Path(path)
+  path = epath.Path(path)  # local or gs:// alike
   # Pillow reads this module global at load time; force strict decoding and
   # restore it (not thread-safe against code that toggles it concurrently).
   lenient = ImageFile.LOAD_TRUNCATED_IMAGES
   ImageFile.LOAD_TRUNCATED_IMAGES = False
   try:
-    with Image.open(path) as img:
+    with path.open('rb') as f, Image.open(f) as img:
       img.load()
       img = ImageOps.exif_transpose(img)
       return decode(img)
@@ -87,7 +88,7 @@ def is_grayscale_file(path) -> bool:
   than on BT.601 Y; see srgan_jax.metrics.
   """
   try:
-    with Image.open(path) as img:
+    with epath.Path(path).open('rb') as f, Image.open(f) as img:
       return img.getbands()[0] in ('1', 'L', 'I', 'F') or img.mode.startswith('I;16')
   except FileNotFoundError:
     raise ImageReadError(f'{path}: no such file; check the path.') from None
@@ -95,13 +96,13 @@ def is_grayscale_file(path) -> bool:
     raise ImageReadError(f'{path}: not a readable image ({e}).') from None
 
 
-def list_images(root) -> list[Path]:
-  """All image files under `root` (recursive), by extension, sorted."""
-  root = Path(root)
+def list_images(root) -> list[epath.Path]:
+  """All image files under `root` (recursive, local or gs://), by extension, sorted."""
+  root = epath.Path(root)
   if not root.is_dir():
     raise FileNotFoundError(f'{root}: not a directory; pass a folder of images.')
-  return sorted(p for p in root.rglob('*')
-                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+  return sorted(folder / f for folder, _, files in root.walk() for f in files
+                if epath.Path(f).suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def save_png(path, image) -> None:

@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from flax import serialization
 
 from srgan_jax.errors import UserError
@@ -197,10 +198,9 @@ def load_vgg(path: str | os.PathLike | None) -> VGGWeights:
     """Reads a file written by `python -m srgan_jax.convert_vgg`."""
     if not path:
         raise VGGWeightsError(None, "set the path to a converted VGG-19 weights file")
-    if not os.path.isfile(path):
+    if not epath.Path(path).is_file():  # epath: local or gs:// paths alike
         raise VGGWeightsError(path, "file not found")
-    with open(path, "rb") as f:
-        data = f.read()
+    data = epath.Path(path).read_bytes()
     if data[:8] == b"\x89HDF\r\n\x1a\n" or data[:4] == b"PK\x03\x04":
         raise VGGWeightsError(path, "is an unconverted Keras/torch file; convert it first")
     try:
