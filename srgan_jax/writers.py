@@ -39,11 +39,18 @@ class MetricWriter:
       rate = scalars.get('steps_per_sec', 0.0)
       line += f' | eta {_hms(eta_steps / rate if rate > 0 else float("nan"))}'
     logging.info('%s', line)
-    with (self.workdir / 'metrics.jsonl').open('a') as f:
-      f.write(json.dumps({'step': step, 'time': time.time(), **scalars}) + '\n')
+    self._append_jsonl(json.dumps({'step': step, 'time': time.time(), **scalars}) + '\n')
     for k, v in scalars.items():
       self._tb.add_scalar(k, v, step)
     self._tb.flush()
+
+  def _append_jsonl(self, line: str) -> None:
+    path = self.workdir / 'metrics.jsonl'
+    if '://' not in str(path):  # a local file: append
+      with path.open('a') as f:
+        f.write(line)
+    else:  # object stores (gs://) cannot append: rewrite the object with the new line
+      path.write_text((path.read_text() if path.exists() else '') + line)
 
   def write_image(self, step: int, tag: str, image_uint8: np.ndarray) -> None:
     if self.enabled:
