@@ -24,11 +24,14 @@ def _fast_conv(x, w, strides, padding):
     (3, 4, 12, 1),   # widening stride-1 conv (upsampling conv): im2col
     (3, 8, 8, 1),    # trunk conv: lax's own gradient
     (3, 4, 8, 2),    # strided D conv: lax's own gradient
+    (3, 3, 8, 2),    # strided image-input conv: lax's own gradient
+    (5, 4, 8, 1),    # k5 widening conv (the sub-pixel output conv's size): im2col
     (3, 2, 5, 1),    # widening by 2.5: im2col
 ])
-def test_custom_kernel_gradient_equals_lax_gradient(k, cin, cout, stride):
+@pytest.mark.parametrize('h,w', [(11, 9), (13, 14), (6, 5)])  # odd and even sizes, SAME padding
+def test_custom_kernel_gradient_equals_lax_gradient(k, cin, cout, stride, h, w):
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=(2, 11, 9, cin)), jnp.float32)
+  x = jnp.asarray(rng.normal(size=(2, h, w, cin)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(k, k, cin, cout)), jnp.float32)
   cot = jnp.asarray(rng.normal(size=_lax_conv(x, w, (stride, stride), 'SAME').shape), jnp.float32)
 
