@@ -35,6 +35,7 @@ from absl import logging
 from etils import epath
 
 from srgan_jax import input_pipeline
+from srgan_jax import workdir as workdir_lib
 from srgan_jax.errors import UserError
 
 # Config fields that fix the shapes of the saved arrays: a checkpoint written
@@ -204,7 +205,7 @@ def _latest_step_dir(manager_dir: epath.Path) -> epath.Path | None:
 
 def resolve_generator_dir(path) -> epath.Path | None:
   """The step directory holding generator/ for a workdir, a checkpoints/export dir or a step dir."""
-  path = epath.Path(path)
+  path = workdir_lib.absolute(path)
   if not path.is_dir():
     return None
   if (path / 'generator').is_dir():

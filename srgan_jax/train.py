@@ -29,6 +29,7 @@ from srgan_jax import models
 from srgan_jax import nonfinite
 from srgan_jax import preemption
 from srgan_jax import validation
+from srgan_jax import workdir as workdir_lib
 from srgan_jax import writers
 from srgan_jax.errors import UserError
 
@@ -250,7 +251,7 @@ def _pretrain_config(config) -> ml_collections.ConfigDict:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains per config in workdir (resuming from its latest checkpoint); returns the final states."""
-  workdir = epath.Path(workdir)
+  workdir = workdir_lib.absolute(workdir)
   if config.phase == 'srgan' and config.pretrain_steps and not config.generator_init:
     if not checkpointing.has_checkpoint(workdir / 'checkpoints'):  # else phase 1 is long done
       logging.info('Phase 1/2: SRResNet pre-training, %d steps, in %s', config.pretrain_steps,

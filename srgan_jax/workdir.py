@@ -11,6 +11,12 @@ class WorkdirError(UserError):
   pass
 
 
+def absolute(path) -> epath.Path:
+  """path made absolute (Orbax refuses relative checkpoint paths); URIs (gs://) as they are."""
+  path = epath.Path(path)
+  return path if '://' in str(path) else path.absolute()
+
+
 def check_writable(workdir: str) -> epath.Path:
   """Creates workdir if needed and proves it writable with a probe file."""
   path = epath.Path(workdir)

@@ -150,6 +150,15 @@ def test_main_runs_both_phases_writes_outputs_and_resumes(tmp_path):
   assert [l['step'] for l in lines if 'g_loss' in l] == [2, 4, 6]
 
 
+def test_main_accepts_a_relative_workdir_as_the_readme_uses(tmp_path):
+  relative = os.path.relpath(tmp_path / 'runs' / 'demo', REPO)
+  assert not os.path.isabs(relative)
+  r = _main(relative, '--config.pretrain_steps=2', '--config.num_train_steps=2',
+            '--config.sample_every=0')
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert (tmp_path / 'runs' / 'demo' / 'checkpoints' / '2' / 'generator').is_dir()
+
+
 def test_main_reports_user_errors_in_one_line(tmp_path):
   for args in (['--config.bogus=1'], ['--config.data.hr_crop=26']):
     r = _main(tmp_path / 'x', *args)
