@@ -5,7 +5,8 @@ Smoke: python -m srgan_jax.main --config=configs/srresnet_x4.py:demo --workdir=/
 Expect: the paper trains 1e6 updates at lr 1e-4 on ImageNet crops and reports
 Set5 x4 32.05 dB / 0.9019 (Y channel); on DIV2K the PSNR on Set5 climbs past
 the bicubic 28.42 dB within the first few thousand steps. The demo variant
-runs 200 steps in a few minutes on 2 CPU cores.
+runs 1500 steps in about 2 minutes on 2 idle CPU cores (Set5 PSNR-Y ~23-25 dB:
+a smoke run, not a model).
 """
 
 import ml_collections
@@ -21,7 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim.decay_steps = ()
   if arg == 'demo':
     c = default.demo(c)
-    c.num_train_steps = 200
+    c.num_train_steps = 1500
     c.optim.decay_steps = ()
   elif arg:
     raise ValueError(f'unknown config variant {arg!r}; use configs/srresnet_x4.py or configs/srresnet_x4.py:demo')
