@@ -5,6 +5,7 @@ EXIF orientation, and raises `ImageReadError` (one line, names the file) for
 anything corrupt, truncated or not an image. `save_png` writes atomically.
 """
 
+import io
 import os
 import secrets
 from pathlib import Path
@@ -121,13 +122,21 @@ def save_png(path, image) -> None:
                      'clip and round first.')
   if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (2, 3, 4))):
     raise ValueError(f'save_png: expected [H, W] or [H, W, 1|2|3|4], got {image.shape}.')
+  buf = io.BytesIO()
+  Image.fromarray(image).save(buf, format='PNG')
+  write_atomic(path, buf.getvalue())
+
+
+def write_atomic(path, data: bytes) -> None:
+  """Writes data to path via a temp file in the same folder and os.replace:
+  readers see either the old file or the complete new one, never a partial one."""
   path = Path(path)
   # Not mkstemp: its 0600 mode would survive the rename; 0666 obeys umask.
   tmp = path.parent / f'.{path.name}.{secrets.token_hex(8)}.tmp'
   fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
   try:
     with os.fdopen(fd, 'wb') as f:
-      Image.fromarray(image).save(f, format='PNG')
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -1,6 +1,7 @@
 """A trained generator, ready to run: load, check against its architecture, predict."""
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -28,7 +29,7 @@ class Model:
 def make_predict(model_config) -> Callable:
   """jit of G in inference mode (running BN statistics); compiles once per input shape."""
   generator = train.make_generator(model_config, dtype=jnp.float32)
-  return jax.jit(lambda variables, lr: generator.apply(variables, lr, train=False))
+  return functools.partial(train.make_predict(), generator.apply)
 
 
 def _check_architecture(variables, model_config, where) -> None:

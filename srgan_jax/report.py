@@ -3,8 +3,6 @@
 import csv
 import html
 import io
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +14,7 @@ ZOOM_OUT = 192  # pixels on a side of each zoomed crop in the report
 
 def write_text(path, text: str) -> None:
   """Atomic text write: readers see the old file or the whole new one."""
-  path = Path(path)
-  tmp = path.parent / f'.{path.name}.{secrets.token_hex(8)}.tmp'
-  try:
-    tmp.write_text(text)
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
+  image_io.write_atomic(path, text.encode())
 
 
 def csv_text(rows: list[dict], fields: list[str]) -> str:

@@ -7,7 +7,6 @@ import io
 import json
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
@@ -15,6 +14,7 @@ from etils import epath
 from PIL import Image
 
 from srgan_jax import metrics
+from srgan_jax import validation
 from srgan_jax.imresize import imresize
 
 
@@ -69,11 +69,6 @@ def _hms(seconds: float) -> str:
   return f'{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}'
 
 
-def to_uint8(x_m11) -> np.ndarray:
-  """[-1, 1] floats -> uint8 with rounding."""
-  return np.asarray(jnp.clip(jnp.round((x_m11 + 1.0) * 127.5), 0, 255)).astype(np.uint8)
-
-
 def sample_grid(val_hr: np.ndarray, scale: int, quantize: bool, g_state,
                 predict) -> tuple[np.ndarray, dict]:
   """Rows of (bicubic | SR | HR) for each fixed validation crop (uint8 HWC), and their PSNR-Y."""
@@ -82,7 +77,7 @@ def sample_grid(val_hr: np.ndarray, scale: int, quantize: bool, g_state,
   variables = {'params': g_state.params, 'batch_stats': g_state.batch_stats}
   sr = predict(g_state.apply_fn, variables, lr)
   bicubic = imresize(lr, scale=scale) * 2.0 - 1.0
-  bicubic, sr, hr = to_uint8(bicubic), to_uint8(sr), to_uint8(hr)
+  bicubic, sr, hr = (validation.to_uint8(x) for x in (bicubic, sr, hr))
   rows = [np.concatenate(row, axis=1) for row in zip(bicubic, sr, hr)]
   psnr = {f'val/psnr_y_{name}': float(np.mean(metrics.psnr_y(x, hr, crop_border=scale)))
           for name, x in (('sr', sr), ('bicubic', bicubic))}
