@@ -166,13 +166,6 @@ def load_flax_discriminator(net: Discriminator, variables) -> Discriminator:
   return net
 
 
-def load_flax_vgg(net: VGG19, params) -> VGG19:
-  convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
-  for conv, name in zip(convs, vgg.CONV_NAMES):
-    _conv(conv, params[name])
-  return net
-
-
 # ----------------------------------------------------------------------------
 # The step.
 

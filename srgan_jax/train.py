@@ -10,7 +10,6 @@ import functools
 import time
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -221,7 +220,7 @@ def make_jitted_step(config, mesh, content_loss):
                  donate_argnums=(0, 1))
 
 
-def make_predict(mesh=None):
+def make_predict():
   """G in inference mode (running BN statistics), jitted: (variables, lr [0,1]) -> sr [-1,1]."""
   def predict(apply_fn, variables, lr):
     return apply_fn(variables, lr, train=False)

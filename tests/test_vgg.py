@@ -9,7 +9,6 @@ import os
 
 os.environ["KERAS_BACKEND"] = "jax"  # Keras 3 without TensorFlow
 
-import pickle
 import subprocess
 import sys
 
