@@ -27,6 +27,8 @@ def _fast_conv(x, w, strides, padding):
     (3, 3, 8, 2),    # strided image-input conv: lax's own gradient
     (5, 4, 8, 1),    # k5 widening conv (the sub-pixel output conv's size): im2col
     (3, 2, 5, 1),    # widening by 2.5: im2col
+    (3, 64, 64, 1),  # k3n64 trunk conv: Winograd
+    (3, 64, 128, 1),  # D's 64->128 conv: Winograd
 ])
 @pytest.mark.parametrize('h,w', [(11, 9), (13, 14), (6, 5)])  # odd and even sizes, SAME padding
 def test_custom_kernel_gradient_equals_lax_gradient(k, cin, cout, stride, h, w):
@@ -46,12 +48,48 @@ def test_custom_kernel_gradient_equals_lax_gradient(k, cin, cout, stride, h, w):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * float(jnp.max(jnp.abs(want))))
 
 
-def test_the_im2col_gradient_is_selected_where_the_cases_above_expect_it():
-  # The test above checks the custom gradient only where the selector picks it.
-  assert fast_conv.use_im2col_kernel_grad((3, 3, 2, 5), (1, 1))
-  assert fast_conv.use_im2col_kernel_grad((9, 9, 3, 64), (1, 1))
-  assert not fast_conv.use_im2col_kernel_grad((3, 3, 64, 64), (1, 1))
-  assert not fast_conv.use_im2col_kernel_grad((3, 3, 64, 128), (2, 2))
+def test_each_kernel_gradient_is_selected_where_the_cases_above_expect_it():
+  # The test above checks each custom gradient only where the selector picks it.
+  same = ((1, 1), (1, 1))
+  method = lambda shape, strides=(1, 1), pads=same: fast_conv.kernel_grad_method(shape, strides, pads, 'cpu')
+  assert method((3, 3, 2, 5)) == 'im2col'
+  assert method((9, 9, 3, 64), pads=((4, 4), (4, 4))) == 'im2col'
+  assert method((3, 3, 64, 256)) == 'im2col'
+  assert method((3, 3, 64, 64)) == 'winograd'
+  assert method((3, 3, 64, 128)) == 'winograd'
+  assert method((3, 3, 8, 8)) == 'lax'
+  assert method((3, 3, 64, 128), (2, 2), ((0, 1), (0, 1))) == 'lax'
+  # cuDNN and TPU convolutions keep their own gradients.
+  assert fast_conv.kernel_grad_method((3, 3, 64, 64), (1, 1), same, 'gpu') == 'lax'
+
+
+def _correlate2d(d, g):
+  """Valid 2-D correlation, written out: out[i, j] = sum_ab d[i + a, j + b] g[a, b]."""
+  r = g.shape[0]
+  m = d.shape[0] - r + 1
+  return np.array([[np.sum(d[i:i + r, j:j + r] * g) for j in range(m)] for i in range(m)])
+
+
+@pytest.mark.parametrize('m', [2, 4, 6])
+def test_winograd_matrices_compute_the_tile_correlation(m):
+  at, g, bt = fast_conv.winograd_matrices(m)
+  assert at.shape == (m, m + 2) and g.shape == (m + 2, 3) and bt.shape == (m + 2, m + 2)
+  rng = np.random.default_rng(m)
+  for _ in range(3):
+    d, w = rng.normal(size=(m + 2, m + 2)), rng.normal(size=(3, 3))
+    y = at @ ((g @ w @ g.T) * (bt @ d @ bt.T)) @ at.T
+    np.testing.assert_allclose(y, _correlate2d(d, w), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize('m', [2, 4, 6])
+@pytest.mark.parametrize('h,w', [(8, 8), (7, 10), (3, 5)])  # whole tiles, partial tiles, one tile
+def test_winograd_kernel_gradient_equals_lax_kernel_gradient(m, h, w):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(3, h, w, 6)), jnp.float32)
+  dy = jnp.asarray(rng.normal(size=(3, h, w, 5)), jnp.float32)
+  want = jax.vjp(lambda k: _lax_conv(x, k, (1, 1), 'SAME'), jnp.zeros((3, 3, 6, 5)))[1](dy)[0]
+  got = fast_conv.winograd_kernel_grad(x, dy, m)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(want))))
 
 
 @pytest.mark.parametrize('h,w', [(5, 7), (8, 8)])
