@@ -10,8 +10,9 @@ peak memory (host RSS growth while running; device `memory_stats()` where the
 backend has them) and MFU = analytic conv/dense FLOPs / time / peak, the peak
 being the best of a float32 matmul micro-benchmark run in the same process.
 With `--torch`, `srgan_jax.torch_reference` (the same networks, losses and
-step) runs alternately with JAX, on the same number of threads, and every
-figure gets a JAX/PyTorch time ratio (< 1: JAX is faster).
+step) runs in a second process, alternately with JAX (one step each in turn),
+on the same number of threads, and every figure gets a JAX/PyTorch time ratio
+(< 1: JAX is faster).
 
 The SRGAN step uses a randomly initialised VGG-19 (timing does not depend on
 the weights); the content loss is VGG54 as in the paper.
@@ -21,6 +22,7 @@ import functools
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -49,6 +51,7 @@ _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed runs after compilation.')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch reference, alternating with JAX.')
 _TORCH_FORMAT = flags.DEFINE_enum('torch_format', 'auto', ['auto', 'nchw', 'channels_last'],
                                   'PyTorch memory format; auto times both and keeps the faster.')
+_TORCH_WORKER = flags.DEFINE_bool('torch_worker', False, 'Internal: serve PyTorch timings on stdin/stdout.')
 _PEAK_N = flags.DEFINE_integer('peak_n', 2048, 'Matrix size of the matmul peak micro-benchmark.')
 _JSON = flags.DEFINE_string('json', None, 'Write the results here as JSON.')
 
@@ -164,7 +167,10 @@ def _device_peak_bytes():
 
 
 def run_figure(name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, items, unit_scale):
-  """Compiles, warms up, then alternates timed JAX and PyTorch runs; returns one result row."""
+  """Compiles, warms up, then alternates timed JAX and PyTorch runs; returns one result row.
+
+  `torch_fn` runs one PyTorch step in the worker process and returns its time there.
+  """
   t = time.perf_counter()
   compile_fn()
   compile_s = time.perf_counter() - t
@@ -178,7 +184,7 @@ def run_figure(name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, it
     for _ in range(repeats):
       jax_ts.append(_timed(jax_fn))
       if torch_fn:
-        torch_ts.append(_timed(torch_fn))
+        torch_ts.append(torch_fn())  # seconds, timed in the PyTorch process
   row = {'name': name, 'compile_s': compile_s, 'jax_s': statistics.median(jax_ts),
          'jax_times_s': jax_ts, 'jax_min_s': min(jax_ts), 'flops': flops, 'host_rss_delta_mb': mem.delta_mb,
          'device_peak_bytes': _device_peak_bytes()}
@@ -190,6 +196,114 @@ def run_figure(name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, it
     row['torch_throughput'] = items * unit_scale / row['torch_s']
     row['jax_over_torch'] = row['jax_s'] / row['torch_s']
   return row
+
+
+# ----------------------------------------------------------------------------
+# The PyTorch side runs in its own process (`--torch_worker`), started by the
+# parent and driven over stdin/stdout one step at a time, so the two are still
+# timed alternately but never share an address space: in one process, PyTorch's
+# OpenMP pool and allocator slowed XLA's SRGAN step by 1.5x on this machine
+# (5.5 s alone, 8.6 s next to torch), which no user of either would see.
+
+def _hr_batch(c):
+  return np.random.default_rng(0).integers(
+      0, 256, (c.data.batch_size, c.data.hr_crop, c.data.hr_crop, 3), dtype=np.uint8)
+
+
+def _lr_image(lr_size):
+  return np.random.default_rng(0).random((1, lr_size, lr_size, 3), dtype=np.float32)
+
+
+def _torch_maker(config, figure):
+  """`make(channels_last) -> run()` for one figure of the PyTorch reference."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from srgan_jax import torch_reference as tr  # pylint: disable=g-import-not-at-top
+  c = config.copy_and_resolve_references()
+  g_model = train.make_generator(c.model)
+  s = c.model.scale
+  if figure.startswith('inference_'):
+    lr_np = _lr_image(int(figure.split('_')[1]) // s)
+
+    def make_inference(channels_last):
+      f = torch.channels_last if channels_last else torch.contiguous_format
+      net = tr.Generator(s, g_model.num_blocks, g_model.features).eval().to(memory_format=f)
+      x = torch.from_numpy(lr_np).permute(0, 3, 1, 2).contiguous(memory_format=f)
+
+      def run():
+        with torch.inference_mode():
+          net(x)
+      return run
+    return make_inference
+  phase = figure[:-len('_step')]
+  hr = c.data.hr_crop
+  hr_t = torch.from_numpy(_hr_batch(c))
+  d_model = train.make_discriminator(c)
+
+  def make_step(channels_last):
+    torch.manual_seed(0)
+    g = tr.Generator(s, g_model.num_blocks, g_model.features)
+    d = vgg_net = None
+    if phase == 'srgan':
+      d = tr.Discriminator(hr, d_model.features, d_model.strides, d_model.dense_features)
+      vgg_net = tr.VGG19()
+    fn = tr.make_step(g, d, vgg_net, hr_size=hr, scale=s,
+                      adversarial_weight=c.loss.adversarial_weight, channels_last=channels_last)
+    return lambda: fn(hr_t)
+  return make_step
+
+
+def _torch_worker(config):
+  """Serves the parent: one JSON request per stdin line, one JSON reply per stdout line."""
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(os.cpu_count())
+  out = sys.stdout
+  sys.stdout = sys.stderr  # nothing else may write to the reply stream
+  fn = None
+  for line in sys.stdin:
+    request = json.loads(line)
+    if 'peak' in request:
+      reply = {'flops': torch_matmul_peak_flops(request['peak'])}
+    elif 'prepare' in request:
+      logs = []
+      fn, fmt = _torch_format(_torch_maker(config, request['prepare']), _TORCH_FORMAT.value,
+                              logs.append)
+      fn()
+      reply = {'format': fmt, 'log': logs}
+    else:
+      reply = {'s': _timed(fn)}
+    out.write(json.dumps(reply) + '\n')
+    out.flush()
+
+
+class TorchWorker:
+  """The parent's handle on a `--torch_worker` process with the same flags."""
+
+  def __init__(self):
+    self._proc = subprocess.Popen(
+        [sys.executable, '-m', 'srgan_jax.benchmark', *sys.argv[1:], '--torch_worker'],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+  def call(self, **request):
+    self._proc.stdin.write(json.dumps(request) + '\n')
+    self._proc.stdin.flush()
+    line = self._proc.stdout.readline()
+    if not line:
+      raise RuntimeError(f'the PyTorch worker exited with code {self._proc.wait()}; see its stderr above')
+    return json.loads(line)
+
+  def close(self):
+    self._proc.stdin.close()
+    self._proc.wait()
+
+
+def _torch_figure(worker, figure, log):
+  """(time-one-step function, memory format) on the worker, or (None, None) without one."""
+  if worker is None:
+    return None, None
+  reply = worker.call(prepare=figure)
+  for line in reply['log']:
+    log(line)
+  return (lambda: worker.call(run=1)['s']), reply['format']
 
 
 # ----------------------------------------------------------------------------
@@ -232,7 +346,7 @@ def _torch_format(make_torch_step, choice, log):
   return make_torch_step(best == 'channels_last'), best
 
 
-def train_figure(config, phase, use_torch, log):
+def train_figure(config, phase, torch_worker, log):
   c = config.copy_and_resolve_references()
   c.phase = phase
   n, hr = c.data.batch_size, c.data.hr_crop
@@ -247,7 +361,7 @@ def train_figure(config, phase, use_torch, log):
     content_loss = lambda sr, hr_img, p: vgg.content_loss(
         p, sr, hr_img, preprocess='torch', taps=('relu5_4',), feature_scale=c.loss.vgg_feature_scale)
   step = train.make_jitted_step(c, train.make_mesh(), content_loss)
-  hr_np = np.random.default_rng(0).integers(0, 256, (n, hr, hr, 3), dtype=np.uint8)
+  hr_np = _hr_batch(c)
   batch = {'hr': jnp.asarray(hr_np)}
   states = [g_state, d_state]
 
@@ -261,38 +375,19 @@ def train_figure(config, phase, use_torch, log):
     jax.block_until_ready(metrics)
     states[:] = [g, d]
 
-  torch_fn, fmt = None, None
-  if use_torch:
-    import torch  # pylint: disable=g-import-not-at-top
-    from srgan_jax import torch_reference as tr  # pylint: disable=g-import-not-at-top
-    hr_t = torch.from_numpy(hr_np)
-    g_model = train.make_generator(c.model)
-    d_model = train.make_discriminator(c)
-
-    def make_torch_step(channels_last):
-      torch.manual_seed(0)
-      g = tr.Generator(c.model.scale, g_model.num_blocks, g_model.features)
-      d = vgg_net = None
-      if phase == 'srgan':
-        d = tr.Discriminator(hr, d_model.features, d_model.strides, d_model.dense_features)
-        vgg_net = tr.VGG19()
-      fn = tr.make_step(g, d, vgg_net, hr_size=hr, scale=c.model.scale,
-                        adversarial_weight=c.loss.adversarial_weight, channels_last=channels_last)
-      return lambda: fn(hr_t)
-
-    torch_fn, fmt = _torch_format(make_torch_step, _TORCH_FORMAT.value, log)
+  torch_fn, fmt = _torch_figure(torch_worker, f'{phase}_step', log)
   row = run_figure(f'{phase}_step', jax_fn, compile_fn, torch_fn, repeats=_REPEATS.value,
                    warmup=_WARMUP.value, flops=step_flops(c), items=n, unit_scale=1.0)
   row.update(unit='images/s', batch=n, hr_crop=hr, dtype=str(dtype), torch_format=fmt)
   return row
 
 
-def inference_figure(config, out_size, use_torch, log):
+def inference_figure(config, out_size, torch_worker, log):
   s = config.model.scale
   lr_size = out_size // s
   g_model = train.make_generator(config.model)
   variables = g_model.init(jax.random.key(0), jnp.zeros((1, lr_size, lr_size, 3)))
-  lr_np = np.random.default_rng(0).random((1, lr_size, lr_size, 3), dtype=np.float32)
+  lr_np = _lr_image(lr_size)
   lr = jnp.asarray(lr_np)
   predict = jax.jit(functools.partial(g_model.apply, train=False))
   compiled = {}
@@ -303,22 +398,7 @@ def inference_figure(config, out_size, use_torch, log):
   def jax_fn():
     compiled['f'](variables, lr).block_until_ready()
 
-  torch_fn, fmt = None, None
-  if use_torch:
-    import torch  # pylint: disable=g-import-not-at-top
-    from srgan_jax import torch_reference as tr  # pylint: disable=g-import-not-at-top
-
-    def make_torch_fn(channels_last):
-      f = torch.channels_last if channels_last else torch.contiguous_format
-      net = tr.Generator(s, g_model.num_blocks, g_model.features).eval().to(memory_format=f)
-      x = torch.from_numpy(lr_np).permute(0, 3, 1, 2).contiguous(memory_format=f)
-
-      def run():
-        with torch.inference_mode():
-          net(x)
-      return run
-
-    torch_fn, fmt = _torch_format(make_torch_fn, _TORCH_FORMAT.value, log)
+  torch_fn, fmt = _torch_figure(torch_worker, f'inference_{out_size}', log)
   flops = generator_flops((lr_size, lr_size), s, g_model.num_blocks, g_model.features)
   row = run_figure(f'inference_{out_size}', jax_fn, compile_fn, torch_fn, repeats=_REPEATS.value,
                    warmup=_WARMUP.value, flops=flops, items=out_size * out_size, unit_scale=1e-6)
@@ -356,12 +436,10 @@ def _cpu_model():
 def run(config, use_torch, log=print):
   """All requested figures; returns the JSON-able report."""
   threads = os.cpu_count()
-  if use_torch:
-    import torch  # pylint: disable=g-import-not-at-top
-    torch.set_num_threads(threads)
+  worker = TorchWorker() if use_torch else None
   peaks = {'jax': matmul_peak_flops(_PEAK_N.value)}
-  if use_torch:
-    peaks['torch'] = torch_matmul_peak_flops(_PEAK_N.value)
+  if worker:
+    peaks['torch'] = worker.call(peak=_PEAK_N.value)['flops']
   peak = max(peaks.values())
   log(f'device {jax.devices()[0].device_kind} ({_cpu_model()}, {threads} threads); '
       f'float32 matmul peak {peak / 1e9:.1f} GFLOP/s ' +
@@ -370,11 +448,13 @@ def run(config, use_torch, log=print):
   for phase in ('srresnet', 'srgan'):
     if phase in _ONLY.value:
       log(f'{phase} step ...')
-      rows.append(train_figure(config, phase, use_torch, log))
+      rows.append(train_figure(config, phase, worker, log))
   if 'inference' in _ONLY.value:
     for size in _SIZES.value:
       log(f'inference {size}x{size} ...')
-      rows.append(inference_figure(config, int(size), use_torch, log))
+      rows.append(inference_figure(config, int(size), worker, log))
+  if worker:
+    worker.close()
   for r in rows:
     r['jax_mfu'] = r['flops'] / r['jax_s'] / peak
     if 'torch_s' in r:
@@ -390,6 +470,8 @@ def run(config, use_torch, log=print):
 def main(argv):
   del argv
   config = _config()
+  if _TORCH_WORKER.value:
+    return _torch_worker(config)
   report = run(config, _TORCH.value)
   if _JSON.value:
     with open(_JSON.value, 'w') as f:
