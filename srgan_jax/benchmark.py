@@ -19,6 +19,7 @@ the weights); the content loss is VGG54 as in the paper.
 """
 
 import functools
+import importlib.util
 import json
 import os
 import statistics
@@ -440,6 +441,8 @@ def _cpu_model():
 def run(config, use_torch, log=print):
   """All requested figures; returns the JSON-able report."""
   threads = os.cpu_count()
+  if use_torch and importlib.util.find_spec('torch') is None:
+    raise app.UsageError("--torch needs PyTorch: pip install -e '.[benchmark]'")
   worker = TorchWorker() if use_torch else None
   peaks = {'jax': matmul_peak_flops(_PEAK_N.value)}
   if worker:

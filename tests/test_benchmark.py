@@ -110,3 +110,11 @@ def test_bfloat16_compute_trains_like_float32():
   assert kinds == {jnp.dtype(jnp.float32)}
   assert curves['bfloat16'][-1] < 0.7 * curves['bfloat16'][0]
   np.testing.assert_allclose(curves['bfloat16'], curves['float32'], rtol=0.1)
+
+
+def test_torch_flag_without_torch_installed_is_a_one_line_usage_error(monkeypatch):
+  real_find_spec = benchmark.importlib.util.find_spec
+  monkeypatch.setattr(benchmark.importlib.util, 'find_spec',
+                      lambda name, *a: None if name == 'torch' else real_find_spec(name, *a))
+  with pytest.raises(benchmark.app.UsageError, match=r"pip install -e '\.\[benchmark\]'"):
+    benchmark.run(tiny_config(), use_torch=True)
