@@ -206,9 +206,9 @@ def run_figure(name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, it
 # ----------------------------------------------------------------------------
 # The PyTorch side runs in its own process (`--torch_worker`), started by the
 # parent and driven over stdin/stdout one step at a time, so the two are still
-# timed alternately but never share an address space: in one process, PyTorch's
-# OpenMP pool and allocator slowed XLA's SRGAN step by 1.5x on this machine
-# (5.5 s alone, 8.6 s next to torch), which no user of either would see.
+# timed alternately but never share an address space: sharing one process with
+# PyTorch slowed XLA's SRGAN step 1.5x on this machine (5.5 s alone, 8.6 s next to
+# torch; cause not pinned down), which no user of either would see.
 
 def _hr_batch(c):
   return np.random.default_rng(0).integers(
@@ -272,7 +272,6 @@ def _torch_worker(config):
       logs = []
       fn, fmt = _torch_format(_torch_maker(config, request['prepare']), _TORCH_FORMAT.value,
                               logs.append)
-      fn()
       reply = {'format': fmt, 'log': logs}
     else:
       reply = {'s': _timed(fn)}

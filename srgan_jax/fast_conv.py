@@ -26,21 +26,20 @@ from jax import lax
 # batched matmul over the (m+2)^2 tile positions, 4x fewer multiplications than
 # the direct kernel gradient at m = 4.
 
-WINOGRAD_TILE = 4
 # Toom-Cook interpolation points of F(m, 3), the usual well-conditioned choices.
 _POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, -2), 6: (0, 1, -1, 2, -2, 0.5, -0.5)}
 
 
 @functools.lru_cache(maxsize=None)
-def winograd_matrices(m: int, r: int = 3):
-  """A^T (m x a), G (a x r), B^T (a x a), a = m + r - 1, of F(m, r) (Toom-Cook).
+def winograd_matrices(m: int):
+  """A^T (m x a), G (a x 3), B^T (a x a), a = m + 2, of F(m, 3) (Toom-Cook).
 
   A^T and G come from Lagrange interpolation at `_POINTS[m]` and infinity; B^T is
   the unique solution of the 1-D identity sum_j A^T[i,j] G[j,k] B^T[j,t] = [t = i + k]
   (output i, tap k, input t), checked exact.
   """
   a = np.asarray(_POINTS[m], np.float64)
-  n = m + r - 1
+  r, n = 3, m + 2
   at, g = np.zeros((m, n)), np.zeros((n, r))
   for j, p in enumerate(a):
     at[:, j] = p ** np.arange(m)
@@ -59,13 +58,12 @@ def winograd_matrices(m: int, r: int = 3):
   return at, g, bt.reshape(n, n)
 
 
-def winograd_kernel_grad(x, dy, m: int = None):
+def winograd_kernel_grad(x, dy, m: int = 4):
   """Kernel gradient of the 3x3 SAME stride-1 conv y = conv(x, w), given dy = dL/dy.
 
   Equals sum_{n,y,x} xpad[n, y + a, x + b, c] dy[n, y, x, o] up to float32 rounding
   (relative error ~1e-5 of the largest entry at m = 4); computed in float32.
   """
-  m = m or WINOGRAD_TILE
   at, g, bt = (jnp.asarray(t, jnp.float32) for t in winograd_matrices(m))
   x, dy = x.astype(jnp.float32), dy.astype(jnp.float32)
   n, h, w, _ = x.shape
