@@ -18,7 +18,6 @@ The SRGAN step uses a randomly initialised VGG-19 (timing does not depend on
 the weights); the content loss is VGG54 as in the paper.
 """
 
-import functools
 import importlib.util
 import json
 import os
@@ -393,11 +392,11 @@ def inference_figure(config, out_size, torch_worker, log):
   variables = g_model.init(jax.random.key(0), jnp.zeros((1, lr_size, lr_size, 3)))
   lr_np = _lr_image(lr_size)
   lr = jnp.asarray(lr_np)
-  predict = jax.jit(functools.partial(g_model.apply, train=False))
+  predict = train.make_predict()
   compiled = {}
 
   def compile_fn():
-    compiled['f'] = predict.lower(variables, lr).compile()
+    compiled['f'] = predict.lower(g_model.apply, variables, lr).compile()
 
   def jax_fn():
     compiled['f'](variables, lr).block_until_ready()

@@ -21,6 +21,7 @@ from flax.training import train_state
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from srgan_jax import checkpointing
+from srgan_jax import fast_conv
 from srgan_jax.imresize import imresize
 from srgan_jax import input_pipeline
 from srgan_jax import losses
@@ -217,14 +218,15 @@ def make_jitted_step(config, mesh, content_loss):
   return jax.jit(step,
                  in_shardings=(replicated, replicated, {'hr': batch_sharding}, replicated),
                  out_shardings=(replicated, replicated, replicated),
-                 donate_argnums=(0, 1))
+                 donate_argnums=(0, 1),
+                 compiler_options=fast_conv.compiler_options(mesh.devices.flat[0].platform))
 
 
 def make_predict():
   """G in inference mode (running BN statistics), jitted: (variables, lr [0,1]) -> sr [-1,1]."""
   def predict(apply_fn, variables, lr):
     return apply_fn(variables, lr, train=False)
-  return jax.jit(predict, static_argnums=0)
+  return jax.jit(predict, static_argnums=0, compiler_options=fast_conv.compiler_options())
 
 
 def make_mesh() -> jax.sharding.Mesh:
@@ -298,7 +300,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   rng = jax.random.key(config.seed)
   init_rng, rng = jax.random.split(rng)
   g_state, d_state = jax.jit(functools.partial(create_train_states, config),
-                             out_shardings=replicated)(init_rng)
+                             out_shardings=replicated,
+                             compiler_options=fast_conv.compiler_options())(init_rng)
   ckpt = checkpointing.Checkpointer(workdir / 'checkpoints', config)
   restored = ckpt.restore_latest(g_state, d_state, train_iter)
   if restored is not None:
