@@ -19,7 +19,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from srgan_jax.fast_conv import SubpixelOutputConv
+from srgan_jax.fast_conv import Conv, SubpixelOutputConv
 
 # PyTorch's BatchNorm momentum 0.1 is Flax's 0.9; epsilon as in the reference.
 _BN = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
@@ -127,8 +127,8 @@ class Discriminator(nn.Module):
   def __call__(self, x, train: bool = False):
     for i, (f, s) in enumerate(zip(self.features, self.strides)):
       # k3n64s1 has a bias and no BN; every later conv is followed by BN.
-      x = nn.Conv(f, (3, 3), strides=(s, s), use_bias=(i == 0), dtype=self.dtype,
-                  name=f'conv_{i}')(x)
+      x = Conv(f, (3, 3), strides=(s, s), use_bias=(i == 0), dtype=self.dtype,
+               name=f'conv_{i}')(x)
       if i > 0:
         x = _BN(use_running_average=not train, dtype=self.dtype, name=f'bn_{i}')(x)
       x = nn.leaky_relu(x, 0.2)
