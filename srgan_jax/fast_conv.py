@@ -10,9 +10,8 @@
 Measured in `python -m srgan_jax.benchmark` (README, Performance).
 """
 
-from typing import Any
-
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -95,20 +94,21 @@ _strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None):
   """`lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`: a plain 2-D NHWC conv
-  with equal strides 1 < s <= kernel size gets the phase-wise input gradient on XLA:CPU; all
-  else is lax's."""
+  with equal strides 1 < s <= kernel size and no negative padding gets the phase-wise input
+  gradient on XLA:CPU; all else is lax's."""
   plain = (jax.default_backend() == 'cpu' and lhs.ndim == 4 and feature_group_count == 1
            and precision is None and len(set(window_strides)) == 1
            and 1 < window_strides[0] <= min(rhs.shape[:2])
            and all(d == 1 for d in (lhs_dilation or (1, 1)) + (rhs_dilation or (1, 1)))
            and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
            == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
-  if not plain:
+  pads = padding
+  if plain and isinstance(padding, str):
+    pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  if not plain or min(min(p) for p in pads) < 0:
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                     dimension_numbers, feature_group_count, precision=precision)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-  return _strided_conv(lhs, rhs, window_strides[0], tuple(tuple(p) for p in padding))
+  return _strided_conv(lhs, rhs, window_strides[0], tuple(tuple(p) for p in pads))
 
 
 # nn.Conv with the phase-wise strided input gradient; parameters and initialisers unchanged.
