@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from srgan_jax import models, train, vgg
+from srgan_jax import fast_conv, models, train, vgg
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                'configs', 'default.py')
@@ -295,7 +295,10 @@ class TorchWorker:
     return json.loads(line)
 
   def close(self):
-    self._proc.stdin.close()
+    try:
+      self._proc.stdin.close()  # the worker's loop ends at end of input
+    except BrokenPipeError:  # it already exited
+      pass
     self._proc.wait()
 
 
@@ -442,24 +445,26 @@ def run(config, use_torch, log=print):
   if use_torch and importlib.util.find_spec('torch') is None:
     raise app.UsageError("--torch needs PyTorch: pip install -e '.[benchmark]'")
   worker = TorchWorker() if use_torch else None
-  peaks = {'jax': matmul_peak_flops(_PEAK_N.value)}
-  if worker:
-    peaks['torch'] = worker.call(peak=_PEAK_N.value)['flops']
-  peak = max(peaks.values())
-  log(f'device {jax.devices()[0].device_kind} ({_cpu_model()}, {threads} threads); '
-      f'float32 matmul peak {peak / 1e9:.1f} GFLOP/s ' +
-      ', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items()))
-  rows = []
-  for phase in ('srresnet', 'srgan'):
-    if phase in _ONLY.value:
-      log(f'{phase} step ...')
-      rows.append(train_figure(config, phase, worker, log))
-  if 'inference' in _ONLY.value:
-    for size in _SIZES.value:
-      log(f'inference {size}x{size} ...')
-      rows.append(inference_figure(config, int(size), worker, log))
-  if worker:
-    worker.close()
+  try:
+    peaks = {'jax': matmul_peak_flops(_PEAK_N.value)}
+    if worker:
+      peaks['torch'] = worker.call(peak=_PEAK_N.value)['flops']
+    peak = max(peaks.values())
+    log(f'device {jax.devices()[0].device_kind} ({_cpu_model()}, {threads} threads); '
+        f'float32 matmul peak {peak / 1e9:.1f} GFLOP/s ' +
+        ', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items()))
+    rows = []
+    for phase in ('srresnet', 'srgan'):
+      if phase in _ONLY.value:
+        log(f'{phase} step ...')
+        rows.append(train_figure(config, phase, worker, log))
+    if 'inference' in _ONLY.value:
+      for size in _SIZES.value:
+        log(f'inference {size}x{size} ...')
+        rows.append(inference_figure(config, int(size), worker, log))
+  finally:
+    if worker:
+      worker.close()
   for r in rows:
     r['jax_mfu'] = r['flops'] / r['jax_s'] / peak
     if 'torch_s' in r:
@@ -468,6 +473,7 @@ def run(config, use_torch, log=print):
   log(table)
   return {'device': jax.devices()[0].device_kind, 'cpu': _cpu_model(), 'threads': threads,
           'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+          'compiler_options': fast_conv.compiler_options(),
           'peak_flops': peak, 'matmul_peak_flops': peaks, 'config': config.to_dict(),
           'repeats': _REPEATS.value, 'warmup': _WARMUP.value, 'results': rows, 'table': table}
 

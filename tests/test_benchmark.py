@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import benchmark, models, train
+from srgan_jax import benchmark, fast_conv, models, train
 from tests.helpers import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -43,6 +43,7 @@ def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, wit
     assert r['jax_s'] > 0 and r['compile_s'] > 0 and r['flops'] > 0 and 0 < r['jax_mfu']
     assert ('jax_over_torch' in r) == with_torch
   assert report['peak_flops'] > 0 and report['threads'] >= 1
+  assert report['compiler_options'] == fast_conv.compiler_options()  # what the figures were compiled with
   table = [l for l in proc.stdout.splitlines() if l.split() and l.split()[0] in expected]
   assert len(table) == len(expected)
   assert all(len(l.split()) == (12 if with_torch else 7) for l in table), table
