@@ -114,3 +114,30 @@ def test_checkpoint_of_another_config_is_refused_unless_restoring_compatible_par
   assert int(g_state.step) == 2 and int(d_state.step) == 0
   kernel = "['generator']['params']['conv_in']['kernel']"
   assert np.array_equal(np.asarray(g_state.params['conv_in']['kernel']), saved[kernel])
+
+
+def _tree_bytes(path):
+  return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob('*')) if p.is_file()}
+
+
+def test_a_damaged_checkpoint_is_a_one_line_error_and_is_left_as_it_is(tmp_path):
+  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  config = tiny_config('srresnet', num_train_steps=2, sample_every=0, checkpoint_every=1)
+  train.train_and_evaluate(config, str(tmp_path))
+  latest = tmp_path / 'checkpoints' / '2'
+  data = max((latest / 'generator').rglob('d/*'), key=lambda p: p.stat().st_size)
+  data.write_bytes(data.read_bytes()[:100])  # a truncated array file (e.g. a full disk)
+  before = _tree_bytes(tmp_path / 'checkpoints')
+
+  config.num_train_steps = 3
+  for load in (lambda: train.train_and_evaluate(config, str(tmp_path)),
+               lambda: checkpointing.load_generator(tmp_path)):
+    with pytest.raises(UserError, match='checkpoints/2 cannot be read') as e:
+      load()
+    assert '\n' not in str(e.value) and 'move it out of' in str(e.value) and 'also here: 1' in str(e.value)
+  assert _tree_bytes(tmp_path / 'checkpoints') == before  # nothing rewritten or deleted
+
+  # Doing what the error says: the run resumes from the checkpoint before it.
+  latest.rename(tmp_path / 'damaged_2')
+  g_state, _ = train.train_and_evaluate(config, str(tmp_path))
+  assert int(g_state.step) == 3 and main_runs.complete_steps(tmp_path)[-1] == 3
