@@ -25,6 +25,7 @@ function of t (see input_pipeline). Another device count means other shards,
 so another sample stream; the restore warns about it.
 """
 
+import contextlib
 import json
 
 import grain
@@ -101,10 +102,8 @@ class Checkpointer:
     step = self._mngr.latest_step()
     if step is None:
       return None
-    try:
+    with _explain_unreadable(self.directory / str(step)):
       meta = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-    except Exception as e:  # damaged files: Orbax, TensorStore and json raise many kinds
-      raise unreadable(self.directory / str(step), e) from e
     partial = self._config.get('restore_compatible_only', False)
     if not partial:
       self._check_compatible(meta, step)
@@ -121,10 +120,8 @@ class Checkpointer:
     else:
       if same_processes:  # else each process's saved position belongs to another sharding
         items['data'] = grain.checkpoint.CheckpointRestore(data_iter)
-      try:
+      with _explain_unreadable(self.directory / str(step)):
         r = self._mngr.restore(step, args=ocp.args.Composite(**items))
-      except Exception as e:
-        raise unreadable(self.directory / str(step), e) from e
     if 'generator' in r:
       g_state = g_state.replace(params=r['generator']['params'],
                                 batch_stats=r['generator']['batch_stats'])
@@ -201,14 +198,18 @@ def _d_tree(d_state) -> dict:
           'step': d_state.step, 'opt_state': d_state.opt_state}
 
 
-def unreadable(step_dir: epath.Path, error: Exception) -> UserError:
-  """The one-line error for a checkpoint step Orbax cannot read; nothing is changed on disk."""
-  why = ' '.join(str(error).split('See full TensorStore details')[0].split())[:200]
-  others = sorted(p.name for p in step_dir.parent.iterdir() if p.name.isdigit() and p != step_dir)
-  before = f' (also here: {", ".join(others)})' if others else ''
-  return UserError(f'{step_dir} cannot be read ({type(error).__name__}: {why}); if it is damaged, '
-                   f'move it out of {step_dir.parent} to use the checkpoint before it{before}, or '
-                   'restore it from a copy.')
+@contextlib.contextmanager
+def _explain_unreadable(step_dir: epath.Path):
+  """Turns a failure to read checkpoint `step_dir` into one line; nothing is changed on disk."""
+  try:
+    yield
+  except Exception as error:  # damaged files: Orbax, TensorStore and json raise many kinds
+    why = ' '.join(str(error).split('See full TensorStore details')[0].split())[:200]
+    others = sorted(p.name for p in step_dir.parent.iterdir() if p.name.isdigit() and p != step_dir)
+    before = f' (also here: {", ".join(others)})' if others else ''
+    raise UserError(f'{step_dir} cannot be read ({type(error).__name__}: {why}); if it is damaged, '
+                    f'move it out of {step_dir.parent} to use the checkpoint before it{before}, or '
+                    'restore it from a copy.') from error
 
 
 # ----------------------------------------------------------------------------
@@ -254,12 +255,10 @@ def load_generator_with_meta(path) -> tuple[dict, dict]:
   if step_dir is None:
     raise UserError(f'no generator checkpoint under {path!s}; pass a training workdir, '
                      'its checkpoints/ or export/ directory, or one step directory.')
-  try:
+  with _explain_unreadable(step_dir):
     variables = restore_as_numpy(step_dir / 'generator')
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
       meta = ckptr.restore(step_dir, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-  except Exception as e:  # damaged files: Orbax, TensorStore and json raise many kinds
-    raise unreadable(step_dir, e) from e
   return variables, meta
 
 
