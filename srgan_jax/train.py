@@ -150,9 +150,12 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
     return lambda sr, hr, vgg_params: losses.pixel_mse(sr, hr)
   from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
   preprocess = vgg_preprocess
+  # phi runs in the compute dtype like G and D (bf16: the bulk of an SRGAN step's FLOPs);
+  # the loss itself is float32.
+  dtype = jnp.dtype(config.model.get('compute_dtype', 'float32'))
   return lambda sr, hr, vgg_params: vgg.content_loss(
       vgg_params, sr, hr, preprocess=preprocess, taps=vgg.paper_taps(config.loss.content),
-      feature_scale=config.loss.vgg_feature_scale)
+      feature_scale=config.loss.vgg_feature_scale, dtype=dtype)
 
 
 def train_step(g_state: TrainState, d_state: TrainState | None, batch, vgg_params, *,

@@ -380,3 +380,19 @@ def test_cli_converts_and_prints_a_summary(tmp_path, capsys):
     assert convert_vgg.main([str(src), str(tmp_path / "vgg19.msgpack")]) == 0
     out = capsys.readouterr().out
     assert "16 conv layers" in out and "torchvision" in out and "'torch'" in out
+
+
+def test_training_content_loss_runs_vgg_in_the_compute_dtype(params):
+    from srgan_jax import train
+    from tests.helpers import tiny_config
+
+    sr = jnp.zeros((1, 32, 32, 3))
+    for dtype in ("float32", "bfloat16"):
+        config = tiny_config("srgan", **{"model.compute_dtype": dtype, "loss.content": "vgg22"})
+        loss_fn = train.make_content_loss(config, vgg_preprocess="torch")
+        jaxpr = jax.make_jaxpr(loss_fn)(sr, sr, params)
+        conv_dtypes = {
+            e.invars[0].aval.dtype for e in jaxpr.jaxpr.eqns if e.primitive.name == "conv_general_dilated"
+        }
+        assert conv_dtypes == {jnp.dtype(dtype)}, (dtype, conv_dtypes)
+        assert jaxpr.out_avals[0].dtype == jnp.float32
