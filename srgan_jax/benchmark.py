@@ -8,11 +8,15 @@ For each figure: compile time, median step time over `--repeats` timed runs
 (after `--warmup` untimed ones), images/s (inference: output megapixels/s),
 peak memory (host RSS growth while running; device `memory_stats()` where the
 backend has them) and MFU = analytic conv/dense FLOPs / time / peak, the peak
-being the best of a float32 matmul micro-benchmark run in the same process.
+being the best of a matmul micro-benchmark in the compute dtype run in the same
+process.
 With `--torch`, `srgan_jax.torch_reference` (the same networks, losses and
 step) runs in a second process, alternately with JAX (one step each in turn),
 on the same number of threads, and every figure gets a JAX/PyTorch time ratio
-(< 1: JAX is faster).
+(< 1: JAX is faster). When JAX runs on a GPU, PyTorch runs on CUDA too
+(`--torch_device`), with cuDNN autotuning on and TF32 matmuls allowed, as XLA's
+default float32 precision does; `--dtype=bfloat16` runs PyTorch under
+`torch.autocast(bfloat16)`. The matmul peak is measured in the compute dtype.
 
 The SRGAN step uses a randomly initialised VGG-19 (timing does not depend on
 the weights); the content loss is VGG54 as in the paper.
@@ -33,7 +37,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from srgan_jax import fast_conv, models, train, vgg
+from srgan_jax import data_sources, fast_conv, models, train, vgg
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                'configs', 'default.py')
@@ -52,8 +56,14 @@ _TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch reference, alt
 _TORCH_FORMAT = flags.DEFINE_enum('torch_format', 'auto', ['auto', 'nchw', 'channels_last'],
                                   'PyTorch memory format; auto times both and keeps the faster.')
 _TORCH_WORKER = flags.DEFINE_bool('torch_worker', False, 'Internal: serve PyTorch timings on stdin/stdout.')
-_PEAK_N = flags.DEFINE_integer('peak_n', 2048, 'Matrix size of the matmul peak micro-benchmark.')
+_TORCH_DEVICE = flags.DEFINE_enum('torch_device', 'auto', ['auto', 'cpu', 'cuda'],
+                                  "PyTorch's device; auto: cuda when JAX runs on a GPU, else cpu.")
+_PEAK_N = flags.DEFINE_integer('peak_n', None, 'Matrix size of the matmul peak micro-benchmark '
+                               '(default 2048 on CPU, 8192 on accelerators).')
 _JSON = flags.DEFINE_string('json', None, 'Write the results here as JSON.')
+_CURVE_STEPS = flags.DEFINE_integer(
+    'curve_steps', 0, 'Also train this many SRResNet steps on demo-photo crops in float32 and '
+    'bfloat16 from one init, plus float32 from another init (the noise), and compare the curves.')
 
 
 # ----------------------------------------------------------------------------
@@ -145,20 +155,25 @@ def _timed(fn):
   return time.perf_counter() - t
 
 
-def matmul_peak_flops(n=2048, repeats=5):
-  """Best float32 matmul throughput of this device through XLA (and torch if given)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+def matmul_peak_flops(n=2048, repeats=5, dtype='float32'):
+  """Best matmul throughput of this device through XLA, in `dtype` (random data, not zeros)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(dtype))
   mm = jax.jit(jnp.dot)
   mm(a, a).block_until_ready()
   best = min(_timed(lambda: mm(a, a).block_until_ready()) for _ in range(repeats))
   return 2 * n**3 / best
 
 
-def torch_matmul_peak_flops(n=2048, repeats=5):
+def torch_matmul_peak_flops(n=2048, repeats=5, dtype='float32', device='cpu'):
   import torch  # pylint: disable=g-import-not-at-top
-  a = torch.randn(n, n)
-  torch.mm(a, a)
-  return 2 * n**3 / min(_timed(lambda: torch.mm(a, a)) for _ in range(repeats))
+  a = torch.randn(n, n, device=device, dtype=getattr(torch, dtype))
+  sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+
+  def mm():
+    torch.mm(a, a)
+    sync()
+  mm()
+  return 2 * n**3 / min(_timed(mm) for _ in range(repeats))
 
 
 def _device_peak_bytes():
@@ -218,24 +233,28 @@ def _lr_image(lr_size):
   return np.random.default_rng(0).random((1, lr_size, lr_size, 3), dtype=np.float32)
 
 
-def _torch_maker(config, figure):
-  """`make(channels_last) -> run()` for one figure of the PyTorch reference."""
+def _torch_maker(config, figure, device):
+  """`make(channels_last) -> run()` for one figure of the PyTorch reference on `device`."""
   import torch  # pylint: disable=g-import-not-at-top
   from srgan_jax import torch_reference as tr  # pylint: disable=g-import-not-at-top
   c = config.copy_and_resolve_references()
   g_model = train.make_generator(c.model)
   s = c.model.scale
+  autocast_dtype = torch.bfloat16 if c.model.compute_dtype == 'bfloat16' else None
+  sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)  # CUDA runs async
   if figure.startswith('inference_'):
     lr_np = _lr_image(int(figure.split('_')[1]) // s)
 
     def make_inference(channels_last):
       f = torch.channels_last if channels_last else torch.contiguous_format
-      net = tr.Generator(s, g_model.num_blocks, g_model.features).eval().to(memory_format=f)
-      x = torch.from_numpy(lr_np).permute(0, 3, 1, 2).contiguous(memory_format=f)
+      net = tr.Generator(s, g_model.num_blocks, g_model.features).eval().to(device=device, memory_format=f)
+      x = torch.from_numpy(lr_np).permute(0, 3, 1, 2).to(device).contiguous(memory_format=f)
 
       def run():
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device, dtype=autocast_dtype,
+                                                    enabled=autocast_dtype is not None):
           net(x)
+        sync()
       return run
     return make_inference
   phase = figure[:-len('_step')]
@@ -251,8 +270,13 @@ def _torch_maker(config, figure):
       d = tr.Discriminator(hr, d_model.features, d_model.strides, d_model.dense_features)
       vgg_net = tr.VGG19()
     fn = tr.make_step(g, d, vgg_net, hr_size=hr, scale=s,
-                      adversarial_weight=c.loss.adversarial_weight, channels_last=channels_last)
-    return lambda: fn(hr_t)
+                      adversarial_weight=c.loss.adversarial_weight, channels_last=channels_last,
+                      device=device, autocast_dtype=autocast_dtype)
+
+    def run():
+      fn(hr_t)
+      sync()
+    return run
   return make_step
 
 
@@ -260,16 +284,23 @@ def _torch_worker(config):
   """Serves the parent: one JSON request per stdin line, one JSON reply per stdout line."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
+  device = _TORCH_DEVICE.value
+  if device == 'cuda' and not torch.cuda.is_available():
+    sys.exit(f'error: --torch_device=cuda, but PyTorch {torch.__version__} sees no CUDA device; '
+             'use --torch_device=cpu or a CUDA build of torch')
+  if device == 'cuda':
+    torch.backends.cudnn.benchmark = True  # what a tuned PyTorch training script sets
+    torch.set_float32_matmul_precision('high')  # TF32, as XLA's default float32 precision
   out = sys.stdout
   sys.stdout = sys.stderr  # nothing else may write to the reply stream
   fn = None
   for line in sys.stdin:
     request = json.loads(line)
     if 'peak' in request:
-      reply = {'flops': torch_matmul_peak_flops(request['peak'])}
+      reply = {'flops': torch_matmul_peak_flops(request['peak'], dtype=request['dtype'], device=device)}
     elif 'prepare' in request:
       logs = []
-      fn, fmt = _torch_format(_torch_maker(config, request['prepare']), _TORCH_FORMAT.value,
+      fn, fmt = _torch_format(_torch_maker(config, request['prepare'], device), _TORCH_FORMAT.value,
                               logs.append)
       reply = {'format': fmt, 'log': logs}
     else:
@@ -281,17 +312,20 @@ def _torch_worker(config):
 class TorchWorker:
   """The parent's handle on a `--torch_worker` process with the same flags."""
 
-  def __init__(self):
+  def __init__(self, device):
+    # The worker never runs JAX: keep it off the accelerator, whose memory JAX preallocates.
+    env = dict(os.environ, JAX_PLATFORMS='cpu')
     self._proc = subprocess.Popen(
-        [sys.executable, '-m', 'srgan_jax.benchmark', *sys.argv[1:], '--torch_worker'],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [sys.executable, '-m', 'srgan_jax.benchmark', *sys.argv[1:], '--torch_worker',
+         f'--torch_device={device}'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
   def call(self, **request):
     self._proc.stdin.write(json.dumps(request) + '\n')
     self._proc.stdin.flush()
     line = self._proc.stdout.readline()
     if not line:
-      raise RuntimeError(f'the PyTorch worker exited with code {self._proc.wait()}; see its stderr above')
+      raise app.UsageError(f'the PyTorch worker exited with code {self._proc.wait()}; '
+                           'its stderr (above) says why')
     return json.loads(line)
 
   def close(self):
@@ -361,11 +395,9 @@ def train_figure(config, phase, torch_worker, log):
   vgg_params = None
   if phase == 'srresnet':
     c.loss.content = 'mse'
-    content_loss = train.make_content_loss(c)
   else:
     vgg_params = _random_vgg(c, jnp.float32)
-    content_loss = lambda sr, hr_img, p: vgg.content_loss(
-        p, sr, hr_img, preprocess='torch', taps=('relu5_4',), feature_scale=c.loss.vgg_feature_scale)
+  content_loss = train.make_content_loss(c, vgg_preprocess='torch')  # as training builds it
   step = train.make_jitted_step(c, train.make_mesh(), content_loss)
   hr_np = _hr_batch(c)
   batch = {'hr': jnp.asarray(hr_np)}
@@ -412,6 +444,65 @@ def inference_figure(config, out_size, torch_worker, log):
   return row
 
 
+# ----------------------------------------------------------------------------
+# bf16 vs fp32 loss curves (issue: "the same loss curve within noise").
+
+def photo_crops(data_config, steps, batch, crop, seed=0):
+  """`steps` uint8 batches of random `crop`-sized crops of the demo photographs (no download)."""
+  paths, load = data_sources.open_source('demo', data_config, val=False)
+  images = [im for im in (load(i) for i in range(len(paths))) if min(im.shape[:2]) >= crop]
+  rng = np.random.default_rng(seed)
+  out = np.empty((steps, batch, crop, crop, 3), np.uint8)
+  for t in range(steps):
+    for j in range(batch):
+      im = images[rng.integers(len(images))]
+      y, x = rng.integers(im.shape[0] - crop + 1), rng.integers(im.shape[1] - crop + 1)
+      out[t, j] = im[y:y + crop, x:x + crop]
+  return out
+
+
+def loss_curves(config, steps, window=None):
+  """SRResNet content-loss curves: fp32 and bf16 from init 0, fp32 from init 1, same batches.
+
+  Returns {'float32': [...], 'bfloat16': [...], 'float32_init1': [...]} (per-step losses),
+  the window means, and the largest relative gap of bf16 (and of the other init, the
+  run-to-run noise) from fp32 over the windows after the first.
+  """
+  window = window or max(1, steps // 10)
+  batches = photo_crops(config.data, steps, config.data.batch_size, config.data.hr_crop)
+  curves = {}
+  for name, dtype, seed in (('float32', 'float32', 0), ('bfloat16', 'bfloat16', 0),
+                            ('float32_init1', 'float32', 1)):
+    c = config.copy_and_resolve_references()
+    c.phase, c.loss.content, c.model.compute_dtype = 'srresnet', 'mse', dtype
+    g_state, _ = train.create_train_states(c, jax.random.key(seed))
+    step = train.make_jitted_step(c, train.make_mesh(), train.make_content_loss(c))
+    losses = []
+    for hr in batches:
+      g_state, _, metrics = step(g_state, None, {'hr': jnp.asarray(hr)}, None)
+      losses.append(metrics['content_loss'])
+    curves[name] = [float(l) for l in jax.device_get(losses)]
+  means = {k: np.asarray(v[:len(v) // window * window]).reshape(-1, window).mean(1)
+           for k, v in curves.items()}
+  gap = lambda k: float(np.max(np.abs(means[k][1:] / means['float32'][1:] - 1)))
+  return {'steps': steps, 'window': window, 'curves': curves,
+          'window_means': {k: v.tolist() for k, v in means.items()},
+          'bf16_max_rel_gap': gap('bfloat16'), 'init_max_rel_gap': gap('float32_init1')}
+
+
+def format_curves(report):
+  w = report['window']
+  lines = [f'SRResNet content loss, mean of each {w} steps (same batches of demo-photo crops):',
+           f'{"steps":>11} {"float32":>9} {"bfloat16":>9} {"fp32 init1":>10}']
+  m = report['window_means']
+  for i in range(len(m['float32'])):
+    lines.append(f'{i * w + 1:>5}-{(i + 1) * w:<5} {m["float32"][i]:9.5f} {m["bfloat16"][i]:9.5f} '
+                 f'{m["float32_init1"][i]:10.5f}')
+  lines.append(f'largest gap to float32 after the first window: bfloat16 '
+               f'{report["bf16_max_rel_gap"]:.1%}, float32 from another init {report["init_max_rel_gap"]:.1%}')
+  return '\n'.join(lines)
+
+
 def format_table(rows, peak):
   """A fixed-width table: one line per figure."""
   head = (f'{"figure":<16} {"compile s":>9} {"JAX s":>8} {"JAX rate":>14} {"MFU":>6} '
@@ -441,18 +532,25 @@ def _cpu_model():
 
 def run(config, use_torch, log=print):
   """All requested figures; returns the JSON-able report."""
-  threads = os.cpu_count()
   if use_torch and importlib.util.find_spec('torch') is None:
     raise app.UsageError("--torch needs PyTorch: pip install -e '.[benchmark]'")
-  worker = TorchWorker() if use_torch else None
+  threads = os.cpu_count()
+  platform = jax.default_backend()
+  dtype = config.model.compute_dtype
+  torch_device = _TORCH_DEVICE.value
+  if torch_device == 'auto':
+    torch_device = 'cuda' if platform == 'gpu' else 'cpu'
+  peak_n = _PEAK_N.value or (2048 if platform == 'cpu' else 8192)
+  worker = TorchWorker(torch_device) if use_torch else None
   try:
-    peaks = {'jax': matmul_peak_flops(_PEAK_N.value)}
+    peaks = {'jax': matmul_peak_flops(peak_n, dtype=dtype)}
     if worker:
-      peaks['torch'] = worker.call(peak=_PEAK_N.value)['flops']
+      peaks['torch'] = worker.call(peak=peak_n, dtype=dtype)['flops']
     peak = max(peaks.values())
     log(f'device {jax.devices()[0].device_kind} ({_cpu_model()}, {threads} threads); '
-        f'float32 matmul peak {peak / 1e9:.1f} GFLOP/s ' +
-        ', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items()))
+        f'{dtype} matmul peak {peak / 1e9:.1f} GFLOP/s ' +
+        ', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items()) +
+        (f'; PyTorch on {torch_device}' if worker else ''))
     rows = []
     for phase in ('srresnet', 'srgan'):
       if phase in _ONLY.value:
@@ -471,11 +569,18 @@ def run(config, use_torch, log=print):
       r['torch_mfu'] = r['flops'] / r['torch_s'] / peak
   table = format_table(rows, peak)
   log(table)
-  return {'device': jax.devices()[0].device_kind, 'cpu': _cpu_model(), 'threads': threads,
-          'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+  curves = None
+  if _CURVE_STEPS.value:
+    log(f'loss curves, {_CURVE_STEPS.value} steps x 3 runs ...')
+    curves = loss_curves(config, _CURVE_STEPS.value)
+    log(format_curves(curves))
+  return {'device': jax.devices()[0].device_kind, 'platform': platform, 'cpu': _cpu_model(),
+          'threads': threads, 'torch_device': torch_device if use_torch else None,
+          'compute_dtype': dtype, 'peak_n': peak_n, 'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
           'compiler_options': fast_conv.compiler_options(),
           'peak_flops': peak, 'matmul_peak_flops': peaks, 'config': config.to_dict(),
-          'repeats': _REPEATS.value, 'warmup': _WARMUP.value, 'results': rows, 'table': table}
+          'repeats': _REPEATS.value, 'warmup': _WARMUP.value, 'results': rows, 'table': table,
+          'loss_curves': curves}
 
 
 def main(argv):

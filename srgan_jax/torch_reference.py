@@ -175,21 +175,23 @@ _STD = torch.tensor(vgg.TORCH_STD).view(1, 3, 1, 1)
 
 def vgg_content_loss(vgg_net, sr, hr, feature_scale=1 / 12.75):
   """As `vgg.content_loss(..., preprocess='torch', taps=('relu5_4',))`."""
-  pre = lambda x: ((x + 1) * 0.5 - _MEAN) / _STD
+  mean, std = _MEAN.to(sr.device), _STD.to(sr.device)
+  pre = lambda x: ((x + 1) * 0.5 - mean) / std
   with torch.no_grad():
     f_hr = vgg_net(pre(hr))
-  return torch.mean(torch.square(feature_scale * (vgg_net(pre(sr)) - f_hr)))
+  diff = feature_scale * (vgg_net(pre(sr)).float() - f_hr.float())
+  return torch.mean(torch.square(diff))
 
 
 class Degrade:
   """uint8 NHWC HR crops -> (LR in [0, 1], HR in [-1, 1]), NCHW: MATLAB bicubic, as `train.degrade`."""
 
-  def __init__(self, hr_size, scale, memory_format):
-    m = _t(resize_matrix(hr_size, hr_size // scale, 1.0 / scale))
+  def __init__(self, hr_size, scale, memory_format, device='cpu'):
+    m = _t(resize_matrix(hr_size, hr_size // scale, 1.0 / scale)).to(device)
     self.m, self.memory_format = m, memory_format
 
   def __call__(self, hr_uint8):
-    hr01 = hr_uint8.permute(0, 3, 1, 2).float() / 255.0
+    hr01 = hr_uint8.to(self.m.device).permute(0, 3, 1, 2).float() / 255.0
     lr = torch.einsum('oh,nchw,pw->ncop', self.m, hr01, self.m).clamp(0, 1)
     lr = torch.round(lr * 255.0) / 255.0
     return (lr.contiguous(memory_format=self.memory_format),
@@ -197,16 +199,24 @@ class Degrade:
 
 
 def make_step(g, d, vgg_net, *, hr_size, scale, lr=1e-4, adversarial_weight=1e-3,
-              channels_last=False):
-  """(uint8 HR batch) -> metrics: one SRResNet (d is None) or SRGAN update, in place."""
+              channels_last=False, device='cpu', autocast_dtype=None):
+  """(uint8 HR batch) -> metrics: one SRResNet (d is None) or SRGAN update, in place.
+
+  autocast_dtype=torch.bfloat16: the forward passes under `torch.autocast` (fp32
+  parameters and Adam state), PyTorch's counterpart of `compute_dtype='bfloat16'`.
+  """
   fmt = torch.channels_last if channels_last else torch.contiguous_format
-  # XLA:CPU runs with denormals flushed to zero; without this a saturating D's tiny
-  # gradients make PyTorch's Adam updates crawl.
-  torch.set_flush_denormal(True)
+  device = torch.device(device)
+  if device.type == 'cpu':
+    # XLA:CPU runs with denormals flushed to zero; without this a saturating D's tiny
+    # gradients make PyTorch's Adam updates crawl.
+    torch.set_flush_denormal(True)
   for net in (g, d, vgg_net):
     if net is not None:
-      net.to(memory_format=fmt).train()
-  degrade = Degrade(hr_size, scale, fmt)
+      net.to(device=device, memory_format=fmt).train()
+  degrade = Degrade(hr_size, scale, fmt, device)
+  autocast = lambda: torch.autocast(device.type, dtype=autocast_dtype,
+                                    enabled=autocast_dtype is not None)
   g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
   d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8) if d else None
 
@@ -216,15 +226,18 @@ def make_step(g, d, vgg_net, *, hr_size, scale, lr=1e-4, adversarial_weight=1e-3
   def step(hr_uint8):
     lr_img, hr = degrade(hr_uint8)
     g_opt.zero_grad(set_to_none=True)
-    sr = g(lr_img)
+    with autocast():
+      sr = g(lr_img)
+      if d is None:
+        loss = content(sr.float(), hr)
     if d is None:
-      loss = content(sr, hr)
       loss.backward()
       g_opt.step()
       return {'g_loss': loss.detach()}
-    pair = torch.stack([hr, sr], 1).flatten(0, 1).contiguous(memory_format=fmt)  # [HR, SR] interleaved
-    real, fake = d(pair).view(-1, 2).T
-    c = content(sr, hr)
+    with autocast():
+      pair = torch.stack([hr.to(sr.dtype), sr], 1).flatten(0, 1).contiguous(memory_format=fmt)  # [HR, SR]
+      real, fake = d(pair).float().view(-1, 2).T
+      c = content(sr, hr)
     g_loss = c + adversarial_weight * -F.logsigmoid(fake).mean()
     d_loss = -F.logsigmoid(real).mean() - F.logsigmoid(-fake).mean()
     g_params, d_params = list(g.parameters()), list(d.parameters())

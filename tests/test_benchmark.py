@@ -119,3 +119,39 @@ def test_torch_flag_without_torch_installed_is_a_one_line_usage_error(monkeypatc
                       lambda name, *a: None if name == 'torch' else real_find_spec(name, *a))
   with pytest.raises(benchmark.app.UsageError, match=r"pip install -e '\.\[benchmark\]'"):
     benchmark.run(tiny_config(), use_torch=True)
+
+
+def test_loss_curves_compare_bf16_with_fp32_on_the_same_photo_batches():
+  config = tiny_config('srresnet', **{'optim.learning_rate': 1e-3})
+  report = benchmark.loss_curves(config, steps=12, window=4)
+  curves = {k: np.array(v) for k, v in report['curves'].items()}
+  assert set(curves) == {'float32', 'bfloat16', 'float32_init1'}
+  assert all(c.shape == (12,) and np.isfinite(c).all() for c in curves.values())
+  means = {k: c.reshape(3, 4).mean(1) for k, c in curves.items()}
+  np.testing.assert_allclose(report['window_means']['bfloat16'], means['bfloat16'], rtol=1e-6)
+  gap = np.max(np.abs(means['bfloat16'][1:] / means['float32'][1:] - 1))
+  assert report['bf16_max_rel_gap'] == pytest.approx(gap)
+  # Same init and batches: bf16 starts where fp32 starts; another init does not.
+  assert abs(curves['bfloat16'][0] / curves['float32'][0] - 1) < 0.05
+  assert curves['float32_init1'][0] != curves['float32'][0]
+  assert 'bfloat16' in benchmark.format_curves(report)
+
+
+def test_photo_crops_are_crops_of_the_demo_photographs():
+  config = tiny_config('srresnet')
+  crops = benchmark.photo_crops(config.data, 2, 3, 32)
+  assert crops.shape == (2, 3, 32, 32, 3) and crops.dtype == np.uint8
+  assert crops.std() > 10  # photographs, not constant fill
+
+
+@pytest.mark.skipif(torch is None or torch.cuda.is_available(), reason='needs a PyTorch without CUDA')
+def test_torch_device_cuda_without_cuda_is_a_one_line_error():
+  proc = subprocess.run(
+      [sys.executable, '-m', 'srgan_jax.benchmark', '--tiny', '--batch=2', '--crop=16', '--only=srresnet',
+       '--repeats=1', '--warmup=0', '--peak_n=64', '--torch', '--torch_device=cuda'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert errors == [f'error: --torch_device=cuda, but PyTorch {torch.__version__} sees no CUDA device; '
+                    'use --torch_device=cpu or a CUDA build of torch'], proc.stderr[-2000:]
+  assert 'worker exited' in proc.stderr and 'Traceback' not in proc.stderr
