@@ -37,7 +37,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from srgan_jax import data_sources, fast_conv, models, train, vgg
+from srgan_jax import data_sources, fast_conv, models, onednn_conv, train, vgg
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                'configs', 'default.py')
@@ -551,6 +551,11 @@ def run(config, use_torch, log=print):
         f'{dtype} matmul peak {peak / 1e9:.1f} GFLOP/s ' +
         ', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items()) +
         (f'; PyTorch on {torch_device}' if worker else ''))
+    convs = None
+    if platform == 'cpu':
+      ok, why = onednn_conv.status()
+      convs = why if ok else f"XLA's own ({why})"
+      log(f'float32 convolutions: {convs}')
     rows = []
     for phase in ('srresnet', 'srgan'):
       if phase in _ONLY.value:
@@ -577,7 +582,7 @@ def run(config, use_torch, log=print):
   return {'device': jax.devices()[0].device_kind, 'platform': platform, 'cpu': _cpu_model(),
           'threads': threads, 'torch_device': torch_device if use_torch else None,
           'compute_dtype': dtype, 'peak_n': peak_n, 'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
-          'compiler_options': fast_conv.compiler_options(),
+          'compiler_options': fast_conv.compiler_options(), 'cpu_convolutions': convs,
           'peak_flops': peak, 'matmul_peak_flops': peaks, 'config': config.to_dict(),
           'repeats': _REPEATS.value, 'warmup': _WARMUP.value, 'results': rows, 'table': table,
           'loss_curves': curves}

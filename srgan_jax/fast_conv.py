@@ -1,9 +1,10 @@
 """How the paper's convolutions run fast on XLA:CPU; what they compute is unchanged.
 
+  * `Conv` (`nn.Conv` through `conv_general_dilated`): float32 convolutions
+    through oneDNN (`onednn_conv`) where it is built; else XLA's, strided ones
+    (D's k3s2 layers) with their input gradient computed phase by phase.
   * `compiler_options`: the XLA options every jitted SRGAN function is compiled
-    with (convolutions on XLA's multi-threaded kernels, not YNNPACK's).
-  * `Conv`: `nn.Conv` whose strided convolutions (D's k3s2 layers) compute
-    their input gradient phase by phase on XLA:CPU.
+    with (XLA's own convolutions on its multi-threaded kernels, not YNNPACK's).
   * `SubpixelOutputConv`: the k9n3s1 output conv applied after the last pixel
     shuffle, computed on the coarse grid before it.
 
@@ -18,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from srgan_jax import onednn_conv
 
 # jaxlib 0.10's XLA:CPU hands dots, reductions and convolutions to YNNPACK by
 # default. On the paper's conv shapes YNNPACK's convolutions use one core (a
@@ -93,25 +96,34 @@ _strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None):
-  """`lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`: a plain 2-D NHWC conv
-  with equal strides 1 < s <= kernel size and no negative padding gets the phase-wise input
-  gradient on XLA:CPU; all else is lax's."""
+  """`lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`.
+
+  On XLA:CPU a plain 2-D NHWC conv (no dilation or groups, no negative padding)
+  runs through oneDNN where `onednn_conv` applies (float32, one device); else a
+  conv with equal strides 1 < s <= kernel size gets the phase-wise input
+  gradient. All else is lax's.
+  """
   plain = (jax.default_backend() == 'cpu' and lhs.ndim == 4 and feature_group_count == 1
-           and precision is None and len(set(window_strides)) == 1
-           and 1 < window_strides[0] <= min(rhs.shape[:2])
-           and all(d == 1 for d in (lhs_dilation or (1, 1)) + (rhs_dilation or (1, 1)))
+           and precision is None
+           and all(d == 1 for d in tuple(lhs_dilation or (1, 1)) + tuple(rhs_dilation or (1, 1)))
            and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
            == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
-  pads = padding
-  if plain and isinstance(padding, str):
-    pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-  if not plain or min(min(p) for p in pads) < 0:
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                    dimension_numbers, feature_group_count, precision=precision)
-  return _strided_conv(lhs, rhs, window_strides[0], tuple(tuple(p) for p in pads))
+  if plain:
+    strides = tuple(int(s) for s in window_strides)
+    pads = padding
+    if isinstance(padding, str):
+      pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    if min(min(p) for p in pads) >= 0:
+      if onednn_conv.applies(lhs, rhs, strides, pads):
+        return onednn_conv.conv(lhs, rhs, strides, pads)
+      if len(set(strides)) == 1 and 1 < strides[0] <= min(rhs.shape[:2]):
+        return _strided_conv(lhs, rhs, strides[0], pads)
+  return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                  dimension_numbers, feature_group_count, precision=precision)
 
 
-# nn.Conv with the phase-wise strided input gradient; parameters and initialisers unchanged.
+# nn.Conv through `conv_general_dilated`; parameters and initialisers unchanged.
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 
@@ -156,5 +168,5 @@ class SubpixelOutputConv(nn.Module):
     w = jnp.einsum('yuPa,xvQb,abco->yxcuvoPQ', s, s, kernel)
     w = w.reshape(s.shape[0], s.shape[0], cin * r * r, self.features * r * r)
     z, w = z.astype(self.dtype), w.astype(self.dtype)
-    y = _plain_conv(z, w, (1, 1), 'SAME')
+    y = conv_general_dilated(z, w, (1, 1), 'SAME', dimension_numbers=_NHWC)
     return y + jnp.repeat(bias, r * r).astype(self.dtype)  # the caller pixel-shuffles

@@ -50,7 +50,7 @@ class ResidualBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = functools.partial(nn.Conv, self.features, (3, 3), use_bias=False, dtype=self.dtype)
+    conv = functools.partial(Conv, self.features, (3, 3), use_bias=False, dtype=self.dtype)
     bn = functools.partial(_BN, use_running_average=not train, dtype=self.dtype)
     y = conv()(x)
     y = bn()(y)
@@ -73,7 +73,7 @@ class UpsampleBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.Conv(self.features * self.factor**2, (3, 3), dtype=self.dtype)(x)
+    x = Conv(self.features * self.factor**2, (3, 3), dtype=self.dtype)(x)
     x = _PReLU()(x)
     return pixel_shuffle(x, self.factor) if self.shuffle else x
 
@@ -95,11 +95,11 @@ class Generator(nn.Module):
 
   @nn.compact
   def __call__(self, lr, train: bool = False):
-    x = nn.Conv(self.features, (9, 9), dtype=self.dtype, name='conv_in')(lr)  # k9n64s1
+    x = Conv(self.features, (9, 9), dtype=self.dtype, name='conv_in')(lr)  # k9n64s1
     x = skip = _PReLU()(x)
     for i in range(self.num_blocks):
       x = ResidualBlock(self.features, dtype=self.dtype, name=f'res_{i}')(x, train)
-    x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype, name='conv_mid')(x)
+    x = Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype, name='conv_mid')(x)
     x = _BN(use_running_average=not train, dtype=self.dtype, name='bn_mid')(x)
     x = x + skip  # long skip connection
     factors = upsample_factors(self.scale)
@@ -112,7 +112,7 @@ class Generator(nn.Module):
       x = SubpixelOutputConv(3, 9, factors[-1], dtype=self.dtype, name='conv_out')(x)
       x = pixel_shuffle(x, factors[-1])
     else:
-      x = nn.Conv(3, (9, 9), dtype=self.dtype, name='conv_out')(x)  # k9n3s1
+      x = Conv(3, (9, 9), dtype=self.dtype, name='conv_out')(x)  # k9n3s1
     return jnp.tanh(x.astype(jnp.float32))
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from etils import epath
 from flax import serialization
 
+from srgan_jax import fast_conv
 from srgan_jax.errors import UserError
 
 # 16 convs in five blocks, a 2x2 max-pool between blocks.
@@ -104,7 +105,7 @@ class VGG19(nn.Module):
             if b > 1:
                 x = max_pool_2x2(x)
             for j, channels in enumerate(block, 1):
-                x = nn.Conv(channels, (3, 3), padding="SAME", dtype=self.dtype, name=f"conv{b}_{j}")(x)
+                x = fast_conv.Conv(channels, (3, 3), padding="SAME", dtype=self.dtype, name=f"conv{b}_{j}")(x)
                 if f"conv{b}_{j}" in wanted:
                     out[f"conv{b}_{j}"] = x
                 x = nn.relu(x)

@@ -10,6 +10,7 @@ import pytest
 from jax import lax
 
 from srgan_jax import fast_conv
+from srgan_jax import onednn_conv
 from srgan_jax import train
 from srgan_jax import vgg
 from srgan_jax.models import pixel_shuffle
@@ -46,9 +47,11 @@ def test_compiler_options_keep_convolutions_in_xla_and_dots_in_ynnpack():
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='XLA:CPU compiler options')
-def test_no_convolution_of_the_srgan_step_runs_in_ynnpack():
+def test_no_convolution_of_the_srgan_step_runs_in_ynnpack(monkeypatch):
   # The VGG max-pool is written elementwise so that YNNPACK's reduce-window fusion
-  # does not take the convolutions around it.
+  # does not take the convolutions around it. XLA's own convolutions, as where
+  # oneDNN's do not apply (bf16, several devices, no oneDNN build).
+  monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
   config = tiny_config('srgan', **{'loss.content': 'vgg54'})
   g_state, d_state = train.create_train_states(config, jax.random.key(0))
   vgg_params = vgg.VGG19(taps=('relu5_4',)).init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))['params']
@@ -84,9 +87,11 @@ def test_strided_conv_gradients_equal_lax_gradients(k, stride, padding, h, w):
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the phase-wise gradient is used on XLA:CPU')
-def test_the_discriminator_strided_convs_take_the_phase_wise_input_gradient():
-  # The custom rule is in the graph: the input gradient of a k3s2 conv is made of
-  # stride-1 convolutions only (lax's own would dilate dy: lhs_dilation 2).
+def test_the_discriminator_strided_convs_take_the_phase_wise_input_gradient(monkeypatch):
+  # Where oneDNN's convolutions do not apply, the custom rule is in the graph: the input
+  # gradient of a k3s2 conv is made of stride-1 convolutions only (lax's own would
+  # dilate dy: lhs_dilation 2).
+  monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
   x, kernel = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
   f = lambda x: jnp.sum(fast_conv.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
   hlo = jax.jit(jax.grad(f)).lower(x).as_text()
