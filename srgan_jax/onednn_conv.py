@@ -86,7 +86,7 @@ def _load() -> tuple[bool, str]:
     lib = ctypes.CDLL(str(path))
     for name in _TARGETS:
       jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform='cpu')
-  except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as e:
+  except (OSError, RuntimeError, ValueError, subprocess.SubprocessError, AttributeError) as e:
     return False, str(e).splitlines()[0]
   return True, f'oneDNN convolutions from {path}'
 

@@ -2,6 +2,7 @@
 // forward, input gradient and kernel gradient through oneDNN.
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -127,6 +128,8 @@ ffi::Error Run(Kind kind, float* x, float* k, float* y, const Geometry& g) {
     s.wait();
   } catch (const dnnl::error& err) {
     return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + err.what());
+  } catch (const std::exception& err) {  // e.g. bad_alloc: never let it cross the FFI boundary
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN convolution: ") + err.what());
   }
   return ffi::Error::Success();
 }
