@@ -11,9 +11,9 @@ binds oneDNN's forward, backward-data and backward-weights convolutions
 The handlers are compiled on first use with the system C++ compiler (`CXX`,
 default g++) against the oneDNN of the `onednn-devel-cpu-gomp` wheel (x86-64
 Linux; a dependency of this package there) and cached under
-`$SRGAN_JAX_CACHE` (default ~/.cache/srgan_jax). `status()` says whether they
-are in use and, if not, why; `SRGAN_JAX_ONEDNN=0` turns them off. Without them
-XLA's own convolutions run: same results, slower.
+`$SRGAN_JAX_CACHE` (default ~/.cache/srgan_jax, else a temp dir). `status()`
+says whether they are in use and, if not, why; `SRGAN_JAX_ONEDNN=0` turns
+them off. Without them XLA's own convolutions run: same results, slower.
 """
 
 import ctypes
@@ -46,6 +46,21 @@ def _onednn_prefix() -> pathlib.Path | None:
   return None
 
 
+def _cache_dir() -> pathlib.Path:
+  """$SRGAN_JAX_CACHE, else $XDG_CACHE_HOME/srgan_jax (~/.cache), else a per-user temp dir."""
+  if os.environ.get('SRGAN_JAX_CACHE'):
+    return pathlib.Path(os.environ['SRGAN_JAX_CACHE'])
+  xdg = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
+  for d in (pathlib.Path(xdg) / 'srgan_jax', pathlib.Path(tempfile.gettempdir()) / f'srgan_jax-{os.getuid()}'):
+    try:
+      d.mkdir(parents=True, exist_ok=True)
+    except OSError:
+      continue
+    if os.access(d, os.W_OK):
+      return d
+  raise RuntimeError('no writable cache directory for the oneDNN handlers: set SRGAN_JAX_CACHE')
+
+
 def _compile() -> pathlib.Path:
   prefix = _onednn_prefix()
   if prefix is None:
@@ -56,7 +71,7 @@ def _compile() -> pathlib.Path:
            f'-I{prefix / "include"}']
   libs = [f'-L{prefix / "lib"}', f'-Wl,-rpath,{prefix / "lib"}', '-ldnnl']
   key = hashlib.sha256(_SOURCE.read_bytes() + repr((cxx, flags, libs, jax.__version__)).encode())
-  cache = pathlib.Path(os.environ.get('SRGAN_JAX_CACHE', pathlib.Path.home() / '.cache' / 'srgan_jax'))
+  cache = _cache_dir()
   out = cache / f'libsrgan_onednn_{key.hexdigest()[:16]}.so'
   if not out.is_file():
     cache.mkdir(parents=True, exist_ok=True)

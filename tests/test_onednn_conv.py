@@ -108,3 +108,15 @@ def test_bf16_convolutions_stay_with_xla():
   text = jax.jit(lambda x, k: fast_conv.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC)
                  ).lower(x, k).as_text()
   assert 'stablehlo.convolution' in text and 'SrganConv' not in text
+
+
+def test_an_unwritable_cache_home_falls_back_to_a_temp_dir(monkeypatch, tmp_path):
+  monkeypatch.delenv('SRGAN_JAX_CACHE', raising=False)
+  blocker = tmp_path / 'not-a-dir'
+  blocker.write_text('')
+  monkeypatch.setenv('XDG_CACHE_HOME', str(blocker))  # mkdir under a file fails
+  monkeypatch.setattr(onednn_conv.tempfile, 'gettempdir', lambda: str(tmp_path))
+  d = onednn_conv._cache_dir()
+  assert d.parent == tmp_path and d.name.startswith('srgan_jax-') and d.is_dir()
+  monkeypatch.setenv('SRGAN_JAX_CACHE', str(tmp_path / 'mine'))
+  assert onednn_conv._cache_dir() == tmp_path / 'mine'
