@@ -37,7 +37,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from srgan_jax import data_sources, fast_conv, models, onednn_conv, train, vgg
+from srgan_jax import data_sources, fast_conv, input_pipeline, models, onednn_conv, train, vgg
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                'configs', 'default.py')
@@ -449,15 +449,12 @@ def inference_figure(config, out_size, torch_worker, log):
 
 def photo_crops(data_config, steps, batch, crop, seed=0):
   """`steps` uint8 batches of random `crop`-sized crops of the demo photographs (no download)."""
-  paths, load = data_sources.open_source('demo', data_config, val=False)
-  images = [im for im in (load(i) for i in range(len(paths))) if min(im.shape[:2]) >= crop]
+  images = data_sources.load_shard('demo', data_config, crop)
   rng = np.random.default_rng(seed)
   out = np.empty((steps, batch, crop, crop, 3), np.uint8)
   for t in range(steps):
     for j in range(batch):
-      im = images[rng.integers(len(images))]
-      y, x = rng.integers(im.shape[0] - crop + 1), rng.integers(im.shape[1] - crop + 1)
-      out[t, j] = im[y:y + crop, x:x + crop]
+      out[t, j] = input_pipeline.random_crop(images[rng.integers(len(images))], crop, rng, augment=False)
   return out
 
 
@@ -581,7 +578,8 @@ def run(config, use_torch, log=print):
     log(format_curves(curves))
   return {'device': jax.devices()[0].device_kind, 'platform': platform, 'cpu': _cpu_model(),
           'threads': threads, 'torch_device': torch_device if use_torch else None,
-          'compute_dtype': dtype, 'peak_n': peak_n, 'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+          'compute_dtype': dtype, 'peak_n': peak_n, 'jax_version': jax.__version__,
+          'xla_flags': os.environ.get('XLA_FLAGS', ''),
           'compiler_options': fast_conv.compiler_options(), 'cpu_convolutions': convs,
           'peak_flops': peak, 'matmul_peak_flops': peaks, 'config': config.to_dict(),
           'repeats': _REPEATS.value, 'warmup': _WARMUP.value, 'results': rows, 'table': table,

@@ -115,7 +115,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
       pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
     pads = tuple((int(lo), int(hi)) for lo, hi in pads)
     if min(min(p) for p in pads) >= 0:
-      if onednn_conv.applies(lhs, rhs, strides, pads):
+      if onednn_conv.applies(lhs, rhs):
         return onednn_conv.conv(lhs, rhs, strides, pads)
       if len(set(strides)) == 1 and 1 < strides[0] <= min(rhs.shape[:2]):
         return _strided_conv(lhs, rhs, strides[0], pads)

@@ -30,9 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax import lax
 
 _SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'onednn_conv.cc'
 _TARGETS = ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights')
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
 _lock = threading.Lock()
 _state: dict = {}  # 'ok': bool, 'why': str, set once per process
 
@@ -49,7 +51,9 @@ def _onednn_prefix() -> pathlib.Path | None:
 def _cache_dir() -> pathlib.Path:
   """$SRGAN_JAX_CACHE, else $XDG_CACHE_HOME/srgan_jax (~/.cache), else a per-user temp dir."""
   if os.environ.get('SRGAN_JAX_CACHE'):
-    return pathlib.Path(os.environ['SRGAN_JAX_CACHE'])
+    d = pathlib.Path(os.environ['SRGAN_JAX_CACHE'])
+    d.mkdir(parents=True, exist_ok=True)
+    return d
   xdg = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
   for d in (pathlib.Path(xdg) / 'srgan_jax', pathlib.Path(tempfile.gettempdir()) / f'srgan_jax-{os.getuid()}'):
     try:
@@ -74,7 +78,6 @@ def _compile() -> pathlib.Path:
   cache = _cache_dir()
   out = cache / f'libsrgan_onednn_{key.hexdigest()[:16]}.so'
   if not out.is_file():
-    cache.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)
     os.close(fd)
     try:
@@ -117,11 +120,10 @@ def status() -> tuple[bool, str]:
     return _state['ok'], _state['why']
 
 
-def applies(x, w, strides, pads) -> bool:
-  """Whether `conv` takes this convolution: float32 NHWC/HWIO on a single CPU device."""
-  return (jax.default_backend() == 'cpu' and jax.device_count() == 1
-          and x.dtype == jnp.float32 and w.dtype == jnp.float32 and x.ndim == 4
-          and min(strides) >= 1 and min(min(p) for p in pads) >= 0 and status()[0])
+def applies(x, w) -> bool:
+  """Whether `conv` takes a plain NHWC/HWIO conv (`fast_conv` checks that): float32 on one device."""
+  return (jax.device_count() == 1 and x.dtype == jnp.float32 and w.dtype == jnp.float32
+          and status()[0])
 
 
 def _call(target, out_shape, a, b, strides, pads):
@@ -131,17 +133,11 @@ def _call(target, out_shape, a, b, strides, pads):
       a, b, sh=i(strides[0]), sw=i(strides[1]), pt=i(pt), pb=i(pb), pl=i(pl), pr=i(pr))
 
 
-def _out_shape(x_shape, w_shape, strides, pads):
-  n, h, wd, _ = x_shape
-  kh, kw, _, o = w_shape
-  (pt, pb), (pl, pr) = pads
-  return (n, (h + pt + pb - kh) // strides[0] + 1, (wd + pl + pr - kw) // strides[1] + 1, o)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv(x, w, strides, pads):
   """lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))."""
-  return _call('SrganConvFwd', _out_shape(x.shape, w.shape, strides, pads), x, w, strides, pads)
+  y_shape = lax.conv_general_shape_tuple(x.shape, w.shape, strides, pads, _NHWC)
+  return _call('SrganConvFwd', y_shape, x, w, strides, pads)
 
 
 def _conv_fwd(x, w, strides, pads):

@@ -30,6 +30,7 @@ struct Geometry {
 };
 
 struct Entry {
+  memory::desc src, dst, w_user;        // NHWC activations, HWIO kernel: the XLA buffers
   dnnl::primitive conv;
   memory::desc weights;                 // the kernel layout the primitive wants
   bool reorder_kernel = false;          // HWIO <-> that layout
@@ -50,17 +51,18 @@ struct Buf {  // 64-byte aligned scratch
 
 std::shared_ptr<Entry> Build(const Geometry& g, Kind kind) {
   auto& eng = Engine();
-  memory::desc src({g.n, g.c, g.h, g.w}, dt::f32, tag::nhwc);
-  memory::desc dst({g.n, g.o, g.ho, g.wo}, dt::f32, tag::nhwc);
+  auto e = std::make_shared<Entry>();
+  e->src = memory::desc({g.n, g.c, g.h, g.w}, dt::f32, tag::nhwc);
+  e->dst = memory::desc({g.n, g.o, g.ho, g.wo}, dt::f32, tag::nhwc);
+  e->w_user = memory::desc({g.o, g.c, g.kh, g.kw}, dt::f32, tag::hwio);
+  const memory::desc &src = e->src, &dst = e->dst, &w_user = e->w_user;
   memory::desc w_any({g.o, g.c, g.kh, g.kw}, dt::f32, tag::any);
-  memory::desc w_user({g.o, g.c, g.kh, g.kw}, dt::f32, tag::hwio);
   memory::dims strides{g.sh, g.sw}, pad_l{g.pt, g.pl}, pad_r{g.pb, g.pr};
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   auto alg = dnnl::algorithm::convolution_direct;
   dnnl::convolution_forward::primitive_desc fwd(eng, dnnl::prop_kind::forward_training, alg, src, w_any,
                                                 dst, strides, pad_l, pad_r, attr);
-  auto e = std::make_shared<Entry>();
   if (kind == kFwd) {
     e->conv = dnnl::convolution_forward(fwd);
     e->weights = fwd.weights_desc();
@@ -104,10 +106,7 @@ ffi::Error Run(Kind kind, float* x, float* k, float* y, const Geometry& g) {
     auto e = Get(g, kind);
     auto& eng = Engine();
     dnnl::stream s(eng);
-    memory::desc src({g.n, g.c, g.h, g.w}, dt::f32, tag::nhwc);
-    memory::desc dst({g.n, g.o, g.ho, g.wo}, dt::f32, tag::nhwc);
-    memory::desc w_user({g.o, g.c, g.kh, g.kw}, dt::f32, tag::hwio);
-    memory x_mem(src, eng, x), y_mem(dst, eng, y), k_user(w_user, eng, k);
+    memory x_mem(e->src, eng, x), y_mem(e->dst, eng, y), k_user(e->w_user, eng, k);
     Buf kbuf(e->reorder_kernel ? e->weights.get_size() : 0), sp(e->scratchpad_bytes);
     memory k_mem = e->reorder_kernel ? memory(e->weights, eng, kbuf.p) : k_user;
     memory sp_mem(memory::desc({static_cast<int64_t>(e->scratchpad_bytes)}, dt::u8, tag::x), eng, sp.p);
