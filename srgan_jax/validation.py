@@ -30,6 +30,7 @@ from srgan_jax.errors import UserError
 from srgan_jax.imresize import imresize_uint8
 
 METRICS = ('psnr_y', 'ssim_y', 'psnr_rgb')
+LPIPS = 'lpips'  # added to METRICS' scores when an LPIPS function is given
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,16 +141,24 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
   return ((65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 219.0)[..., None]
 
 
-def score(sr: np.ndarray, sample: Sample, scale: int) -> dict[str, float]:
-  """The SR protocol's psnr_y, ssim_y (gray files on gray) and psnr_rgb of uint8 SR vs HR."""
+def score(sr: np.ndarray, sample: Sample, scale: int, lpips_fn: Callable | None = None) -> dict[str, float]:
+  """The SR protocol's psnr_y, ssim_y (gray files on gray) and psnr_rgb of uint8 SR vs HR.
+
+  With lpips_fn ((a, b) uint8 -> float, srgan_jax.lpips.make_lpips), also 'lpips'
+  on the same border-cropped images (gray files on their gray values).
+  """
   if sample.gray:
     a = np.clip(np.floor(to_gray(sr) + 0.5), 0, 255)  # the gray PNG one would save
     b = sample.hr[..., :1]
   else:
     a, b = sr, sample.hr
-  return {'psnr_y': float(metrics.psnr_y(a, b, crop_border=scale)),
-          'ssim_y': float(metrics.ssim_y(a, b, crop_border=scale)),
-          'psnr_rgb': float(metrics.psnr_rgb(sr, sample.hr, crop_border=scale))}
+  out = {'psnr_y': float(metrics.psnr_y(a, b, crop_border=scale)),
+         'ssim_y': float(metrics.ssim_y(a, b, crop_border=scale)),
+         'psnr_rgb': float(metrics.psnr_rgb(sr, sample.hr, crop_border=scale))}
+  if lpips_fn is not None:
+    crop = lambda x: np.asarray(x)[scale:-scale, scale:-scale].astype(np.uint8)
+    out[LPIPS] = float(lpips_fn(crop(a), crop(b)))
+  return out
 
 
 def to_uint8(sr_m11) -> np.ndarray:
@@ -170,8 +179,8 @@ def super_resolve(predict_fn: Callable, variables, lr_uint8: np.ndarray) -> np.n
 
 
 def evaluate_sets(predict_fn: Callable, variables, sets: dict[str, list[Sample]],
-                  scale: int) -> dict[str, float]:
-  """{'SET/psnr_y', 'SET/ssim_y', 'SET/psnr_rgb': mean over SET} for each set.
+                  scale: int, lpips_fn: Callable | None = None) -> dict[str, float]:
+  """{'SET/psnr_y', 'SET/ssim_y', 'SET/psnr_rgb' (, 'SET/lpips'): mean over SET} for each set.
 
   predict_fn(variables, lr) maps [1, h, w, 3] in [0, 1] to [1, h*s, w*s, 3]
   in [-1, 1] with BN in inference mode (e.g. train.make_predict() bound to
@@ -179,7 +188,7 @@ def evaluate_sets(predict_fn: Callable, variables, sets: dict[str, list[Sample]]
   """
   out = {}
   for name, samples in sets.items():
-    per = [score(super_resolve(predict_fn, variables, s.lr), s, scale) for s in samples]
-    for m in METRICS:
+    per = [score(super_resolve(predict_fn, variables, s.lr), s, scale, lpips_fn) for s in samples]
+    for m in per[0]:
       out[f'{name}/{m}'] = float(np.mean([p[m] for p in per]))
   return out

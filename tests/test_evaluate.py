@@ -32,7 +32,7 @@ def test_bicubic_reproduces_the_published_set5_set14_table(datasets):
   rows = []
   for scale in (2, 3, 4):
     r = evaluate.evaluate([datasets / 'Set5', datasets / 'Set14'], None, scale=scale,
-                          method='bicubic', log=lambda *_: None)
+                          method='bicubic', lpips=None, log=lambda *_: None)
     for name in ('Set5', 'Set14'):
       m = r['datasets'][name]['mean']
       rows.append((name, scale, m['psnr_y'], m['ssim_y'], *PUBLISHED[name, scale]))
@@ -86,16 +86,28 @@ def test_evaluate_a_checkpoint_writes_json_csv_report_and_keeps_other_files(work
   r = json.loads((out / 'results.json').read_text())
   assert r['scale'] == 4 and r['step'] == 2 and r['method'] == 'srresnet'
   d = r['datasets']['mine']
-  assert d['num_images'] == 2 and set(d['mean']) == {'psnr_y', 'ssim_y', 'psnr_rgb'}
-  assert all(set(i) >= {'name', 'psnr_y', 'ssim_y', 'psnr_rgb', 'bicubic'} for i in d['images'])
+  assert d['num_images'] == 2 and set(d['mean']) == {'psnr_y', 'ssim_y', 'psnr_rgb', 'lpips'}
+  assert r['lpips_net'] == 'alexnet'
+  assert all(set(i) >= {'name', 'psnr_y', 'ssim_y', 'psnr_rgb', 'lpips', 'bicubic'} for i in d['images'])
+  assert all('lpips' in i['bicubic'] for i in d['images']) and 'lpips' in d['bicubic_mean']
   rows = list(csv.DictReader((out / 'results.csv').open()))
   assert [r['name'] for r in rows] == ['img0', 'img1', 'MEAN']
   assert float(rows[-1]['psnr_y']) == pytest.approx(d['mean']['psnr_y'], abs=1e-5)
+  assert float(rows[-1]['lpips']) == pytest.approx(d['mean']['lpips'], abs=1e-6)
   with Image.open(out / 'mine' / 'img0.png') as im:
     assert im.size == (60, 48)
   page = (out / 'report.html').read_text()
   srcs = re.findall(r'src="([^"]+)"', page)
   assert len(srcs) == 2 * 6 and all((out / s).is_file() for s in srcs)
+  assert '<th>LPIPS</th>' in page and f'{d["mean"]["lpips"]:.4f}' in page
+
+
+def test_lpips_none_leaves_it_out(workdir, tmp_path):
+  out = tmp_path / 'out'
+  assert evaluate.main(['--workdir', str(workdir), '--data', str(_hr_folder(tmp_path / 'm')),
+                        '--out', str(out), '--lpips', 'none']) == 0
+  r = json.loads((out / 'results.json').read_text())
+  assert 'lpips' not in r['datasets']['m']['mean'] and 'LPIPS' not in (out / 'report.html').read_text()
 
 
 def test_all_steps_writes_a_metric_per_checkpoint_and_a_plot(workdir, tmp_path):
@@ -114,6 +126,14 @@ def test_evaluate_sets_gives_the_trainer_one_mean_per_set_and_metric(workdir, tm
   sets = validation.load_sets([_hr_folder(tmp_path / 'v')], 4)
   scores = validation.evaluate_sets(model.predict, model.variables, sets, 4)
   assert set(scores) == {'v/psnr_y', 'v/ssim_y', 'v/psnr_rgb'} and all(np.isfinite(list(scores.values())))
+  from srgan_jax import lpips
+  fn = lpips.make_lpips('alexnet')
+  with_lpips = validation.evaluate_sets(model.predict, model.variables, sets, 4, fn)
+  # LPIPS on the same border-cropped images as PSNR: the mean of the per-image values.
+  per = [fn(validation.super_resolve(model.predict, model.variables, s.lr)[4:-4, 4:-4], s.hr[4:-4, 4:-4])
+         for s in sets['v']]
+  assert with_lpips['v/lpips'] == pytest.approx(np.mean(per), rel=1e-6)
+  assert with_lpips['v/psnr_y'] == scores['v/psnr_y']
 
 
 def _one_line_error(capsys):
