@@ -241,6 +241,9 @@ def has_checkpoint(manager_dir) -> bool:
 
 
 def has_generator(path) -> bool:
+  from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
+  if model_zoo.is_generator_file(path):
+    return model_zoo.is_model_name(path) or epath.Path(path).is_file()
   return resolve_generator_dir(path) is not None
 
 
@@ -250,7 +253,14 @@ def load_generator(path) -> dict:
 
 
 def load_generator_with_meta(path) -> tuple[dict, dict]:
-  """(G variables, meta) where meta['model'] gives scale, num_blocks, features, tiny."""
+  """(G variables, meta) where meta['model'] gives scale, num_blocks, features, tiny.
+
+  path: a workdir, checkpoints/ or export/ dir, a step dir, a generator .msgpack
+  file or a shipped model's name (srgan_jax.model_zoo).
+  """
+  from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
+  if model_zoo.is_generator_file(path):
+    return model_zoo.load_file(path)
   step_dir = resolve_generator_dir(path)
   if step_dir is None:
     raise UserError(f'no generator checkpoint under {path!s}; pass a training workdir, '

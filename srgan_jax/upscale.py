@@ -1,5 +1,7 @@
 """Upscales image files of any size with a trained generator, tile by tile.
 
+  python -m srgan_jax.upscale photo.jpg --out=upscaled/          # the shipped SRResNet x4
+  python -m srgan_jax.upscale photo.jpg --model=srgan_x4 --out=upscaled/
   python -m srgan_jax.upscale photo.jpg scans/ --workdir=runs/srgan_x4 --out=upscaled/
 
 Each input (a file, or a folder searched recursively) becomes OUT/STEM_xS.png.
@@ -27,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from srgan_jax import image_io
+from srgan_jax import model_zoo
 from srgan_jax.errors import UserError
 from srgan_jax.imresize import imresize_np
 
@@ -134,16 +137,22 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m srgan_jax.upscale',
                                    description=__doc__.splitlines()[0])
   parser.add_argument('inputs', nargs='+', metavar='IN', help='image files or folders')
-  src = parser.add_mutually_exclusive_group(required=True)
+  src = parser.add_mutually_exclusive_group()
+  src.add_argument('--model', help='a shipped model: ' + ', '.join(
+      f'{n} ({about})' for n, (_, _, about) in model_zoo.MODELS.items())
+      + f'; the default without --workdir/--checkpoint is {model_zoo.DEFAULT_MODEL}')
   src.add_argument('--workdir', help='training workdir (its latest checkpoint)')
-  src.add_argument('--checkpoint', help='a checkpoints/ or export/ dir, or one step dir')
+  src.add_argument('--checkpoint', help='a checkpoints/ or export/ dir, one step dir, or a generator .msgpack file')
   parser.add_argument('--out', required=True, help='output folder (created; other files kept)')
   parser.add_argument('--tile', type=int, default=DEFAULT_TILE,
                       help='LR window side incl. halo (0: whole image in one pass)')
   args = parser.parse_args(argv)
   from srgan_jax import inference  # pylint: disable=g-import-not-at-top
   try:
-    model = inference.load_model(args.workdir or args.checkpoint)
+    source = args.workdir or args.checkpoint or args.model or model_zoo.DEFAULT_MODEL
+    model = inference.load_model(source)
+    if source in model_zoo.MODELS:
+      print(f'model: {source} ({model_zoo.MODELS[source][2]})')
     if args.tile and args.tile < 2 * model.halo + 1:
       raise UserError(f'--tile={args.tile} is too small for a receptive radius of {model.halo} LR pixels; '
                       f'use at least {2 * model.halo + 16} (or 0 for whole images).')

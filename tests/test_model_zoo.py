@@ -1,0 +1,99 @@
+"""Single-file generators and the shipped models: export, load, integrity, and one-line errors."""
+
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from srgan_jax import inference
+from srgan_jax import model_zoo
+from srgan_jax import upscale
+from srgan_jax import validation
+from tests.conftest import REPO
+from tests.conftest import hr_lr_pairs
+from tests.tiny_checkpoint import tiny_workdir
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+  workdir = tiny_workdir(tmp_path_factory)
+  out = tmp_path_factory.mktemp('zoo') / 'tiny.msgpack'
+  summary = model_zoo.export(workdir, out, {'data': 'demo'})
+  assert 'srresnet x4 step 2' in summary and hashlib.sha256(out.read_bytes()).hexdigest() in summary
+  return workdir, out
+
+
+def test_an_exported_file_is_the_same_generator_as_its_checkpoint(exported):
+  workdir, path = exported
+  a, b = inference.load_model(workdir), inference.load_model(str(path))
+  assert (b.scale, b.step, b.phase, b.halo) == (a.scale, a.step, a.phase, a.halo)
+  lr = np.random.default_rng(0).random((1, 13, 11, 3)).astype(np.float32)
+  np.testing.assert_array_equal(np.asarray(a.predict(a.variables, lr)), np.asarray(b.predict(b.variables, lr)))
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'garbage', 'not-a-generator'])
+def test_a_damaged_generator_file_is_a_one_line_error(exported, tmp_path, damage):
+  _, path = exported
+  bad = tmp_path / 'bad.msgpack'
+  data = path.read_bytes()
+  bad.write_bytes({'truncated': data[:len(data) // 2], 'garbage': b'\x00' * 100,
+                   'not-a-generator': model_zoo.serialization.msgpack_serialize({'meta': {'x': 1}})}[damage])
+  with pytest.raises(model_zoo.ModelZooError) as e:
+    inference.load_model(str(bad))
+  assert '\n' not in str(e.value) and str(bad) in str(e.value)
+
+
+def test_a_corrupt_or_missing_shipped_file_is_a_one_line_error(exported, tmp_path, monkeypatch):
+  _, path = exported
+  copy = tmp_path / 'weights'
+  copy.mkdir()
+  (copy / 'tiny.msgpack').write_bytes(path.read_bytes())
+  digest = hashlib.sha256(path.read_bytes()).hexdigest()
+  monkeypatch.setattr(model_zoo, 'WEIGHTS_DIR', copy)
+  monkeypatch.setitem(model_zoo.MODELS, 'tiny_x4', ('tiny.msgpack', digest, 'a test model'))
+  assert inference.load_model('tiny_x4').scale == 4  # intact: loads
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2] ^= 1  # one flipped bit
+  (copy / 'tiny.msgpack').write_bytes(bytes(data))
+  with pytest.raises(model_zoo.ModelZooError, match='corrupt .SHA-256 mismatch.; reinstall'):
+    inference.load_model('tiny_x4')
+  (copy / 'tiny.msgpack').unlink()
+  with pytest.raises(model_zoo.ModelZooError, match='is missing'):
+    inference.load_model('tiny_x4')
+
+
+def test_unknown_model_names_are_one_line_errors(capsys, tmp_path):
+  assert upscale.main(['x.png', '--model=srgan_x5', f'--out={tmp_path}']) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('error:') and len(err.splitlines()) == 1 and 'srgan_x5' in err
+  r = subprocess.run([sys.executable, '-m', 'srgan_jax.evaluate', '--model=nope', '--data=x', f'--out={tmp_path}'],
+                     cwd=REPO, capture_output=True, text=True)
+  assert r.returncode == 2 and r.stderr.strip().count('\n') == 0 and 'nope' in r.stderr
+
+
+def test_export_refuses_bad_destinations_and_writes_nothing(exported, tmp_path):
+  workdir, _ = exported
+  with pytest.raises(model_zoo.ModelZooError, match='.msgpack'):
+    model_zoo.export(workdir, tmp_path / 'g.bin')
+  with pytest.raises(model_zoo.ModelZooError, match='no such folder'):
+    model_zoo.export(workdir, tmp_path / 'nope' / 'g.msgpack')
+  assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('name', sorted(model_zoo.MODELS))
+def test_each_shipped_model_loads_and_beats_bicubic_on_a_set5_image(name, datasets):
+  model = inference.load_model(name)
+  assert model.scale == 4 and model.step > 0
+  sample = validation.load_set(datasets / 'Set5', 4)[2]  # butterfly: edges everywhere
+  sr = validation.to_uint8(inference.upscale_float(model, sample.lr.astype(np.float32) / 255.0, None))
+  ours = validation.score(sr, sample, 4)['psnr_y']
+  bicubic = validation.score(validation.bicubic(sample.lr, 4), sample, 4)['psnr_y']
+  assert ours > bicubic, (name, ours, bicubic)
+
+
+def test_the_shipped_model_cards_name_their_file_and_checksum():
+  for name, (file, digest, _) in model_zoo.MODELS.items():
+    card = (model_zoo.WEIGHTS_DIR / file).with_suffix('.md').read_text()
+    assert digest in card and name in card
