@@ -330,7 +330,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   elif config.phase == 'srgan':
     g_vars = checkpointing.load_generator(config.generator_init)
     g_state = g_state.replace(params=g_vars['params'], batch_stats=g_vars['batch_stats'])
-    logging.info('Initialised G from the SRResNet in %s', config.generator_init)
+    from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
+    if model_zoo.is_model_name(config.generator_init):
+      logging.info('Initialised G from the shipped model %s: %s', config.generator_init,
+                   model_zoo.MODELS[config.generator_init][2])
+    else:
+      logging.info('Initialised G from the SRResNet in %s', config.generator_init)
   g_state, d_state = jax.device_put((g_state, d_state), replicated)
   vgg_params = jax.device_put(vgg_params, replicated)
 

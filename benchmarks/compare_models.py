@@ -1,0 +1,107 @@
+"""Bicubic, SRResNet and SRGAN side by side: PSNR-Y, SSIM-Y and LPIPS on Set5/Set14, and a crop figure.
+
+  python -m benchmarks.compare_models [--models srresnet_x4 srgan_x4] [--datasets DIR] \
+      [--figure docs/figures/x4_comparison.png] [--json OUT.json]
+
+Models are shipped names (srgan_jax.model_zoo), generator files, or training
+workdirs. Prints a markdown table (the SR literature's protocol: Y channel,
+4-pixel border cropped; LPIPS v0.1 AlexNet on the same crops, lower is
+better) and writes, like Figure 2 of Ledig et al., zoomed crops of
+bicubic | each model | HR for a few images. DIR defaults to
+$SRGAN_JAX_DATASETS, else ../shared/datasets beside the repo. About 2 minutes
+on 2 CPU cores.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from srgan_jax import image_io
+from srgan_jax import inference
+from srgan_jax import lpips
+from srgan_jax import validation
+
+SCALE = 4
+# (set, image index, (y, x) of a 64-pixel HR crop with texture): the comparison figure.
+CROPS = (('Set14', 0, (200, 230)), ('Set14', 2, (60, 140)), ('Set5', 2, (120, 100)))
+CROP = 64
+ZOOM = 3
+
+
+def default_datasets_dir() -> Path:
+  env = os.environ.get('SRGAN_JAX_DATASETS')
+  return Path(env) if env else Path(__file__).resolve().parents[2] / 'shared' / 'datasets'
+
+
+def score_all(methods: dict, sets: dict, lpips_fn) -> tuple[dict, dict]:
+  """({method: {set: {metric: mean}}}, {method: {set: [uint8 SR per image]}})."""
+  table, images = {}, {}
+  for name, upscale in methods.items():
+    table[name], images[name] = {}, {}
+    for set_name, samples in sets.items():
+      srs = [upscale(s.lr) for s in samples]
+      per = [validation.score(sr, s, SCALE, lpips_fn) for sr, s in zip(srs, samples)]
+      table[name][set_name] = {m: float(np.mean([p[m] for p in per])) for m in per[0]}
+      images[name][set_name] = srs
+  return table, images
+
+
+def markdown(table: dict) -> str:
+  sets = list(next(iter(table.values())))
+  head = '| method | ' + ' | '.join(f'{s} PSNR-Y / SSIM-Y / LPIPS' for s in sets) + ' |'
+  rows = [head, '|' + ' --- |' * (len(sets) + 1)]
+  for name, per_set in table.items():
+    cells = [f'{m["psnr_y"]:.2f} / {m["ssim_y"]:.4f} / {m["lpips"]:.4f}' for m in per_set.values()]
+    rows.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(rows)
+
+
+def figure(images: dict, sets: dict, path: Path) -> None:
+  """Rows of zoomed crops: bicubic | model ... | HR, labelled."""
+  cols = list(images) + ['HR']
+  tile = CROP * ZOOM
+  label_h = 18
+  canvas = Image.new('RGB', (len(cols) * (tile + 4), label_h + len(CROPS) * (tile + 4)), 'white')
+  draw = ImageDraw.Draw(canvas)
+  for c, name in enumerate(cols):
+    draw.text((c * (tile + 4) + 4, 3), name, fill='black')
+  for r, (set_name, idx, (y, x)) in enumerate(CROPS):
+    hr = sets[set_name][idx].hr
+    y, x = min(y, hr.shape[0] - CROP), min(x, hr.shape[1] - CROP)
+    for c, name in enumerate(cols):
+      img = hr if name == 'HR' else images[name][set_name][idx]
+      crop = Image.fromarray(np.ascontiguousarray(img[y:y + CROP, x:x + CROP]))
+      canvas.paste(crop.resize((tile, tile), Image.NEAREST), (c * (tile + 4), label_h + r * (tile + 4)))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  image_io.save_png(path, np.asarray(canvas))
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m benchmarks.compare_models', description=__doc__.splitlines()[0])
+  parser.add_argument('--models', nargs='+', default=['srresnet_x4', 'srgan_x4'])
+  parser.add_argument('--datasets', type=Path, default=default_datasets_dir())
+  parser.add_argument('--figure', type=Path, default=None, help='PNG of zoomed crops (bicubic | models | HR)')
+  parser.add_argument('--json', type=Path, default=None, help='write the table as JSON')
+  args = parser.parse_args(argv)
+  sets = validation.load_sets([args.datasets / 'Set5', args.datasets / 'Set14'], SCALE)
+  methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE)}
+  for spec in args.models:
+    model = inference.load_model(spec)
+    methods[Path(spec).stem if os.sep in spec else spec] = (
+        lambda lr, m=model: validation.to_uint8(inference.upscale_float(m, lr.astype(np.float32) / 255.0, None)))
+  table, images = score_all(methods, sets, lpips.make_lpips('alexnet'))
+  print(markdown(table))
+  if args.json:
+    args.json.write_text(json.dumps(table, indent=2) + '\n')
+  if args.figure:
+    figure(images, sets, args.figure)
+    print(f'figure: {args.figure}')
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())
