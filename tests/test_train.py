@@ -113,9 +113,12 @@ def test_vgg_loss_without_weights_is_refused_not_replaced_by_mse(tmp_path):
 
 
 def _main(workdir, *overrides, config='configs/x4.py:demo'):
+  # The demo's own phase 1 is the shipped SRResNet and its loss VGG-16's: here a tiny G
+  # trains phase 1 itself, and without VGG weights the demo's loud pixel-MSE fallback runs.
   tiny = ['--config.model.tiny=True', '--config.data.hr_crop=24', '--config.data.val_crop=32',
           '--config.data.num_val_images=2', '--config.log_every=2', '--config.checkpoint_every=2',
-          '--config.sample_every=2']
+          '--config.sample_every=2', '--config.generator_init=', '--config.loss.vgg_weights=',
+          '--config.data.batch_size=4', '--config.optim.learning_rate=1e-4']
   return subprocess.run([sys.executable, '-m', 'srgan_jax.main', f'--config={config}',
                          f'--workdir={workdir}', *tiny, *overrides],
                         cwd=REPO, capture_output=True, text=True, timeout=600,
