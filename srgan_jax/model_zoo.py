@@ -28,7 +28,11 @@ FORMAT = 'srgan_jax.generator'
 FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent / 'weights'
 # name -> (file in WEIGHTS_DIR, its SHA-256, one line for --help and logs)
-MODELS: dict[str, tuple[str, str, str]] = {}
+MODELS: dict[str, tuple[str, str, str]] = {
+    'srresnet_x4': ('srresnet_x4.msgpack', '79e83fa8f38af2e5e8cfaf47b2531c9208b25e1bafe2e1110e13e451b5d9b5c7',
+        'SRResNet x4 (the paper\'s G, pixel MSE), 12k steps on the 291-image set: Set5 30.53 dB, '
+        'Set14 27.48 dB PSNR-Y'),
+}
 DEFAULT_MODEL = 'srresnet_x4'
 
 
