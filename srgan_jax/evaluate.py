@@ -202,6 +202,9 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   try:
     method = args.method or 'generator'
+    if method == 'generator':
+      from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+      onednn_conv.prepare()  # built or loaded here, where its cost and failure show
     evaluate(args.data, args.out, scale=args.scale, checkpoint=args.workdir or args.checkpoint,
              method=method, tile=args.tile or None, all_steps=args.all_steps)
   except UserError as e:

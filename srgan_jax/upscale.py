@@ -142,6 +142,8 @@ def main(argv=None) -> int:
                       help='LR window side incl. halo (0: whole image in one pass)')
   args = parser.parse_args(argv)
   from srgan_jax import inference  # pylint: disable=g-import-not-at-top
+  from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+  onednn_conv.prepare()  # built or loaded here, where its cost and failure show
   try:
     model = inference.load_model(args.workdir or args.checkpoint)
     if args.tile and args.tile < 2 * model.halo + 1:

@@ -297,6 +297,24 @@ def test_onednn_adds_one_thread_team_of_at_most_the_cores_whatever_calls_it():
   assert with_onednn[-1] == with_onednn[1]  # and it does not grow with more steps
 
 
+def test_entry_points_build_the_handlers_at_start_not_in_the_first_trace(monkeypatch, tmp_path_factory, tmp_path):
+  from PIL import Image
+  from srgan_jax import evaluate, upscale
+  from tests.tiny_checkpoint import tiny_workdir
+  workdir = tiny_workdir(tmp_path_factory)
+  calls = []
+  monkeypatch.setattr(onednn_conv, 'prepare', lambda: calls.append('prepare') or 'prepared')
+  monkeypatch.setattr(onednn_conv, 'applies', lambda *a: calls.append('trace') or False)
+  image = tmp_path / 'in' / 'a.png'
+  image.parent.mkdir()
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(image)
+  assert upscale.main([str(image), '--workdir', str(workdir), '--out', str(tmp_path / 'up')]) == 0
+  assert calls[0] == 'prepare' and 'trace' in calls, calls
+  calls.clear()
+  assert evaluate.main(['--workdir', str(workdir), '--data', str(image.parent), '--out', str(tmp_path / 'ev')]) == 0
+  assert calls[0] == 'prepare' and 'trace' in calls, calls
+
+
 @needs_onednn
 def test_a_convolution_onednn_cannot_take_is_lowered_to_xla_instead():
   # A 2^31-row image: oneDNN 3.2 dies with SIGFPE building its primitives; XLA's conv takes it.
