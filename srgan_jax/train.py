@@ -80,6 +80,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.generator_init and not checkpointing.has_generator(config.generator_init):
     raise ConfigError(f'config.generator_init={config.generator_init!r} holds no SRResNet checkpoint; '
                       'train one with configs/srresnet_x4.py and pass its workdir.')
+  if config.generator_init:
+    shapes, meta = checkpointing.generator_metadata(config.generator_init)
+    diff = generator_mismatch(shapes, config.model)
+    if diff:
+      theirs = meta.get('model') if isinstance(meta, dict) else None
+      raise ConfigError(
+          f'config.generator_init={config.generator_init!r} holds a generator of another architecture '
+          f'({_describe_model(theirs) if theirs else "no model description"}) than config.model '
+          f'({_describe_model(config.model)}; first difference {diff}); pass an SRResNet trained '
+          'with the same config.model, or set config.model to match it.')
 
 
 # ----------------------------------------------------------------------------
@@ -91,6 +101,24 @@ def make_generator(model_config, dtype=None) -> models.Generator:
     return models.TinyGenerator(scale=model_config.scale, dtype=dtype)
   return models.Generator(scale=model_config.scale, num_blocks=model_config.num_blocks,
                           features=model_config.features, dtype=dtype)
+
+
+def _describe_model(model) -> str:
+  return ', '.join(f'{k} {model[k]}' for k in ('scale', 'num_blocks', 'features', 'tiny') if k in model)
+
+
+def generator_mismatch(have_shapes: dict, model_config) -> str | None:
+  """The first array of G's variables whose shape `model_config`'s generator does not have.
+
+  have_shapes: checkpointing.leaf_shapes of {'params', 'batch_stats'} (saved or loaded).
+  Traces G's init abstractly: nothing is compiled or allocated.
+  """
+  generator = make_generator(model_config, dtype=jnp.float32)
+  expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
+  want = checkpointing.leaf_shapes({'params': expected['params'], 'batch_stats': expected['batch_stats']})
+  have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
+  diff = checkpointing.shape_differences(have, want)
+  return diff[0] if diff else None
 
 
 def make_discriminator(config) -> models.Discriminator:
@@ -253,9 +281,40 @@ def _pretrain_config(config) -> ml_collections.ConfigDict:
   return pre
 
 
+def adopt_previous_phase(config, workdir: epath.Path) -> ml_collections.ConfigDict:
+  """restore_compatible_only in a workdir whose checkpoints are the other phase's run.
+
+  That run moves to WORKDIR/<its phase> (the demo's layout) and, unless
+  config.generator_init says otherwise, G starts from it: a new phase starts at
+  step 0 with a fresh learning-rate schedule and Adam state (and D), keeping G's
+  weights. A move cut short is finished by the next start; a start after the move
+  (a resume, or a restart before the first checkpoint) finds G in WORKDIR/<other phase>.
+  """
+  if not config.get('restore_compatible_only', False):
+    return config
+  other = next(p for p in PHASES if p != config.phase)
+  theirs = checkpointing.latest_phase(workdir / 'checkpoints')
+  if theirs is not None and theirs != config.phase:
+    if jax.process_index() == 0:
+      workdir_lib.move_run(workdir, workdir / theirs)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices('srgan_jax_adopt_previous_phase')
+    logging.warning('restore_compatible_only: %s held a %s run; moved it to %s. This %s run starts '
+                    'at step 0 with a fresh learning-rate schedule, Adam state and D%s.',
+                    workdir / 'checkpoints', theirs, workdir / theirs, config.phase,
+                    '' if config.generator_init else f", and G's weights from {workdir / theirs}")
+  if not config.generator_init and not config.pretrain_steps and checkpointing.has_generator(workdir / other):
+    # (On a resume this run's own checkpoint is restored; G's source still passes validate_config.)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.generator_init = str(workdir / other)
+  return config
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains per config in workdir (resuming from its latest checkpoint); returns the final states."""
   workdir = workdir_lib.absolute(workdir)
+  config = adopt_previous_phase(config, workdir)
   if config.phase == 'srgan' and config.pretrain_steps and not config.generator_init:
     if not checkpointing.has_checkpoint(workdir / 'checkpoints'):  # else phase 1 is long done
       logging.info('Phase 1/2: SRResNet pre-training, %d steps, in %s', config.pretrain_steps,
@@ -310,10 +369,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   if restored is not None:
     g_state, d_state, rng = restored
     logging.info('Resumed from %s at step %d', ckpt.directory, int(g_state.step))
-  elif config.phase == 'srgan':
+  elif config.generator_init:
     g_vars = checkpointing.load_generator(config.generator_init)
     g_state = g_state.replace(params=g_vars['params'], batch_stats=g_vars['batch_stats'])
-    logging.info('Initialised G from the SRResNet in %s', config.generator_init)
+    logging.info('Initialised G from the generator in %s', config.generator_init)
   g_state, d_state = jax.device_put((g_state, d_state), replicated)
   vgg_params = jax.device_put(vgg_params, replicated)
 
