@@ -6,6 +6,7 @@ The story of a run, top to bottom:
   -> loop: step, log, sample grid, checkpoint -> final checkpoint and export.
 """
 
+import collections
 import functools
 import time
 from typing import Any
@@ -269,6 +270,12 @@ def make_mesh() -> jax.sharding.Mesh:
 # ----------------------------------------------------------------------------
 # The run.
 
+# The host dispatches at most this many steps beyond the last one known finished:
+# enough to keep the device busy, and a stop (SIGTERM) is acted on within a step or
+# two whatever log_every is (a fetch of metrics, where the host would otherwise
+# wait, comes only every log_every steps).
+MAX_STEPS_AHEAD = 2
+
 def _pretrain_config(config) -> ml_collections.ConfigDict:
   """The SRResNet phase that precedes an SRGAN run with config.pretrain_steps > 0."""
   pre = ml_collections.ConfigDict(config.to_dict())
@@ -385,6 +392,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   if first_step < total and jax.process_index() == 0 and done_marker.exists():
     done_marker.unlink()  # an earlier, shorter run's marker
   pending = []  # (device metrics, local HR batch) not yet checked: fetching each step stalls dispatch
+  in_flight = collections.deque()  # a scalar of each dispatched step not yet known to be done
   t0, t_last, last_step, last_saved = time.time(), time.time(), first_step, first_step
 
   def flush(step):
@@ -414,6 +422,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       batch = {'hr': jax.make_array_from_process_local_data(batch_sharding, local['hr'])}
       g_state, d_state, metrics = step_fn(g_state, d_state, batch, vgg_params)
       pending.append(({**metrics, 'step': step}, local['hr']))
+      in_flight.append(metrics['g_loss'])
+      while len(in_flight) > MAX_STEPS_AHEAD:  # so that a stop is acted on within a step or two
+        preemption.wait_until_ready(in_flight.popleft())
       if step % config.log_every == 0 or step == total:
         flush(step)
       if val_hr is not None and (step % config.sample_every == 0 or step == total):
@@ -425,7 +436,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
             config.model.scale)
         writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
       preempted = preemption.reached(step, ckpt, stop_flag)  # every process, every step
-      t_preempted = time.time()
+      t_preempted = time.monotonic()
       if step % config.checkpoint_every == 0 or step == total or preempted:
         flush(step)  # never checkpoint a state whose losses were not seen finite
         if step != last_saved:
@@ -434,9 +445,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       if preempted and step < total:
         ckpt.close()  # waits until the checkpoint is committed
         writer.close()
-        logging.warning('Preempted: saved a checkpoint at step %d in %s (committed %.2fs after the '
-                        'stop was seen); re-run the same command to resume.', step, ckpt.directory,
-                        time.time() - t_preempted)
+        since = (f'{time.monotonic() - stop_flag.arrived:.2f}s after SIGTERM arrived'
+                 if stop_flag is not None and stop_flag.arrived is not None else
+                 f'{time.monotonic() - t_preempted:.2f}s after the stop was seen')
+        logging.warning('Preempted: saved a checkpoint at step %d in %s (committed %s); re-run the '
+                        'same command to resume.', step, ckpt.directory, since)
         return g_state, d_state
   if first_step < total:
     ckpt.save_export(total, g_state)
