@@ -127,6 +127,8 @@ def test_main_runs_both_phases_writes_outputs_and_resumes(tmp_path):
   r = _main(wd, '--config.pretrain_steps=2', '--config.num_train_steps=4')
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'PIXEL MSE' in r.stderr  # the demo says plainly that it is not the VGG loss
+  # The CPU convolution handlers are built or loaded at start (one line), not inside a trace.
+  assert 0 <= r.stderr.find('XLA:CPU convolutions: ') < r.stderr.index('Phase 1/2'), r.stderr[-3000:]
   assert sorted(p.name for p in (wd / 'checkpoints').iterdir() if p.name.isdigit()) == ['2', '4']
   assert (wd / 'srresnet' / 'checkpoints' / '2' / 'generator').is_dir()
   assert (wd / 'export' / '4' / 'generator').is_dir()
