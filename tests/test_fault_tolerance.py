@@ -234,6 +234,6 @@ def test_a_stop_is_acted_on_within_two_steps_whatever_log_every(tmp_path, monkey
     g_state, _ = train.train_and_evaluate(config, str(tmp_path))
   [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith('Preempted')]
   saved = main_runs.complete_steps(tmp_path)
-  assert len(saved) == 1 and 3 <= saved[0] <= 3 + train.MAX_STEPS_AHEAD, (saved, line)
+  assert len(saved) == 1 and 3 <= saved[0] <= 3 + 2, (saved, line)  # 2: train.MAX_STEPS_AHEAD
   assert int(g_state.step) == saved[0]
   assert 'after SIGTERM arrived' in line  # timed from the signal, not from when the loop saw it
