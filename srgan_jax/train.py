@@ -288,6 +288,13 @@ def _pretrain_config(config) -> ml_collections.ConfigDict:
   return pre
 
 
+def _sync(name: str) -> None:
+  """A barrier of all processes (none with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
 def adopt_previous_phase(config, workdir: epath.Path) -> ml_collections.ConfigDict:
   """restore_compatible_only in a workdir whose checkpoints are the other phase's run.
 
@@ -301,12 +308,11 @@ def adopt_previous_phase(config, workdir: epath.Path) -> ml_collections.ConfigDi
     return config
   other = next(p for p in PHASES if p != config.phase)
   theirs = checkpointing.latest_phase(workdir / 'checkpoints')
+  _sync('srgan_jax_phase_read')  # every process has looked before process 0 moves anything
   if theirs is not None and theirs != config.phase:
     if jax.process_index() == 0:
       workdir_lib.move_run(workdir, workdir / theirs)
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      multihost_utils.sync_global_devices('srgan_jax_adopt_previous_phase')
+    _sync('srgan_jax_phase_moved')
     logging.warning('restore_compatible_only: %s held a %s run; moved it to %s. This %s run starts '
                     'at step 0 with a fresh learning-rate schedule, Adam state and D%s.',
                     workdir / 'checkpoints', theirs, workdir / theirs, config.phase,
