@@ -197,7 +197,7 @@ def _load() -> tuple[bool, str, ctypes.CDLL | None]:
   except (OSError, RuntimeError, ValueError, subprocess.SubprocessError, AttributeError) as e:
     return False, str(e).splitlines()[0], None
   how = f'built in {time.time() - t0:.1f}s' if built else 'cached'
-  return True, f'oneDNN convolutions from {path} ({how}; one OpenMP team of {threads} threads)', lib
+  return True, f'oneDNN convolutions from {path} ({how}; OpenMP teams of {threads} threads, at most two)', lib
 
 
 def status() -> tuple[bool, str]:

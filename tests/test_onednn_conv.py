@@ -285,15 +285,16 @@ def _threads_after_steps(**env) -> list[int]:
 
 
 @needs_onednn
-def test_onednn_adds_one_thread_team_of_at_most_the_cores_whatever_calls_it():
+def test_onednn_adds_at_most_two_thread_teams_of_at_most_the_cores_whatever_calls_it():
   # XLA:CPU calls the handlers from any thread of its pool; asked for 8 OpenMP threads
-  # per team, every such thread would bring 7 more. One team, clamped to the cores, is
-  # all the threads oneDNN may add to what the same steps take with XLA's convolutions.
+  # per team, every such thread would bring 7 more. Two teams (the first caller's and the
+  # worker's), clamped to the cores, are all the threads oneDNN may add to what the same
+  # steps take with XLA's convolutions.
   cores = min(8, len(os.sched_getaffinity(0)))
   with_onednn = _threads_after_steps(OMP_NUM_THREADS='8')
   without = _threads_after_steps(OMP_NUM_THREADS='8', SRGAN_JAX_ONEDNN='0')
   assert len(with_onednn) == len(without) == 3
-  assert with_onednn[-1] - without[-1] <= cores, (with_onednn, without)
+  assert with_onednn[-1] - without[-1] <= 2 * cores, (with_onednn, without)
   assert with_onednn[-1] == with_onednn[1]  # and it does not grow with more steps
 
 

@@ -3,9 +3,12 @@
 //
 // Threads: oneDNN's OpenMP build gives every thread that enters it a team of
 // its own, and XLA:CPU calls these handlers from any thread of its pool, so
-// teams (and threads) would pile up. Every oneDNN call therefore runs on one
-// worker thread, which owns the process's only team, sized to the cores this
-// process may use: the handler thread hands the call over and waits.
+// teams (and threads) would pile up, one per pool thread. Here the first thread
+// that calls a handler runs its calls itself (XLA:CPU makes most calls from one
+// thread, and a hand-over costs a wake-up per call: 7x slower inference on a
+// loaded 2-core machine when every call went to a worker); calls from any other
+// thread go to one worker thread. So at most two teams exist, each sized to the
+// cores this process may use, and a mutex keeps only one of them busy at a time.
 //
 // Primitives are built once per geometry and kept in a bounded LRU cache.
 // `SrganConvProbe` builds the three primitives of a geometry ahead of time (the
@@ -15,6 +18,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -187,6 +192,9 @@ int UsableCores() {
   return n > 0 ? static_cast<int>(n) : 1;
 }
 
+// Threads of a team: OMP_NUM_THREADS (default: the cores), but no more than the usable cores.
+int TeamSize() { return std::max(1, std::min(omp_get_max_threads(), UsableCores())); }
+
 class Worker {
  public:
   // The worker of this process (a forked child gets a new one: threads do not survive fork).
@@ -210,6 +218,22 @@ class Worker {
 
   int threads() const { return threads_; }
 
+  // Runs `job` on the calling thread while no other oneDNN call runs; its error message or "".
+  static std::string Guarded(const std::function<void()>& job) {
+    static std::mutex busy;
+    std::lock_guard<std::mutex> lock(busy);
+    try {
+      job();
+    } catch (const dnnl::error& err) {
+      return std::string("oneDNN: ") + err.what();
+    } catch (const std::exception& err) {  // e.g. bad_alloc: never let it cross the FFI boundary
+      return std::string("oneDNN convolution: ") + err.what();
+    } catch (...) {
+      return "oneDNN convolution: unknown exception";
+    }
+    return "";
+  }
+
  private:
   struct Task {
     const std::function<void()>* job;
@@ -217,7 +241,7 @@ class Worker {
     std::string error;
   };
 
-  Worker() : pid_(getpid()), threads_(std::max(1, std::min(omp_get_max_threads(), UsableCores()))) {
+  Worker() : pid_(getpid()), threads_(TeamSize()) {
     std::thread([this] { Loop(); }).detach();
   }
 
@@ -231,16 +255,7 @@ class Worker {
         task = queue_.front();
         queue_.pop_front();
       }
-      std::string error;
-      try {
-        (*task->job)();
-      } catch (const dnnl::error& err) {
-        error = std::string("oneDNN: ") + err.what();
-      } catch (const std::exception& err) {  // e.g. bad_alloc: never let it cross the FFI boundary
-        error = std::string("oneDNN convolution: ") + err.what();
-      } catch (...) {
-        error = "oneDNN convolution: unknown exception";
-      }
+      std::string error = Guarded(*task->job);
       std::lock_guard<std::mutex> lock(mu_);
       task->error = std::move(error);
       task->done = true;
@@ -255,11 +270,25 @@ class Worker {
   std::deque<Task*> queue_;
 };
 
+// Runs `job` on this thread if it is the first that ever called (its team is the main one),
+// else on the worker; one job at a time. Returns its error message, empty on success.
+std::string Execute(const std::function<void()>& job) {
+  static std::atomic<bool> claimed{false};
+  thread_local bool owner = [] {
+    bool expected = false;
+    if (!claimed.compare_exchange_strong(expected, true)) return false;
+    omp_set_num_threads(TeamSize());  // this thread's team: no more than the cores
+    return true;
+  }();
+  if (owner) return Worker::Guarded(job);
+  return Worker::Get().Run(job);
+}
+
 // x: [N,H,W,C], k: [KH,KW,C,O], y: [N,HO,WO,O]; `kind` says which of the three is the output.
 ffi::Error Run(Kind kind, float* x, float* k, float* y, const Geometry& g) {
   std::string bad = g.Inconsistency();
   if (!bad.empty()) return ffi::Error::InvalidArgument("oneDNN convolution: " + bad);
-  std::string error = Worker::Get().Run([&] {
+  std::string error = Execute([&] {
     auto e = PrimitiveCache().Get(g, kind);
     auto& eng = Engine();
     dnnl::stream s(eng);
@@ -365,7 +394,7 @@ __attribute__((visibility("default"))) void SrganConvSetCacheCapacity(int64_t ca
   PrimitiveCache().SetCapacity(capacity);
 }
 
-// The size of the one OpenMP team that runs every oneDNN call.
+// The size of each OpenMP team that runs oneDNN calls (at most two teams: see the top).
 __attribute__((visibility("default"))) int SrganConvThreads() { return Worker::Get().threads(); }
 
 }  // extern "C"
