@@ -74,7 +74,7 @@ if [[ $dry_run -eq 1 ]]; then
 fi
 
 pids=()
-# shellcheck disable=SC2317  # invoked by the trap below
+# shellcheck disable=SC2317,SC2329  # invoked by the trap below (2317: shellcheck < 0.11, 2329: >= 0.11)
 forward() {  # preemption or Ctrl-C: every process saves at the same step and exits
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 }

@@ -538,6 +538,7 @@ def run(config, use_torch, log=print):
   if torch_device == 'auto':
     torch_device = 'cuda' if platform == 'gpu' else 'cpu'
   peak_n = _PEAK_N.value or (2048 if platform == 'cpu' else 8192)
+  convs = onednn_conv.prepare() if platform == 'cpu' else None  # built here, not in a timed compile
   worker = TorchWorker(torch_device) if use_torch else None
   try:
     peaks = {'jax': matmul_peak_flops(peak_n, dtype=dtype)}
@@ -548,10 +549,7 @@ def run(config, use_torch, log=print):
         f'{dtype} matmul peak {peak / 1e9:.1f} GFLOP/s ' +
         ', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items()) +
         (f'; PyTorch on {torch_device}' if worker else ''))
-    convs = None
-    if platform == 'cpu':
-      ok, why = onednn_conv.status()
-      convs = why if ok else f"XLA's own ({why})"
+    if convs is not None:
       log(f'float32 convolutions: {convs}')
     rows = []
     for phase in ('srresnet', 'srgan'):

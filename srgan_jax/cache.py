@@ -1,11 +1,11 @@
 """A private, per-user cache directory for files this package derives and later loads.
 
 `private_dir()` is $SRGAN_JAX_CACHE, else $XDG_CACHE_HOME/srgan_jax
-(~/.cache/srgan_jax), else a per-user folder in the temp dir. Whatever is
-loaded from it (compiled libraries, converted weights) must not be plantable
-by another local user, so the folder is created 0700 and refused when it is
-owned by someone else or writable by group or others; files are checked the
-same way before use, and written atomically.
+(~/.cache/srgan_jax), else a per-user folder in the temp dir. What is loaded
+from it (the compiled oneDNN handlers, converted ImageNet weights) must not be
+plantable by another local user, so the folder is created 0700 and refused
+when it is owned by someone else or writable by others; files are checked the
+same way before use (`untrusted`), and written atomically (`write_private`).
 """
 
 import os
@@ -18,55 +18,54 @@ from srgan_jax.errors import UserError
 
 
 class CacheError(UserError):
-  """The cache directory or a file in it is not safe to load from."""
+  """No cache directory is safe to use, or a file in it is not."""
 
 
-def _unsafe(path: pathlib.Path, st: os.stat_result) -> str | None:
+def untrusted(path: pathlib.Path, kind: str) -> str | None:
+  """Why `path` (a 'dir' or a regular 'file', not a link) may not be trusted, or None.
+
+  Trusted: owned by this user and writable by no one else, so no other local
+  user can have planted or swapped what gets loaded.
+  """
+  st = os.lstat(path)
+  is_kind = stat.S_ISDIR(st.st_mode) if kind == 'dir' else stat.S_ISREG(st.st_mode)
+  if not is_kind:
+    return f'{path} is not a {"directory" if kind == "dir" else "regular file"}'
   if st.st_uid != os.getuid():
-    return f'{path} is owned by uid {st.st_uid}, not by you (uid {os.getuid()})'
-  if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-    return f'{path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})'
+    return f'{path} is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})'
+  if st.st_mode & 0o022:
+    return f'{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o})'
   return None
 
 
-def _candidates() -> list[pathlib.Path]:
-  env = os.environ.get('SRGAN_JAX_CACHE')
-  if env:
-    return [pathlib.Path(env)]
-  xdg = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
-  return [pathlib.Path(xdg) / 'srgan_jax', pathlib.Path(tempfile.gettempdir()) / f'srgan_jax-{os.getuid()}']
-
-
 def private_dir() -> pathlib.Path:
-  """The first usable cache folder, created 0700; CacheError if none is safe and writable."""
-  reasons = []
-  for folder in _candidates():
+  """The first usable cache folder, created 0700; CacheError if none is private and writable."""
+  explicit = os.environ.get('SRGAN_JAX_CACHE')
+  xdg = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
+  candidates = ([pathlib.Path(explicit)] if explicit else
+                [pathlib.Path(xdg) / 'srgan_jax',
+                 pathlib.Path(tempfile.gettempdir()) / f'srgan_jax-{os.getuid()}'])
+  refused = []
+  for d in candidates:
     try:
-      folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-      st = os.stat(folder, follow_symlinks=False)
-      if not stat.S_ISDIR(st.st_mode):
-        reasons.append(f'{folder} is not a directory')
-        continue
-      why = _unsafe(folder, st)
-      if why:
-        reasons.append(why)
-        continue
-      if not os.access(folder, os.W_OK | os.X_OK):
-        reasons.append(f'{folder} is not writable')
-        continue
-      return folder
+      d.mkdir(mode=0o700, parents=True, exist_ok=True)
+      why = untrusted(d, 'dir')
     except OSError as e:
-      reasons.append(f'{folder}: {e.strerror or e}')
-  raise CacheError(f'no safe cache directory ({"; ".join(reasons)}); set SRGAN_JAX_CACHE to a '
-                   'folder only you can write.')
+      refused.append(f'{d}: {e.strerror or e}')
+      continue
+    if why:
+      refused.append(why)
+    elif os.access(d, os.W_OK):
+      return d
+    else:
+      refused.append(f'{d} is not writable')
+  raise CacheError(f'no private cache directory ({"; ".join(refused)}): set SRGAN_JAX_CACHE to a '
+                   'directory that only you can write')
 
 
 def check_private(path: pathlib.Path) -> None:
-  """CacheError unless `path` is a regular file owned by this user and not writable by others."""
-  st = os.stat(path, follow_symlinks=False)
-  if not stat.S_ISREG(st.st_mode):
-    raise CacheError(f'{path} is not a regular file; remove it and retry.')
-  why = _unsafe(path, st)
+  """CacheError unless `path` is a regular file owned by this user and writable by no one else."""
+  why = untrusted(path, 'file')
   if why:
     raise CacheError(f'{why}; remove it and retry.')
 

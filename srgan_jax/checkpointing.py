@@ -39,9 +39,9 @@ from srgan_jax import input_pipeline
 from srgan_jax import workdir as workdir_lib
 from srgan_jax.errors import UserError
 
-# Config fields that fix the shapes of the saved arrays: a checkpoint written
-# with other values cannot be restored into this run.
-_SHAPE_FIELDS = ('phase', 'model.scale', 'model.num_blocks', 'model.features', 'model.tiny')
+# The train-state items of a checkpoint, as restore_compatible_only names them.
+_ITEM_NAMES = {'generator': "G's weights", 'g_opt': "G's Adam state and the step",
+               'discriminator': 'D'}
 
 
 def _model_meta(config) -> dict:
@@ -49,10 +49,47 @@ def _model_meta(config) -> dict:
   return {'scale': m.scale, 'num_blocks': m.num_blocks, 'features': m.features, 'tiny': m.tiny}
 
 
-def _get(config_dict: dict, dotted: str):
-  for k in dotted.split('.'):
-    config_dict = config_dict.get(k) if isinstance(config_dict, dict) else None
-  return config_dict
+def leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
+  """{'params/conv_in/kernel': shape, ...} of a pytree of arrays, shape structs or Orbax metadata."""
+  name = lambda k: str(next((getattr(k, a) for a in ('key', 'name', 'idx') if hasattr(k, a)), k))
+  return {'/'.join(name(k) for k in path): tuple(getattr(leaf, 'shape', np.shape(leaf)))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def shape_differences(have: dict | None, want: dict) -> list[str]:
+  """'path: checkpoint SHAPE vs this run SHAPE' for each array that differs or is on one side only."""
+  if have is None:
+    return ['not in the checkpoint']
+  show = lambda s: 'absent' if s is None else str(tuple(s))
+  order = lambda k: (not k.startswith('params/'), k)  # parameters first: they name the layer
+  return [f'{k}: checkpoint {show(have.get(k))} vs this run {show(want.get(k))}'
+          for k in sorted(set(have) | set(want), key=order) if have.get(k) != want.get(k)]
+
+
+def _saved_shapes(item_dir: epath.Path) -> dict | None:
+  """leaf_shapes of one saved item from its Orbax metadata (no array is read); None if absent."""
+  if not item_dir.exists():
+    return None
+  with ocp.PyTreeCheckpointer() as ckptr:
+    return leaf_shapes(ckptr.metadata(item_dir).item_metadata.tree)
+
+
+def _flat(d: dict, prefix='') -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def config_differences(theirs: dict, mine: dict) -> list[str]:
+  """'field: checkpoint X vs config Y' for each differing field; phase, model, data first."""
+  theirs, mine = _flat(theirs), _flat(mine)
+  rank = lambda f: (0 if f == 'phase' else 1 if f.startswith(('model.', 'data.')) else 2, f)
+  return [f'{f}: checkpoint {theirs.get(f)!r} vs config {mine.get(f)!r}'
+          for f in sorted(set(theirs) | set(mine), key=rank) if theirs.get(f) != mine.get(f)]
 
 
 class Checkpointer:
@@ -96,41 +133,51 @@ class Checkpointer:
     """(g_state, d_state, rng) from the newest complete checkpoint, or None if there is none.
 
     `data_iter` is restored in place, so the run continues the same sample sequence.
-    With config.restore_compatible_only, a checkpoint of another config restores
-    the parts whose shapes match and leaves the rest freshly initialised.
+    Whether the checkpoint fits is decided from its arrays' shapes (Orbax metadata)
+    against this run's states: a checkpoint of another config is refused, naming the
+    differing fields and arrays; one that fits but cannot be read is reported as
+    damaged. With config.restore_compatible_only, a checkpoint of the same phase
+    restores the networks whose shapes fit (G's Adam state and the step come with
+    G's weights) and starts the others fresh. (A checkpoint of the other phase is
+    moved aside by the train loop first: see train.adopt_previous_phase.)
     """
     step = self._mngr.latest_step()
     if step is None:
       return None
-    with _explain_unreadable(self.directory / str(step)):
-      meta = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-    partial = self._config.get('restore_compatible_only', False)
-    if not partial:
-      self._check_compatible(meta, step)
-    items = {
-        'generator': ocp.args.StandardRestore({'params': g_state.params,
-                                               'batch_stats': g_state.batch_stats}),
-        'g_opt': ocp.args.StandardRestore({'step': g_state.step, 'opt_state': g_state.opt_state}),
-    }
+    step_dir = self.directory / str(step)
+    targets = {'generator': {'params': g_state.params, 'batch_stats': g_state.batch_stats},
+               'g_opt': {'step': g_state.step, 'opt_state': g_state.opt_state}}
     if d_state is not None:
-      items['discriminator'] = ocp.args.StandardRestore(_d_tree(d_state))
+      targets['discriminator'] = _d_tree(d_state)
+    with _explain_unreadable(step_dir):
+      meta = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+      misfits = {name: shape_differences(_saved_shapes(step_dir / name), leaf_shapes(tree))
+                 for name, tree in targets.items()}
+    misfits = {name: diff for name, diff in misfits.items() if diff}
+    partial = self._config.get('restore_compatible_only', False)
+    other_phase = meta.get('phase', self._config.phase) != self._config.phase
+    if other_phase or (misfits and not partial):
+      self._refuse(step, meta, misfits)
+    if 'generator' in misfits:
+      misfits.setdefault('g_opt', ['the step and G\'s Adam state go with its weights'])
+    items = {name: ocp.args.StandardRestore(tree) for name, tree in targets.items() if name not in misfits}
     same_processes = meta.get('process_count', jax.process_count()) == jax.process_count()
-    if partial:
-      r = self._restore_each(step, items)
-    else:
-      if same_processes:  # else each process's saved position belongs to another sharding
-        items['data'] = grain.checkpoint.CheckpointRestore(data_iter)
-      with _explain_unreadable(self.directory / str(step)):
-        r = self._mngr.restore(step, args=ocp.args.Composite(**items))
+    if same_processes and not misfits:  # else each process's saved position belongs to another sharding
+      items['data'] = grain.checkpoint.CheckpointRestore(data_iter)
+    with _explain_unreadable(step_dir):
+      r = self._mngr.restore(step, args=ocp.args.Composite(**items))
     if 'generator' in r:
       g_state = g_state.replace(params=r['generator']['params'],
                                 batch_stats=r['generator']['batch_stats'])
     if 'g_opt' in r:
       g_state = g_state.replace(step=r['g_opt']['step'], opt_state=r['g_opt']['opt_state'])
-    else:  # a fresh optimizer, but the run goes on from the checkpoint's step
-      g_state = g_state.replace(step=jax.numpy.asarray(step, g_state.step.dtype))
     if d_state is not None and 'discriminator' in r:
       d_state = d_state.replace(**r['discriminator'])
+    if misfits:
+      logging.warning('restore_compatible_only: %s: restored %s; fresh: %s; the run continues at step %d.',
+                      step_dir, ', '.join(_ITEM_NAMES[n] for n in targets if n not in misfits) or 'nothing',
+                      '; '.join(f'{_ITEM_NAMES[n]} ({d[0]})' for n, d in misfits.items()),
+                      int(g_state.step))
     if 'data' not in r:
       why = (f'it was written by {meta.get("process_count")} processes and this run has '
              f'{jax.process_count()}' if not same_processes else 'only compatible parts were restored')
@@ -147,28 +194,14 @@ class Checkpointer:
     rng = jax.random.wrap_key_data(np.asarray(meta['rng'], dtype=np.uint32))
     return g_state, d_state, rng
 
-  def _restore_each(self, step: int, items: dict) -> dict:
-    """The items that restore from checkpoint `step`; those of other shapes are skipped."""
-    restored = {}
-    for name, args in items.items():
-      try:
-        restored.update(self._mngr.restore(step, args=ocp.args.Composite(**{name: args})))
-      except (ValueError, KeyError, FileNotFoundError) as e:
-        logging.warning('restore_compatible_only: %s/%d: not restoring %s (%s)', self.directory,
-                        step, name, ' '.join(str(e).split())[:300])
-    logging.warning('restore_compatible_only: restored %s from %s/%d; the rest starts fresh.',
-                    sorted(restored) or 'nothing', self.directory, step)
-    return restored
-
-  def _check_compatible(self, meta: dict, step: int) -> None:
-    mine = json.loads(self._config.to_json_best_effort())
-    theirs = meta.get('config', {})
-    diff = [f'{f}: checkpoint {_get(theirs, f)!r} vs config {_get(mine, f)!r}'
-            for f in _SHAPE_FIELDS if _get(theirs, f) != _get(mine, f)]
-    if diff:
-      raise UserError(f'{self.directory}/{step} was written by another config ({"; ".join(diff)}); '
-                       'use a fresh --workdir or the matching config, or pass '
-                       '--config.restore_compatible_only=True to restore only the parts that fit.')
+  def _refuse(self, step: int, meta: dict, misfits: dict) -> None:
+    """The one-line error for a checkpoint of another config (not a damaged one)."""
+    fields = config_differences(meta.get('config', {}), json.loads(self._config.to_json_best_effort()))
+    arrays = [f'{n} {d[0]}' for n, d in misfits.items()]
+    details = fields[:4] + ([f'{len(fields) - 4} more fields'] if len(fields) > 4 else []) + arrays[:3]
+    raise UserError(f'{self.directory}/{step} was written by another config ({"; ".join(details)}); '
+                    'use a fresh --workdir or the matching config, or pass '
+                    '--config.restore_compatible_only=True to restore only the parts that fit.')
 
   def save_export(self, step: int, g_state) -> None:
     """The generator-only export (WORKDIR/export/<step>) that inference loads."""
@@ -252,6 +285,19 @@ def load_generator(path) -> dict:
   return load_generator_with_meta(path)[0]
 
 
+def _generator_step_dir(path) -> epath.Path:
+  step_dir = resolve_generator_dir(path)
+  if step_dir is None:
+    raise UserError(f'no generator checkpoint under {path!s}; pass a training workdir, '
+                     'its checkpoints/ or export/ directory, or one step directory.')
+  return step_dir
+
+
+def _read_meta(step_dir: epath.Path) -> dict:
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    return ckptr.restore(step_dir, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+
+
 def load_generator_with_meta(path) -> tuple[dict, dict]:
   """(G variables, meta) where meta['model'] gives scale, num_blocks, features, tiny.
 
@@ -261,15 +307,31 @@ def load_generator_with_meta(path) -> tuple[dict, dict]:
   from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
   if model_zoo.is_generator_file(path):
     return model_zoo.load_file(path)
-  step_dir = resolve_generator_dir(path)
-  if step_dir is None:
-    raise UserError(f'no generator checkpoint under {path!s}; pass a training workdir, '
-                     'its checkpoints/ or export/ directory, or one step directory.')
+  step_dir = _generator_step_dir(path)
   with _explain_unreadable(step_dir):
     variables = restore_as_numpy(step_dir / 'generator')
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-      meta = ckptr.restore(step_dir, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    meta = _read_meta(step_dir)
   return variables, meta
+
+
+def generator_metadata(path) -> tuple[dict, dict]:
+  """(leaf_shapes of G's saved variables, meta), read without loading the arrays."""
+  from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
+  if model_zoo.is_generator_file(path):  # one small file: read it
+    variables, meta = model_zoo.load_file(path)
+    return leaf_shapes(variables), meta
+  step_dir = _generator_step_dir(path)
+  with _explain_unreadable(step_dir):
+    return _saved_shapes(step_dir / 'generator'), _read_meta(step_dir)
+
+
+def latest_phase(manager_dir) -> str | None:
+  """The phase of the newest checkpoint in a checkpoints/ dir (None: no checkpoint there)."""
+  step_dir = _latest_step_dir(epath.Path(manager_dir)) if has_checkpoint(manager_dir) else None
+  if step_dir is None:
+    return None
+  with _explain_unreadable(step_dir):
+    return _read_meta(step_dir).get('phase')
 
 
 def restore_as_numpy(item_dir) -> dict:

@@ -225,6 +225,9 @@ def main(argv=None) -> int:
     method = args.method or 'generator'
     if args.model and args.model not in model_zoo.MODELS:
       raise UserError(f'--model={args.model}: unknown; shipped models: {", ".join(model_zoo.MODELS)}.')
+    if method == 'generator':
+      from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+      onednn_conv.prepare()  # built or loaded here, where its cost and failure show
     evaluate(args.data, args.out, scale=args.scale,
              checkpoint=args.workdir or args.checkpoint or args.model,
              method=method, tile=args.tile or None, all_steps=args.all_steps,

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend import core as jex_core
+from jax.interpreters import ad, batching, mlir
 
 from srgan_jax import onednn_conv
 
@@ -76,22 +78,45 @@ def strided_input_grad(x_shape, w, dy, s: int, pads):
   return dxp[:, pt:pt + h, pl:pl + wd]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _strided_conv(x, w, s, pads):
+# The strided conv as a bilinear primitive (like lax's own convolution): its
+# transpose in x is `strided_input_grad`, in w lax's kernel gradient, both made
+# of lax ops, so jvp, vmap and every order of differentiation work.
+
+def _strided_fwd(x, w, *, s, pads):
   return _plain_conv(x, w, (s, s), pads)
 
 
-def _strided_conv_fwd(x, w, s, pads):
-  return _plain_conv(x, w, (s, s), pads), (x, w)
+def _strided_input_grad_rule(ct, x, w, *, s, pads):
+  return strided_input_grad(tuple(x.aval.shape), w, ct, s, pads).astype(x.aval.dtype)
 
 
-def _strided_conv_bwd(s, pads, res, dy):
-  x, w = res
-  dw = jax.vjp(lambda w: _plain_conv(x, w, (s, s), pads), w)[1](dy)[0]
-  return strided_input_grad(x.shape, w, dy, s, pads).astype(x.dtype), dw
+def _strided_kernel_grad_rule(ct, x, w, *, s, pads):
+  zeros = jnp.zeros(w.aval.shape, w.aval.dtype)
+  return jax.vjp(lambda w: _plain_conv(x, w, (s, s), pads), zeros)[1](ct)[0]
 
 
-_strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+def _strided_batch(args, dims, *, s, pads):
+  """vmap: a batched input with an unbatched kernel folds into N; else lax's conv batching."""
+  (x, w), (dx, dw) = args, dims
+  if dw is None:
+    x = jnp.moveaxis(x, dx, 0)
+    k, n = x.shape[:2]
+    y = strided_conv_p.bind(x.reshape(k * n, *x.shape[2:]), w, s=s, pads=pads)
+    return y.reshape(k, n, *y.shape[1:]), 0
+  return jax.vmap(functools.partial(_strided_fwd, s=s, pads=pads), in_axes=(dx, dw))(x, w), 0
+
+
+strided_conv_p = jex_core.Primitive('srgan_strided_conv')
+strided_conv_p.def_impl(_strided_fwd)
+strided_conv_p.def_abstract_eval(lambda x, w, *, s, pads: jax.core.ShapedArray(
+    lax.conv_general_shape_tuple(x.shape, w.shape, (s, s), pads, _NHWC), x.dtype))
+mlir.register_lowering(strided_conv_p, mlir.lower_fun(_strided_fwd, multiple_results=False))
+ad.defbilinear(strided_conv_p, _strided_input_grad_rule, _strided_kernel_grad_rule)
+batching.primitive_batchers[strided_conv_p] = _strided_batch
+
+
+def _strided_conv(x, w, s: int, pads):
+  return strided_conv_p.bind(x, w, s=s, pads=pads)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,

@@ -33,16 +33,12 @@ def make_predict(model_config) -> Callable:
 
 
 def _check_architecture(variables, model_config, where) -> None:
-  generator = train.make_generator(model_config, dtype=jnp.float32)
-  expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
-  shapes = lambda tree: {jax.tree_util.keystr(k): tuple(np.shape(v))
-                         for k, v in jax.tree_util.tree_leaves_with_path(tree)}
-  want = shapes({'params': expected['params'], 'batch_stats': expected['batch_stats']})
-  have = shapes({'params': variables.get('params', {}), 'batch_stats': variables.get('batch_stats', {})})
-  if want != have:
-    diff = sorted(set(want.items()) ^ set(have.items()))
+  have = checkpointing.leaf_shapes({'params': variables.get('params', {}),
+                                    'batch_stats': variables.get('batch_stats', {})})
+  diff = train.generator_mismatch(have, model_config)
+  if diff:
     raise UserError(f'{where}: its generator weights do not fit the architecture its meta describes '
-                    f'({dict(model_config)}; first difference {diff[0][0]}); the checkpoint is from '
+                    f'({dict(model_config)}; first difference {diff}); the checkpoint is from '
                     'another version of the model or damaged.')
 
 

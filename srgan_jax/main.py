@@ -70,6 +70,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import jax  # pylint: disable=g-import-not-at-top
   from srgan_jax import distributed  # pylint: disable=g-import-not-at-top
+  from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
   from srgan_jax import train  # pylint: disable=g-import-not-at-top
   from srgan_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from srgan_jax.errors import UserError  # pylint: disable=g-import-not-at-top
@@ -79,6 +80,7 @@ def main(argv):
                            FLAGS.initialization_timeout)
     logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
                  jax.local_devices())
+    onednn_conv.prepare()  # the CPU convolution handlers: built or loaded here, one log line
     workdir_lib.check_writable(FLAGS.workdir)
     train.train_and_evaluate(_load_config(), FLAGS.workdir)
   except (UserError, FloatingPointError) as e:

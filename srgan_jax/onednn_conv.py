@@ -4,15 +4,23 @@ XLA:CPU runs convolutions on Eigen or YNNPACK kernels, 1.2-2.5x slower than
 oneDNN's on the paper's shapes (README, Performance); jaxlib ships oneDNN's
 conv kernels but does not route convolutions to them. `csrc/onednn_conv.cc`
 binds oneDNN's forward, backward-data and backward-weights convolutions
-(NHWC activations, HWIO kernels, as Flax) as three FFI handlers; `conv` is a
-`jax.custom_vjp` over them, the same function as `lax.conv_general_dilated`
-(tested to float32 rounding).
+(NHWC activations, HWIO kernels, as Flax) as three FFI handlers.
 
-The handlers are compiled on first use with the system C++ compiler (`CXX`,
-default g++) against the oneDNN of the `onednn-devel-cpu-gomp` wheel (x86-64
-Linux; a dependency of this package there) and cached under
-`$SRGAN_JAX_CACHE` (default ~/.cache/srgan_jax, else a temp dir). `status()`
-says whether they are in use and, if not, why; `SRGAN_JAX_ONEDNN=0` turns
+`conv` is `lax.conv_general_dilated` (tested to float32 rounding) as three JAX
+primitives, one per handler, each bilinear and each the transpose of the
+others (as lax's own convolution is): so `jax.grad` runs the backward handlers,
+and `jax.jvp`, `jax.vmap`, `jax.hessian` or a gradient penalty (grad of grad)
+work too. vmap folds a batch axis into N where it can, else maps. A geometry
+oneDNN rejects when its primitives are built (probed once, when it is lowered)
+is lowered to XLA's convolution instead.
+
+The handlers are compiled with the system C++ compiler (`CXX`, default g++)
+against the oneDNN of the `onednn-devel-cpu-gomp` wheel (x86-64 Linux; a
+dependency of this package there) and cached under `$SRGAN_JAX_CACHE` (default
+~/.cache/srgan_jax, else a per-user dir in the temp dir; a directory or library
+that another user owns or can write is refused). Entry points call `prepare()`
+at start (one log line: built or cached, and how long it took); `status()` says
+whether the handlers are in use and, if not, why; `SRGAN_JAX_ONEDNN=0` turns
 them off. Without them XLA's own convolutions run: same results, slower.
 """
 
@@ -21,23 +29,32 @@ import functools
 import hashlib
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax import lax
+from jax.extend import core as jex_core
+from jax.interpreters import ad, batching, mlir
+
+from srgan_jax import cache
 
 _SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'onednn_conv.cc'
 _TARGETS = ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 _lock = threading.Lock()
-_state: dict = {}  # 'ok': bool, 'why': str, set once per process
+_state: dict = {}  # 'ok': bool, 'why': str, 'lib': the loaded library; set once per process
 
+
+# ----------------------------------------------------------------------------
+# Building, caching and loading the handlers.
 
 def _onednn_prefix() -> pathlib.Path | None:
   """The install prefix holding include/oneapi/dnnl/dnnl.hpp and lib/libdnnl.so."""
@@ -48,76 +65,142 @@ def _onednn_prefix() -> pathlib.Path | None:
   return None
 
 
+_untrusted = cache.untrusted
+
+
 def _cache_dir() -> pathlib.Path:
-  """$SRGAN_JAX_CACHE, else $XDG_CACHE_HOME/srgan_jax (~/.cache), else a per-user temp dir."""
-  if os.environ.get('SRGAN_JAX_CACHE'):
-    d = pathlib.Path(os.environ['SRGAN_JAX_CACHE'])
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-  xdg = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
-  for d in (pathlib.Path(xdg) / 'srgan_jax', pathlib.Path(tempfile.gettempdir()) / f'srgan_jax-{os.getuid()}'):
+  """cache.private_dir(): created 0700; one owned by another user or writable by others is refused."""
+  try:
+    return cache.private_dir()
+  except cache.CacheError as e:
+    raise RuntimeError(f'oneDNN handlers: {e}') from None
+
+
+def _onednn_identity(prefix: pathlib.Path) -> bytes:
+  """What changes when the oneDNN wheel is replaced: its version header and its library file."""
+  version = (prefix / 'include/oneapi/dnnl/dnnl_version.h').read_bytes()
+  lib = sorted((prefix / 'lib').glob('libdnnl.so*'))[0].resolve()
+  st = lib.stat()
+  return version + repr((str(lib), st.st_size, st.st_mtime_ns)).encode()
+
+
+_TMP_PREFIX = '.build-'
+
+
+def _remove_dead_builds(cache: pathlib.Path) -> None:
+  """Deletes the temp files of builds on this host whose process is gone (killed mid-build)."""
+  host = socket.gethostname()
+  for p in cache.glob(f'{_TMP_PREFIX}{host}-*'):
     try:
-      d.mkdir(parents=True, exist_ok=True)
-    except OSError:
+      pid = int(p.name[len(f'{_TMP_PREFIX}{host}-'):].split('-')[0])
+      os.kill(pid, 0)
+    except ProcessLookupError:  # no such process: its build was killed
+      p.unlink(missing_ok=True)
+    except (ValueError, PermissionError, OSError):
       continue
-    if os.access(d, os.W_OK):
-      return d
-  raise RuntimeError('no writable cache directory for the oneDNN handlers: set SRGAN_JAX_CACHE')
 
 
-def _compile() -> pathlib.Path:
+def _build_plan() -> tuple[list[str], pathlib.Path]:
+  """(the compiler command less its output path, the library it makes in the cache)."""
   prefix = _onednn_prefix()
   if prefix is None:
     raise RuntimeError("oneDNN headers/library not found: pip install 'onednn-devel-cpu-gomp==2023.2.0' "
                        '(x86-64 Linux) or set DNNL_ROOT')
   cxx = os.environ.get('CXX', 'g++')
-  flags = ['-O2', '-std=c++17', '-shared', '-fPIC', '-w', f'-I{jax.ffi.include_dir()}',
-           f'-I{prefix / "include"}']
+  flags = ['-O2', '-std=c++17', '-shared', '-fPIC', '-fopenmp', '-pthread', '-w',
+           f'-I{jax.ffi.include_dir()}', f'-I{prefix / "include"}']
   libs = [f'-L{prefix / "lib"}', f'-Wl,-rpath,{prefix / "lib"}', '-ldnnl']
-  key = hashlib.sha256(_SOURCE.read_bytes() + repr((cxx, flags, libs, jax.__version__)).encode())
-  cache = _cache_dir()
-  out = cache / f'libsrgan_onednn_{key.hexdigest()[:16]}.so'
-  if not out.is_file():
-    fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)
-    os.close(fd)
-    try:
-      try:
-        proc = subprocess.run([cxx, *flags, str(_SOURCE), '-o', tmp, *libs], capture_output=True,
-                              text=True, timeout=600)
-      except FileNotFoundError:
-        raise RuntimeError(f'C++ compiler {cxx!r} not found: install g++ or set CXX') from None
-      if proc.returncode:
-        first = next((l for l in proc.stderr.splitlines() if 'error' in l), proc.stderr.strip()[:300])
-        raise RuntimeError(f'{cxx} failed to build {_SOURCE.name}: {first}')
-      os.replace(tmp, out)  # atomic: concurrent processes never load a partial library
-    finally:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-  return out
+  key = hashlib.sha256(_SOURCE.read_bytes() + repr((cxx, flags, libs, jax.__version__)).encode()
+                       + _onednn_identity(prefix))
+  return [cxx, *flags, str(_SOURCE), *libs], _cache_dir() / f'libsrgan_onednn_{key.hexdigest()[:16]}.so'
 
 
-def _load() -> tuple[bool, str]:
-  if os.environ.get('SRGAN_JAX_ONEDNN', '1') == '0':
-    return False, 'turned off by SRGAN_JAX_ONEDNN=0'
+def _library_path() -> pathlib.Path:
+  return _build_plan()[1]
+
+
+def _compile() -> tuple[pathlib.Path, bool]:
+  """(the library, whether it was built now) for this source, compiler, JAX and oneDNN."""
+  command, out = _build_plan()
+  if out.is_file():
+    return out, False
+  cache, cxx = out.parent, command[0]
+  _remove_dead_builds(cache)
+  fd, tmp = tempfile.mkstemp(prefix=f'{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-',
+                             suffix='.so', dir=cache)
+  os.close(fd)
   try:
-    path = _compile()
+    try:
+      proc = subprocess.run([*command, '-o', tmp], capture_output=True, text=True, timeout=600)
+    except FileNotFoundError:
+      raise RuntimeError(f'C++ compiler {cxx!r} not found: install g++ or set CXX') from None
+    if proc.returncode:
+      first = next((l for l in proc.stderr.splitlines() if 'error' in l), proc.stderr.strip()[:300])
+      raise RuntimeError(f'{cxx} failed to build {_SOURCE.name}: {first}')
+    os.chmod(tmp, 0o700)
+    os.replace(tmp, out)  # atomic: concurrent processes never load a partial library
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return out, True
+
+
+def _load() -> tuple[bool, str, ctypes.CDLL | None]:
+  if os.environ.get('SRGAN_JAX_ONEDNN', '1') == '0':
+    return False, 'turned off by SRGAN_JAX_ONEDNN=0', None
+  t0 = time.time()
+  try:
+    path, built = _compile()
+    why = _untrusted(path, 'file')
+    if why:
+      raise RuntimeError(f'not loading {why}; delete it')
     lib = ctypes.CDLL(str(path))
     for name in _TARGETS:
       jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform='cpu')
+    lib.SrganConvProbe.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_char_p, ctypes.c_int64]
+    lib.SrganConvCacheInfo.argtypes = [ctypes.POINTER(ctypes.c_int64)] * 2
+    lib.SrganConvSetCacheCapacity.argtypes = [ctypes.c_int64]
+    threads = lib.SrganConvThreads()
   except (OSError, RuntimeError, ValueError, subprocess.SubprocessError, AttributeError) as e:
-    return False, str(e).splitlines()[0]
-  return True, f'oneDNN convolutions from {path}'
+    return False, str(e).splitlines()[0], None
+  how = f'built in {time.time() - t0:.1f}s' if built else 'cached'
+  return True, f'oneDNN convolutions from {path} ({how}; OpenMP teams of {threads} threads, at most two)', lib
 
 
 def status() -> tuple[bool, str]:
   """(in use, why): builds and registers the handlers on the first call in a process."""
   with _lock:
     if not _state:
-      _state['ok'], _state['why'] = _load()
+      _state['ok'], _state['why'], _state['lib'] = _load()
       log = logging.info if _state['ok'] or 'SRGAN_JAX_ONEDNN' in _state['why'] else logging.warning
       log('XLA:CPU convolutions: %s', _state['why'] if _state['ok'] else
           f"XLA's own (slower): {_state['why']}")
     return _state['ok'], _state['why']
+
+
+def prepare() -> str:
+  """Builds or loads the handlers now, where a program starts (one log line), not at its first trace.
+
+  Returns the log line's text. Nothing to do (and nothing logged) off CPU or on several devices,
+  where they are not used.
+  """
+  if jax.default_backend() != 'cpu':
+    return f'not used on {jax.default_backend()}'
+  if jax.device_count() != 1:
+    return f'not used on {jax.device_count()} devices'
+  ok, why = status()
+  return why if ok else f"XLA's own (slower): {why}"
+
+
+def cache_info() -> tuple[int, int]:
+  """(primitives cached, capacity) of the handlers' LRU cache."""
+  size, capacity = ctypes.c_int64(), ctypes.c_int64()
+  _state['lib'].SrganConvCacheInfo(ctypes.byref(size), ctypes.byref(capacity))
+  return size.value, capacity.value
+
+
+def set_cache_capacity(capacity: int) -> None:
+  _state['lib'].SrganConvSetCacheCapacity(int(capacity))
 
 
 def applies(x, w) -> bool:
@@ -126,29 +209,131 @@ def applies(x, w) -> bool:
           and status()[0])
 
 
-def _call(target, out_shape, a, b, strides, pads):
+@functools.lru_cache(maxsize=4096)
+def _rejected(geometry: tuple[int, ...]) -> str:
+  """Why oneDNN cannot build a geometry's three primitives ('' if it can); builds them."""
+  why = ctypes.create_string_buffer(512)
+  if _state['lib'].SrganConvProbe((ctypes.c_int64 * 15)(*geometry), why, len(why)) == 0:
+    return ''
+  reason = why.value.decode(errors='replace')
+  logging.warning('oneDNN rejects the convolution %s (%s): XLA\'s convolution runs it.',
+                  dict(zip('n h w c kh kw o ho wo sh sw pt pb pl pr'.split(), geometry)), reason)
+  return reason
+
+
+# ----------------------------------------------------------------------------
+# The three convolutions as primitives: forward y = F(x, w), input gradient
+# dx = D(dy, w), kernel gradient dw = W(x, dy). With T(x, w, dy) = <F(x, w), dy>
+# = <x, D(dy, w)> = <w, W(x, dy)>, each is bilinear and the transposes are
+# members of the family, so every order of differentiation stays on oneDNN.
+
+def _geometry(x_shape, w_shape, y_shape, strides, pads) -> tuple[int, ...]:
+  (pt, pb), (pl, pr) = pads
+  n, h, wd, c = x_shape
+  kh, kw, _, o = w_shape
+  return (n, h, wd, c, kh, kw, o, y_shape[1], y_shape[2], *strides, pt, pb, pl, pr)
+
+
+def _y_shape(x_shape, w_shape, strides, pads):
+  return lax.conv_general_shape_tuple(x_shape, w_shape, strides, pads, _NHWC)
+
+
+def _lax_fwd(x, w, strides, pads):
+  return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
+
+
+def _ffi(target, out_shape, a, b, strides, pads):
   (pt, pb), (pl, pr) = pads
   i = lambda v: np.int64(v)
   return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, jnp.float32))(
       a, b, sh=i(strides[0]), sw=i(strides[1]), pt=i(pt), pb=i(pb), pl=i(pl), pr=i(pr))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _use_onednn(x_shape, w_shape, strides, pads, lax_only) -> bool:
+  if lax_only or not _state.get('ok', False):
+    return False
+  return not _rejected(_geometry(x_shape, w_shape, _y_shape(x_shape, w_shape, strides, pads),
+                                 strides, pads))
+
+
+def _fwd_impl(x, w, *, strides, pads, lax_only=False):
+  if _use_onednn(x.shape, w.shape, strides, pads, lax_only):
+    return _ffi('SrganConvFwd', _y_shape(x.shape, w.shape, strides, pads), x, w, strides, pads)
+  return _lax_fwd(x, w, strides, pads)
+
+
+def _bwd_data_impl(dy, w, *, strides, pads, x_shape, lax_only=False):
+  if _use_onednn(x_shape, w.shape, strides, pads, lax_only):
+    return _ffi('SrganConvBwdData', x_shape, dy, w, strides, pads)
+  return jax.vjp(lambda x: _lax_fwd(x, w, strides, pads), jnp.zeros(x_shape, dy.dtype))[1](dy)[0]
+
+
+def _bwd_weights_impl(x, dy, *, strides, pads, w_shape, lax_only=False):
+  if _use_onednn(x.shape, w_shape, strides, pads, lax_only):
+    return _ffi('SrganConvBwdWeights', w_shape, x, dy, strides, pads)
+  return jax.vjp(lambda w: _lax_fwd(x, w, strides, pads), jnp.zeros(w_shape, x.dtype))[1](dy)[0]
+
+
+fwd_p = jex_core.Primitive('srgan_onednn_conv_fwd')
+bwd_data_p = jex_core.Primitive('srgan_onednn_conv_bwd_data')
+bwd_weights_p = jex_core.Primitive('srgan_onednn_conv_bwd_weights')
+
+_aval = lambda shape: jax.core.ShapedArray(tuple(shape), jnp.float32)
+fwd_p.def_abstract_eval(lambda x, w, *, strides, pads: _aval(_y_shape(x.shape, w.shape, strides, pads)))
+bwd_data_p.def_abstract_eval(lambda dy, w, *, strides, pads, x_shape: _aval(x_shape))
+bwd_weights_p.def_abstract_eval(lambda x, dy, *, strides, pads, w_shape: _aval(w_shape))
+
+for _p, _impl in ((fwd_p, _fwd_impl), (bwd_data_p, _bwd_data_impl), (bwd_weights_p, _bwd_weights_impl)):
+  _p.def_impl(_impl)
+  mlir.register_lowering(_p, mlir.lower_fun(_impl, multiple_results=False), platform='cpu')
+  # Elsewhere (fast_conv only routes CPU convolutions here): XLA's convolution.
+  mlir.register_lowering(_p, mlir.lower_fun(functools.partial(_impl, lax_only=True),
+                                            multiple_results=False))
+
+# Transposes: F -> (D, W); D(dy, w) -> (F, W); W(x, dy) -> (D, F).
+ad.defbilinear(
+    fwd_p,
+    lambda ct, x, w, *, strides, pads: bwd_data_p.bind(ct, w, strides=strides, pads=pads,
+                                                        x_shape=tuple(x.aval.shape)),
+    lambda ct, x, w, *, strides, pads: bwd_weights_p.bind(x, ct, strides=strides, pads=pads,
+                                                           w_shape=tuple(w.aval.shape)))
+ad.defbilinear(
+    bwd_data_p,
+    lambda ct, dy, w, *, strides, pads, x_shape: fwd_p.bind(ct, w, strides=strides, pads=pads),
+    lambda ct, dy, w, *, strides, pads, x_shape: bwd_weights_p.bind(
+        ct, dy, strides=strides, pads=pads, w_shape=tuple(w.aval.shape)))
+ad.defbilinear(
+    bwd_weights_p,
+    lambda ct, x, dy, *, strides, pads, w_shape: bwd_data_p.bind(
+        dy, ct, strides=strides, pads=pads, x_shape=tuple(x.aval.shape)),
+    lambda ct, x, dy, *, strides, pads, w_shape: fwd_p.bind(x, ct, strides=strides, pads=pads))
+
+
+def _batch(prim, args, dims, **params):
+  """vmap: a batched activation with an unbatched kernel folds into N; anything else maps."""
+  (a, b), (da, db) = args, dims
+  if prim is not bwd_weights_p and da is not None and db is None:
+    a = jnp.moveaxis(a, da, 0)
+    k, n = a.shape[:2]
+    if prim is bwd_data_p:
+      params = dict(params, x_shape=(k * n, *params['x_shape'][1:]))
+    out = prim.bind(a.reshape(k * n, *a.shape[2:]), b, **params)
+    return out.reshape(k, n, *out.shape[1:]), 0
+  a = a if da is None else jnp.moveaxis(a, da, 0)
+  b = b if db is None else jnp.moveaxis(b, db, 0)
+  mapped = tuple(v for v, d in ((a, da), (b, db)) if d is not None)
+
+  def one(slices):
+    it = iter(slices)
+    return prim.bind(next(it) if da is not None else a, next(it) if db is not None else b, **params)
+  return lax.map(one, mapped), 0
+
+
+for _p in (fwd_p, bwd_data_p, bwd_weights_p):
+  batching.primitive_batchers[_p] = functools.partial(_batch, _p)
+
+
 def conv(x, w, strides, pads):
   """lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))."""
-  y_shape = lax.conv_general_shape_tuple(x.shape, w.shape, strides, pads, _NHWC)
-  return _call('SrganConvFwd', y_shape, x, w, strides, pads)
-
-
-def _conv_fwd(x, w, strides, pads):
-  return conv(x, w, strides, pads), (x, w)
-
-
-def _conv_bwd(strides, pads, res, dy):
-  x, w = res
-  dx = _call('SrganConvBwdData', x.shape, dy, w, strides, pads)  # dropped by XLA when unused
-  dw = _call('SrganConvBwdWeights', w.shape, x, dy, strides, pads)
-  return dx, dw
-
-
-conv.defvjp(_conv_fwd, _conv_bwd)
+  return fwd_p.bind(x, w, strides=tuple(int(s) for s in strides),
+                    pads=tuple((int(lo), int(hi)) for lo, hi in pads))

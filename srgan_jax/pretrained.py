@@ -21,7 +21,6 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-from flax import serialization
 
 from srgan_jax import cache
 from srgan_jax.errors import UserError

@@ -6,6 +6,7 @@ The story of a run, top to bottom:
   -> loop: step, log, sample grid, checkpoint -> final checkpoint and export.
 """
 
+import collections
 import functools
 import time
 from typing import Any
@@ -82,6 +83,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.generator_init and not checkpointing.has_generator(config.generator_init):
     raise ConfigError(f'config.generator_init={config.generator_init!r} holds no SRResNet checkpoint; '
                       'train one with configs/srresnet_x4.py and pass its workdir.')
+  if config.generator_init:
+    shapes, meta = checkpointing.generator_metadata(config.generator_init)
+    diff = generator_mismatch(shapes, config.model)
+    if diff:
+      theirs = meta.get('model') if isinstance(meta, dict) else None
+      raise ConfigError(
+          f'config.generator_init={config.generator_init!r} holds a generator of another architecture '
+          f'({_describe_model(theirs) if theirs else "no model description"}) than config.model '
+          f'({_describe_model(config.model)}; first difference {diff}); pass an SRResNet trained '
+          'with the same config.model, or set config.model to match it.')
 
 
 # ----------------------------------------------------------------------------
@@ -93,6 +104,24 @@ def make_generator(model_config, dtype=None) -> models.Generator:
     return models.TinyGenerator(scale=model_config.scale, dtype=dtype)
   return models.Generator(scale=model_config.scale, num_blocks=model_config.num_blocks,
                           features=model_config.features, dtype=dtype)
+
+
+def _describe_model(model) -> str:
+  return ', '.join(f'{k} {model[k]}' for k in ('scale', 'num_blocks', 'features', 'tiny') if k in model)
+
+
+def generator_mismatch(have_shapes: dict, model_config) -> str | None:
+  """The first array of G's variables whose shape `model_config`'s generator does not have.
+
+  have_shapes: checkpointing.leaf_shapes of {'params', 'batch_stats'} (saved or loaded).
+  Traces G's init abstractly: nothing is compiled or allocated.
+  """
+  generator = make_generator(model_config, dtype=jnp.float32)
+  expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
+  want = checkpointing.leaf_shapes({'params': expected['params'], 'batch_stats': expected['batch_stats']})
+  have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
+  diff = checkpointing.shape_differences(have, want)
+  return diff[0] if diff else None
 
 
 def make_discriminator(config) -> models.Discriminator:
@@ -244,6 +273,12 @@ def make_mesh() -> jax.sharding.Mesh:
 # ----------------------------------------------------------------------------
 # The run.
 
+# The host dispatches at most this many steps beyond the last one known finished:
+# enough to keep the device busy, and a stop (SIGTERM) is acted on within a step or
+# two whatever log_every is (a fetch of metrics, where the host would otherwise
+# wait, comes only every log_every steps).
+MAX_STEPS_AHEAD = 2
+
 def _pretrain_config(config) -> ml_collections.ConfigDict:
   """The SRResNet phase that precedes an SRGAN run with config.pretrain_steps > 0."""
   pre = ml_collections.ConfigDict(config.to_dict())
@@ -256,9 +291,46 @@ def _pretrain_config(config) -> ml_collections.ConfigDict:
   return pre
 
 
+def _sync(name: str) -> None:
+  """A barrier of all processes (none with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def adopt_previous_phase(config, workdir: epath.Path) -> ml_collections.ConfigDict:
+  """restore_compatible_only in a workdir whose checkpoints are the other phase's run.
+
+  That run moves to WORKDIR/<its phase> (the demo's layout) and, unless
+  config.generator_init says otherwise, G starts from it: a new phase starts at
+  step 0 with a fresh learning-rate schedule and Adam state (and D), keeping G's
+  weights. A move cut short is finished by the next start; a start after the move
+  (a resume, or a restart before the first checkpoint) finds G in WORKDIR/<other phase>.
+  """
+  if not config.get('restore_compatible_only', False):
+    return config
+  other = next(p for p in PHASES if p != config.phase)
+  theirs = checkpointing.latest_phase(workdir / 'checkpoints')
+  _sync('srgan_jax_phase_read')  # every process has looked before process 0 moves anything
+  if theirs is not None and theirs != config.phase:
+    if jax.process_index() == 0:
+      workdir_lib.move_run(workdir, workdir / theirs)
+    _sync('srgan_jax_phase_moved')
+    logging.warning('restore_compatible_only: %s held a %s run; moved it to %s. This %s run starts '
+                    'at step 0 with a fresh learning-rate schedule, Adam state and D%s.',
+                    workdir / 'checkpoints', theirs, workdir / theirs, config.phase,
+                    '' if config.generator_init else f", and G's weights from {workdir / theirs}")
+  if not config.generator_init and not config.pretrain_steps and checkpointing.has_generator(workdir / other):
+    # (On a resume this run's own checkpoint is restored; G's source still passes validate_config.)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.generator_init = str(workdir / other)
+  return config
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains per config in workdir (resuming from its latest checkpoint); returns the final states."""
   workdir = workdir_lib.absolute(workdir)
+  config = adopt_previous_phase(config, workdir)
   if config.phase == 'srgan' and config.pretrain_steps and not config.generator_init:
     if not checkpointing.has_checkpoint(workdir / 'checkpoints'):  # else phase 1 is long done
       logging.info('Phase 1/2: SRResNet pre-training, %d steps, in %s', config.pretrain_steps,
@@ -328,7 +400,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   if restored is not None:
     g_state, d_state, rng = restored
     logging.info('Resumed from %s at step %d', ckpt.directory, int(g_state.step))
-  elif config.phase == 'srgan':
+  elif config.generator_init:
     g_vars = checkpointing.load_generator(config.generator_init)
     g_state = g_state.replace(params=g_vars['params'], batch_stats=g_vars['batch_stats'])
     from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
@@ -336,7 +408,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       logging.info('Initialised G from the shipped model %s: %s', config.generator_init,
                    model_zoo.MODELS[config.generator_init][2])
     else:
-      logging.info('Initialised G from the SRResNet in %s', config.generator_init)
+      logging.info('Initialised G from the generator in %s', config.generator_init)
   g_state, d_state = jax.device_put((g_state, d_state), replicated)
   vgg_params = jax.device_put(vgg_params, replicated)
 
@@ -349,6 +421,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   if first_step < total and jax.process_index() == 0 and done_marker.exists():
     done_marker.unlink()  # an earlier, shorter run's marker
   pending = []  # (device metrics, local HR batch) not yet checked: fetching each step stalls dispatch
+  in_flight = collections.deque()  # a scalar of each dispatched step not yet known to be done
   t0, t_last, last_step, last_saved = time.time(), time.time(), first_step, first_step
 
   def flush(step):
@@ -378,6 +451,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       batch = {'hr': jax.make_array_from_process_local_data(batch_sharding, local['hr'])}
       g_state, d_state, metrics = step_fn(g_state, d_state, batch, vgg_params)
       pending.append(({**metrics, 'step': step}, local['hr']))
+      in_flight.append(metrics['g_loss'])
+      while len(in_flight) > MAX_STEPS_AHEAD:  # so that a stop is acted on within a step or two
+        preemption.wait_until_ready(in_flight.popleft())
       if step % config.log_every == 0 or step == total:
         flush(step)
       if val_hr is not None and (step % config.sample_every == 0 or step == total):
@@ -389,7 +465,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
             config.model.scale, lpips_fn)
         writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
       preempted = preemption.reached(step, ckpt, stop_flag)  # every process, every step
-      t_preempted = time.time()
+      t_preempted = time.monotonic()
       if step % config.checkpoint_every == 0 or step == total or preempted:
         flush(step)  # never checkpoint a state whose losses were not seen finite
         if step != last_saved:
@@ -398,9 +474,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       if preempted and step < total:
         ckpt.close()  # waits until the checkpoint is committed
         writer.close()
-        logging.warning('Preempted: saved a checkpoint at step %d in %s (committed %.2fs after the '
-                        'stop was seen); re-run the same command to resume.', step, ckpt.directory,
-                        time.time() - t_preempted)
+        since = (f'{time.monotonic() - stop_flag.arrived:.2f}s after SIGTERM arrived'
+                 if stop_flag is not None and stop_flag.arrived is not None else
+                 f'{time.monotonic() - t_preempted:.2f}s after the stop was seen')
+        logging.warning('Preempted: saved a checkpoint at step %d in %s (committed %s); re-run the '
+                        'same command to resume.', step, ckpt.directory, since)
         return g_state, d_state
   if first_step < total:
     ckpt.save_export(total, g_state)

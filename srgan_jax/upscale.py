@@ -148,6 +148,8 @@ def main(argv=None) -> int:
                       help='LR window side incl. halo (0: whole image in one pass)')
   args = parser.parse_args(argv)
   from srgan_jax import inference  # pylint: disable=g-import-not-at-top
+  from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+  onednn_conv.prepare()  # built or loaded here, where its cost and failure show
   try:
     source = args.workdir or args.checkpoint or args.model or model_zoo.DEFAULT_MODEL
     model = inference.load_model(source)

@@ -11,6 +11,20 @@ if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
 
+def _prepare_convolutions() -> str:
+  from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+  return onednn_conv.prepare()  # once per process: later calls return the same line
+
+
+def pytest_sessionstart(session):  # pylint: disable=unused-argument
+  """Builds (or loads) the oneDNN convolution handlers at start, not inside a test's first trace."""
+  _prepare_convolutions()
+
+
+def pytest_report_header(config):  # pylint: disable=unused-argument
+  return f'XLA:CPU convolutions: {_prepare_convolutions()}'
+
+
 def datasets_dir() -> Path:
   """$SRGAN_JAX_DATASETS, else ../shared/datasets beside the checkout."""
   env = os.environ.get('SRGAN_JAX_DATASETS')

@@ -7,9 +7,13 @@ with a report and without a poisoned checkpoint.
 """
 
 import json
+import os
 import signal
+import threading
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -97,23 +101,85 @@ def test_nonfinite_loss_stops_with_inputs_and_metrics_saved_and_no_poisoned_chec
   assert not (tmp_path / 'DONE').exists()
 
 
-def test_checkpoint_of_another_config_is_refused_unless_restoring_compatible_parts(tmp_path):
+def _metrics(workdir) -> list[dict]:
+  return [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+
+
+def test_checkpoint_of_another_phase_is_refused_naming_the_field(tmp_path):
   train.train_and_evaluate(tiny_config('srresnet', num_train_steps=2, sample_every=0), str(tmp_path))
   srgan = tiny_config('srgan', num_train_steps=4, sample_every=0, generator_init=str(tmp_path))
   with pytest.raises(UserError, match="phase: checkpoint 'srresnet' vs config 'srgan'") as e:
     train.train_and_evaluate(srgan, str(tmp_path))
   assert '\n' not in str(e.value) and 'restore_compatible_only' in str(e.value)
+  assert 'cannot be read' not in str(e.value)  # another config, not a damaged checkpoint
   assert main_runs.complete_steps(tmp_path) == [2]
 
-  # Opting in: G and its Adam state come from the checkpoint, D starts fresh. (The run is
-  # asked to stop at the checkpoint's step: restoring is the point here, not training.)
-  srgan.restore_compatible_only = True
-  srgan.num_train_steps = 2
-  g_state, d_state = train.train_and_evaluate(srgan, str(tmp_path))
-  saved = main_runs.read_state(tmp_path, 2)
+
+def test_a_phase_change_keeps_g_and_starts_the_step_schedule_and_adam_afresh(tmp_path, caplog):
+  # An SRResNet run whose step (4) and learning-rate schedule (decayed at 2) are past
+  # what the SRGAN run that follows it in the same workdir asks for.
+  optim = {'optim.learning_rate': 1e-3, 'optim.decay_steps': (2,), 'sample_every': 0,
+           'log_every': 1, 'checkpoint_every': 1}
+  train.train_and_evaluate(tiny_config('srresnet', num_train_steps=4, **optim), str(tmp_path))
+  srresnet = main_runs.read_state(tmp_path, 4)
+  srgan = tiny_config('srgan', num_train_steps=1, restore_compatible_only=True, **optim)
+  with caplog.at_level('WARNING'):
+    g_state, d_state = train.train_and_evaluate(srgan, str(tmp_path))
+  notes = [r.getMessage() for r in caplog.records if 'restore_compatible_only' in r.getMessage()]
+  assert len(notes) == 1 and 'step 0' in notes[0] and 'fresh learning-rate schedule' in notes[0]
+  # One SRGAN update was made, at the schedule's start, by a fresh Adam (its first step
+  # moves each weight by ~lr), from the SRResNet's weights (not from a random init).
+  assert int(g_state.step) == int(d_state.step) == 1
+  assert [(l['step'], l['learning_rate']) for l in _metrics(tmp_path)] == [(1, pytest.approx(1e-3))]
+  kernel = "['generator']['params']['conv_in']['kernel']"
+  moved = np.abs(np.asarray(g_state.params['conv_in']['kernel']) - srresnet[kernel])
+  assert moved.max() <= 1e-3 * 1.001 and np.median(moved) > 0.5e-3
+  # The SRResNet run is kept beside it, in the demo's layout; the SRGAN run owns checkpoints/.
+  assert main_runs.complete_steps(tmp_path / 'srresnet') == [1, 2, 3, 4][-srgan.keep_checkpoints:]
+  assert main_runs.complete_steps(tmp_path) == [1] and (tmp_path / 'srresnet' / 'metrics.jsonl').exists()
+  # The same command, further: it resumes its own run (no second phase change).
+  srgan.num_train_steps = 3
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    g_state, _ = train.train_and_evaluate(srgan, str(tmp_path))
+  assert int(g_state.step) == 3 and not [r for r in caplog.records if 'moved it' in r.getMessage()]
+  assert [l['step'] for l in _metrics(tmp_path)] == [1, 2, 3]
+  assert main_runs.complete_steps(tmp_path / 'srresnet') == [1, 2, 3, 4][-srgan.keep_checkpoints:]
+
+
+def test_resuming_with_another_crop(tmp_path):
+  # SRResNet: G is fully convolutional, so another crop simply resumes.
+  config = tiny_config('srresnet', num_train_steps=2, sample_every=0)
+  train.train_and_evaluate(config, str(tmp_path / 'srresnet'))
+  config.data.hr_crop, config.num_train_steps = 32, 4
+  g_state, _ = train.train_and_evaluate(config, str(tmp_path / 'srresnet'))
+  assert int(g_state.step) == 4
+
+  # SRGAN: D's dense layer sees hr_crop^2 features, so the checkpoint is another config's:
+  # refused as such (not as damaged), naming the field and the array.
+  wd = tmp_path / 'srgan'
+  config = tiny_config('srgan', num_train_steps=2, sample_every=0, generator_init=str(tmp_path / 'srresnet'))
+  train.train_and_evaluate(config, str(wd))
+  config.data.hr_crop, config.num_train_steps = 32, 4
+  with pytest.raises(UserError) as e:
+    train.train_and_evaluate(config, str(wd))
+  message = str(e.value)
+  assert '\n' not in message and 'was written by another config' in message
+  assert 'data.hr_crop: checkpoint 24 vs config 32' in message
+  assert 'discriminator params/dense_0/kernel: checkpoint' in message
+  assert 'cannot be read' not in message and 'move it out' not in message
+
+  # restore_compatible_only: G, its Adam state and the step go on; D starts fresh.
+  saved = main_runs.read_state(wd, 2)
+  config.restore_compatible_only = True
+  config.num_train_steps = 2
+  g_state, d_state = train.train_and_evaluate(config, str(wd))
   assert int(g_state.step) == 2 and int(d_state.step) == 0
   kernel = "['generator']['params']['conv_in']['kernel']"
   assert np.array_equal(np.asarray(g_state.params['conv_in']['kernel']), saved[kernel])
+  config.num_train_steps = 3
+  g_state, d_state = train.train_and_evaluate(config, str(wd))
+  assert int(g_state.step) == 3 and int(d_state.step) == 1
 
 
 def _tree_bytes(path):
@@ -141,3 +207,40 @@ def test_a_damaged_checkpoint_is_a_one_line_error_and_is_left_as_it_is(tmp_path)
   latest.rename(tmp_path / 'damaged_2')
   g_state, _ = train.train_and_evaluate(config, str(tmp_path))
   assert int(g_state.step) == 3 and main_runs.complete_steps(tmp_path)[-1] == 3
+
+
+def test_a_stop_is_acted_on_within_two_steps_whatever_log_every(tmp_path, monkeypatch, caplog):
+  # Slow device steps (extra matmuls the next step depends on) and a SIGTERM sent as soon
+  # as the device has finished step 3. The host dispatches asynchronously: it must not be
+  # far ahead of the device then, so the checkpoint is of a step within a few of step 3,
+  # though the next log step (where the metrics are fetched) is step 50.
+  real_step, real_jit = train.train_step, train.make_jitted_step
+  dispatched = []
+
+  def slow_step(g_state, d_state, batch, vgg_params, **kw):
+    g_state, d_state, metrics = real_step(g_state, d_state, batch, vgg_params, **kw)
+    x = jax.lax.fori_loop(0, 40, lambda i, x: jnp.tanh(x @ x), jnp.full((384, 384), 0.01))
+    return g_state.replace(step=g_state.step + jnp.isnan(jnp.sum(x)).astype(jnp.int32)), d_state, metrics
+
+  def recording_jit(*args):
+    step = real_jit(*args)
+    return lambda *a: (out := step(*a), dispatched.append(out[2]['g_loss']))[0]
+
+  def send_sigterm_after_step_3():
+    while len(dispatched) < 3 or not dispatched[2].is_ready():
+      time.sleep(0.001)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(train, 'train_step', slow_step)
+  monkeypatch.setattr(train, 'make_jitted_step', recording_jit)
+  threading.Thread(target=send_sigterm_after_step_3, daemon=True).start()
+  config = tiny_config('srresnet', num_train_steps=60, log_every=50, checkpoint_every=1000,
+                       sample_every=0)
+  with caplog.at_level('WARNING'):
+    g_state, _ = train.train_and_evaluate(config, str(tmp_path))
+  [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith('Preempted')]
+  saved = main_runs.complete_steps(tmp_path)
+  # At most 2 steps ahead (train.MAX_STEPS_AHEAD), plus the one the signal may just miss.
+  assert len(saved) == 1 and 3 <= saved[0] <= 3 + 2 + 1 < 50, (saved, line)
+  assert int(g_state.step) == saved[0]
+  assert 'after SIGTERM arrived' in line  # timed from the signal, not from when the loop saw it

@@ -12,7 +12,6 @@ from srgan_jax import model_zoo
 from srgan_jax import upscale
 from srgan_jax import validation
 from tests.conftest import REPO
-from tests.conftest import hr_lr_pairs
 from tests.tiny_checkpoint import tiny_workdir
 
 

@@ -1,6 +1,22 @@
-"""oneDNN convolutions on XLA:CPU compute lax's convolution, forward and both gradients."""
+"""oneDNN convolutions on XLA:CPU compute lax's convolution, forward and both gradients.
 
+And the extension behaves: one OpenMP team whatever calls it, a bounded primitive
+cache, a build cache that follows the oneDNN wheel and cleans up after killed
+builds, no library loaded from a directory or file another user could write,
+checked buffer ranks and shapes, XLA's convolution for a geometry oneDNN
+rejects, and a build at program start rather than inside the first trace.
+"""
+
+import os
+import pathlib
 import platform
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -89,11 +105,11 @@ def test_an_srgan_step_through_onednn_equals_one_through_lax(monkeypatch):
 
 def test_turned_off_or_without_a_compiler_it_says_why(monkeypatch, tmp_path):
   monkeypatch.setenv('SRGAN_JAX_ONEDNN', '0')
-  assert onednn_conv._load() == (False, 'turned off by SRGAN_JAX_ONEDNN=0')
+  assert onednn_conv._load() == (False, 'turned off by SRGAN_JAX_ONEDNN=0', None)
   monkeypatch.delenv('SRGAN_JAX_ONEDNN')
   monkeypatch.setenv('SRGAN_JAX_CACHE', str(tmp_path))
   monkeypatch.setenv('CXX', str(tmp_path / 'no-such-compiler'))
-  ok, why = onednn_conv._load()
+  ok, why, _ = onednn_conv._load()
   assert not ok
   if onednn_conv._onednn_prefix() is not None:
     assert why == f"C++ compiler '{tmp_path / 'no-such-compiler'}' not found: install g++ or set CXX"
@@ -120,3 +136,193 @@ def test_an_unwritable_cache_home_falls_back_to_a_temp_dir(monkeypatch, tmp_path
   assert d.parent == tmp_path and d.name.startswith('srgan_jax-') and d.is_dir()
   monkeypatch.setenv('SRGAN_JAX_CACHE', str(tmp_path / 'mine'))
   assert onednn_conv._cache_dir() == tmp_path / 'mine'
+
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+needs_onednn_wheel = pytest.mark.skipif(onednn_conv._onednn_prefix() is None,
+                                        reason='the onednn-devel-cpu-gomp wheel is x86-64 Linux only')
+
+
+def test_the_temp_cache_dir_is_private_and_one_another_user_could_write_is_refused(monkeypatch, tmp_path):
+  monkeypatch.delenv('SRGAN_JAX_CACHE', raising=False)
+  blocker = tmp_path / 'not-a-dir'
+  blocker.write_text('')
+  monkeypatch.setenv('XDG_CACHE_HOME', str(blocker))  # ~/.cache unusable: the temp dir fallback
+  monkeypatch.setattr(onednn_conv.tempfile, 'gettempdir', lambda: str(tmp_path))
+  d = onednn_conv._cache_dir()
+  assert stat.S_IMODE(d.stat().st_mode) == 0o700
+  d.chmod(0o777)  # anyone could plant a library there
+  with pytest.raises(RuntimeError, match='writable by other users.*set SRGAN_JAX_CACHE'):
+    onednn_conv._cache_dir()
+  d.chmod(0o700)
+  # Another user (here: this one, seen from uid + 1) created the fallback dir first.
+  uid = os.getuid()
+  monkeypatch.setattr(onednn_conv.os, 'getuid', lambda: uid + 1)
+  with pytest.raises(RuntimeError, match=f'owned by uid {uid}, not by this user'):
+    onednn_conv._cache_dir()
+
+
+@needs_onednn_wheel
+def test_a_library_file_others_could_have_written_is_not_loaded(monkeypatch, tmp_path):
+  monkeypatch.setenv('SRGAN_JAX_CACHE', str(tmp_path))
+  planted = onednn_conv._library_path()
+  planted.write_bytes(b'not the library this source builds')
+  planted.chmod(0o666)
+  ok, why, lib = onednn_conv._load()
+  assert not ok and lib is None and 'writable by other users' in why, why
+
+
+@needs_onednn_wheel
+def test_the_build_cache_key_follows_the_onednn_wheel(monkeypatch, tmp_path):
+  real = onednn_conv._onednn_prefix()
+  fake = tmp_path / 'prefix'
+  (fake / 'include/oneapi/dnnl').mkdir(parents=True)
+  (fake / 'lib').mkdir()
+  for f in (real / 'include/oneapi/dnnl').iterdir():
+    (fake / 'include/oneapi/dnnl' / f.name).symlink_to(f)
+  lib = fake / 'lib' / 'libdnnl.so'
+  lib.symlink_to(sorted((real / 'lib').glob('libdnnl.so*'))[0])
+  monkeypatch.setenv('DNNL_ROOT', str(fake))
+  monkeypatch.setenv('SRGAN_JAX_CACHE', str(tmp_path / 'cache'))
+  paths = [onednn_conv._library_path()]
+  # The wheel upgraded in place: another version header ...
+  version = fake / 'include/oneapi/dnnl/dnnl_version.h'
+  text = version.read_text()
+  version.unlink()
+  version.write_text(text.replace('#define DNNL_VERSION_PATCH', '#define DNNL_VERSION_PATCH 9 //'))
+  paths.append(onednn_conv._library_path())
+  # ... or another library file.
+  other = tmp_path / 'libdnnl.so.other'
+  other.write_bytes(b'another build')
+  lib.unlink()
+  lib.symlink_to(other)
+  paths.append(onednn_conv._library_path())
+  assert len(set(paths)) == 3, paths
+
+
+@needs_onednn_wheel
+def test_a_build_killed_midway_leaves_no_temp_file_after_the_next_build(monkeypatch, tmp_path):
+  cache = tmp_path / 'cache'
+  slow, failing = tmp_path / 'slow-cxx', tmp_path / 'failing-cxx'
+  slow.write_text('#!/bin/sh\nsleep 120\n')
+  failing.write_text('#!/bin/sh\necho "error: no" >&2\nexit 1\n')
+  for f in (slow, failing):
+    f.chmod(0o755)
+  env = dict(os.environ, SRGAN_JAX_CACHE=str(cache), CXX=str(slow), JAX_PLATFORMS='cpu')
+  proc = subprocess.Popen([sys.executable, '-c', 'from srgan_jax import onednn_conv; onednn_conv._compile()'],
+                          cwd=REPO, env=env, start_new_session=True)
+  deadline = time.time() + 120
+  while not (cache.is_dir() and list(cache.iterdir())):  # the build's temp file
+    assert time.time() < deadline and proc.poll() is None, 'the build never started'
+    time.sleep(0.05)
+  os.killpg(proc.pid, signal.SIGKILL)  # the build process and its compiler
+  proc.wait()
+  assert list(cache.iterdir())  # what the killed build left
+  monkeypatch.setenv('SRGAN_JAX_CACHE', str(cache))
+  monkeypatch.setenv('CXX', str(failing))
+  with pytest.raises(RuntimeError, match='failed to build'):
+    onednn_conv._compile()
+  assert list(cache.iterdir()) == []
+  # A build in progress in a live process is left alone.
+  live = cache / f'.build-{socket.gethostname()}-{os.getpid()}-x.so'
+  live.write_bytes(b'')
+  onednn_conv._remove_dead_builds(cache)
+  assert live.exists()
+
+
+_BAD_CALLS = """
+import jax, jax.numpy as jnp, numpy as np
+from srgan_jax import onednn_conv
+assert onednn_conv.status()[0]
+i = np.int64
+for name, x, k, out in [('rank', (4, 4, 3), (3, 3, 3, 2), (4, 4, 2)),
+                        ('channels', (1, 4, 4, 3), (3, 3, 5, 2), (1, 4, 4, 2)),
+                        ('size', (1, 4, 4, 3), (3, 3, 3, 2), (1, 9, 9, 2))]:
+  call = jax.ffi.ffi_call('SrganConvFwd', jax.ShapeDtypeStruct(out, jnp.float32))
+  try:
+    jax.block_until_ready(call(jnp.ones(x), jnp.ones(k), sh=i(1), sw=i(1), pt=i(1), pb=i(1), pl=i(1), pr=i(1)))
+    print(name, 'no error', flush=True)
+  except Exception as e:
+    print(name, 'error:', ' '.join(str(e).split())[:300], flush=True)
+"""
+
+
+@needs_onednn
+def test_the_handlers_check_buffer_ranks_and_shapes(tmp_path):
+  # In a subprocess: unchecked, such calls read and write out of bounds.
+  r = subprocess.run([sys.executable, '-c', _BAD_CALLS], cwd=REPO, capture_output=True, text=True,
+                     timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  lines = dict(l.split(' ', 1) for l in r.stdout.splitlines() if l.split(' ', 1)[0] in ('rank', 'channels', 'size'))
+  assert r.returncode == 0 and len(lines) == 3, r.stdout + r.stderr[-2000:]
+  assert 'Wrong buffer rank' in lines['rank'], lines
+  assert 'input channels differ' in lines['channels'], lines
+  assert 'output size does not match' in lines['size'], lines
+
+
+@needs_onednn
+def test_the_primitive_cache_is_bounded_and_evicted_entries_rebuild():
+  _, capacity = onednn_conv.cache_info()
+  onednn_conv.set_cache_capacity(6)  # the three primitives of two geometries
+  try:
+    rng = np.random.default_rng(0)
+    k = jnp.asarray(rng.standard_normal((3, 3, 2, 3)), jnp.float32)
+    conv = jax.jit(lambda x, k: fast_conv.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC))
+    for size in (5, 6, 7, 8, 5):  # new image sizes, as evaluate and upscale meet them; then an evicted one
+      x = jnp.asarray(rng.standard_normal((1, size, size, 2)), jnp.float32)
+      want = lax.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC)
+      assert _rel(conv(x, k), want) < 1e-5
+      assert onednn_conv.cache_info()[0] <= 6
+  finally:
+    onednn_conv.set_cache_capacity(capacity)
+
+
+def _threads_after_steps(**env) -> list[int]:
+  r = subprocess.run([sys.executable, '-m', 'benchmarks.cpu_threads', '--tiny', '--steps', '20',
+                      '--every', '10'], cwd=REPO, capture_output=True, text=True, timeout=600,
+                     env=dict(os.environ, JAX_PLATFORMS='cpu', **env))
+  assert r.returncode == 0, r.stderr[-3000:]
+  return [int(n) for n in re.findall(r'threads after step \d+: (\d+)', r.stdout)]
+
+
+@needs_onednn
+def test_onednn_adds_at_most_two_thread_teams_of_at_most_the_cores_whatever_calls_it():
+  # XLA:CPU calls the handlers from any thread of its pool; asked for 8 OpenMP threads
+  # per team, every such thread would bring 7 more. Two teams (the first caller's and the
+  # worker's), clamped to the cores, are all the threads oneDNN may add to what the same
+  # steps take with XLA's convolutions.
+  cores = min(8, len(os.sched_getaffinity(0)))
+  with_onednn = _threads_after_steps(OMP_NUM_THREADS='8')
+  without = _threads_after_steps(OMP_NUM_THREADS='8', SRGAN_JAX_ONEDNN='0')
+  assert len(with_onednn) == len(without) == 3
+  assert with_onednn[-1] - without[-1] <= 2 * cores, (with_onednn, without)
+  assert with_onednn[-1] == with_onednn[1]  # and it does not grow with more steps
+
+
+def test_entry_points_build_the_handlers_at_start_not_in_the_first_trace(monkeypatch, tmp_path_factory, tmp_path):
+  from PIL import Image
+  from srgan_jax import evaluate, upscale
+  from tests.tiny_checkpoint import tiny_workdir
+  workdir = tiny_workdir(tmp_path_factory)
+  calls = []
+  monkeypatch.setattr(onednn_conv, 'prepare', lambda: calls.append('prepare') or 'prepared')
+  monkeypatch.setattr(onednn_conv, 'applies', lambda *a: calls.append('trace') or False)
+  image = tmp_path / 'in' / 'a.png'
+  image.parent.mkdir()
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(image)
+  assert upscale.main([str(image), '--workdir', str(workdir), '--out', str(tmp_path / 'up')]) == 0
+  assert calls[0] == 'prepare' and 'trace' in calls, calls
+  calls.clear()
+  assert evaluate.main(['--workdir', str(workdir), '--data', str(image.parent), '--out', str(tmp_path / 'ev')]) == 0
+  assert calls[0] == 'prepare' and 'trace' in calls, calls
+
+
+@needs_onednn
+def test_a_convolution_onednn_cannot_take_is_lowered_to_xla_instead():
+  # A 2^31-row image: oneDNN 3.2 dies with SIGFPE building its primitives; XLA's conv takes it.
+  conv = lambda x, k: fast_conv.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC)
+  huge = jax.ShapeDtypeStruct((1, 2**31, 1, 1), jnp.float32)
+  k = jax.ShapeDtypeStruct((3, 1, 1, 1), jnp.float32)
+  text = jax.jit(jax.grad(lambda x, k: jnp.sum(conv(x, k)), argnums=(0, 1))).lower(huge, k).as_text()
+  assert 'SrganConv' not in text and text.count('stablehlo.convolution') >= 2
+  small = jax.ShapeDtypeStruct((1, 8, 8, 1), jnp.float32)  # the same conv at a size it takes
+  assert 'SrganConvFwd' in jax.jit(conv).lower(small, k).as_text()

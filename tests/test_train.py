@@ -130,6 +130,8 @@ def test_main_runs_both_phases_writes_outputs_and_resumes(tmp_path):
   r = _main(wd, '--config.pretrain_steps=2', '--config.num_train_steps=4')
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'PIXEL MSE' in r.stderr  # the demo says plainly that it is not the VGG loss
+  # The CPU convolution handlers are built or loaded at start (one line), not inside a trace.
+  assert 0 <= r.stderr.find('XLA:CPU convolutions: ') < r.stderr.index('Phase 1/2'), r.stderr[-3000:]
   assert sorted(p.name for p in (wd / 'checkpoints').iterdir() if p.name.isdigit()) == ['2', '4']
   assert (wd / 'srresnet' / 'checkpoints' / '2' / 'generator').is_dir()
   assert (wd / 'export' / '4' / 'generator').is_dir()
@@ -227,3 +229,78 @@ def test_srgan_phase_trains_with_the_paper_vgg54_loss_from_a_converted_file(tmp_
   # l^SR = VGG54 content + 1e-3 x adversarial (Eq. 3), as logged.
   np.testing.assert_allclose(last['g_loss'], last['content_loss'] + 1e-3 * last['adversarial_loss'],
                              rtol=1e-5)
+
+
+def _export_generator(workdir, **model):
+  """A generator export of the given tiny/small architecture (initialised, not trained)."""
+  from srgan_jax import checkpointing
+  config = tiny_config('srresnet', **{f'model.{k}': v for k, v in model.items()})
+  g_state, _ = train.create_train_states(config, jax.random.key(0))
+  ckpt = checkpointing.Checkpointer(workdir / 'checkpoints', config)
+  ckpt.save_export(1, g_state)
+  ckpt.close()
+  return workdir
+
+
+@pytest.mark.parametrize('theirs,ours,named', [
+    ({'scale': 2}, {}, ('scale 2', 'scale 4')),
+    ({'tiny': False, 'num_blocks': 1, 'features': 8}, {'model.tiny': False, 'model.num_blocks': 2,
+                                                        'model.features': 8}, ('num_blocks 1', 'num_blocks 2')),
+    ({'tiny': False, 'num_blocks': 1, 'features': 8}, {'model.tiny': False, 'model.num_blocks': 1,
+                                                        'model.features': 16}, ('features 8', 'features 16')),
+])
+def test_generator_init_of_another_architecture_is_a_one_line_error_before_compiling(
+    tmp_path, monkeypatch, theirs, ours, named):
+  init = _export_generator(tmp_path / 'init', **theirs)
+  config = tiny_config('srgan', generator_init=str(init), **ours)
+  monkeypatch.setattr(train, 'make_jitted_step', lambda *a: pytest.fail('compiled a step'))
+  with pytest.raises(train.ConfigError, match='holds a generator of another architecture') as e:
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert '\n' not in str(e.value) and all(n in str(e.value) for n in named), str(e.value)
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
+def test_learning_rate_decays_at_the_configured_step_and_the_updates_follow_it():
+  # Adam's first update moves each weight by ~lr; later ones by at most ~lr.
+  config = tiny_config('srresnet', **{'optim.learning_rate': 1e-3, 'optim.decay_steps': (1,),
+                                      'optim.decay_factor': 0.1})
+  g0, _ = train.create_train_states(config, jax.random.key(0))
+  kernel0 = np.asarray(g0.params['conv_in']['kernel'])
+  step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+  batch = _fixed_batch()
+  g1, _, m1 = step(g0, None, batch, None)
+  kernel1 = np.asarray(g1.params['conv_in']['kernel'])
+  g2, _, m2 = step(g1, None, batch, None)
+  kernel2 = np.asarray(g2.params['conv_in']['kernel'])
+  assert float(m1['learning_rate']) == pytest.approx(1e-3) and float(m2['learning_rate']) == pytest.approx(1e-4)
+  assert 0.9e-3 < np.abs(kernel1 - kernel0).max() <= 1.001e-3
+  assert np.abs(kernel2 - kernel1).max() < 2.5e-4
+
+
+def test_a_bfloat16_srgan_step_trains_both_networks_and_keeps_float32_state():
+  config = tiny_config('srgan', **{'model.compute_dtype': 'bfloat16'})
+  g0, d0 = train.create_train_states(config, jax.random.key(0))
+  before = jax.device_get((g0.params, d0.params))  # the step donates its input states
+  step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+  g1, d1, metrics = step(g0, d0, _fixed_batch(), None)
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  for params, after in zip(before, (g1, d1)):
+    leaves = jax.tree.leaves((after.params, after.batch_stats, after.opt_state))
+    assert all(l.dtype in (jnp.float32, jnp.int32) for l in leaves)
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(after.params)))
+
+
+@pytest.mark.parametrize('scale', [3, 8])
+def test_x3_and_x8_srgan_steps_train(scale):
+  config = tiny_config('srgan', **{'model.scale': scale})
+  g0, d0 = train.create_train_states(config, jax.random.key(0))
+  lr = jnp.zeros((1, 24 // scale, 24 // scale, 3))
+  assert g0.apply_fn({'params': g0.params, 'batch_stats': g0.batch_stats}, lr).shape == (1, 24, 24, 3)
+  step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+  g, d = g0, d0
+  losses = []
+  for _ in range(3):
+    g, d, metrics = step(g, d, _fixed_batch(), None)
+    losses.append(float(metrics['content_loss']))
+  assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+  assert int(g.step) == int(d.step) == 3

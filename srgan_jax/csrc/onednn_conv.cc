@@ -1,12 +1,39 @@
 // XLA FFI handlers: 2-D convolution (NHWC activations, HWIO kernels, float32)
 // forward, input gradient and kernel gradient through oneDNN.
+//
+// Threads: oneDNN's OpenMP build gives every thread that enters it a team of
+// its own, and XLA:CPU calls these handlers from any thread of its pool, so
+// teams (and threads) would pile up, one per pool thread. Here the first thread
+// that calls a handler runs its calls itself (XLA:CPU makes most calls from one
+// thread, and a hand-over costs a wake-up per call: 7x slower inference on a
+// loaded 2-core machine when every call went to a worker); calls from any other
+// thread go to one worker thread. So at most two teams exist, each sized to the
+// cores this process may use, and a mutex keeps only one of them busy at a time.
+//
+// Primitives are built once per geometry and kept in a bounded LRU cache.
+// `SrganConvProbe` builds the three primitives of a geometry ahead of time (the
+// Python side asks before it lowers a convolution here, and uses XLA's own
+// convolution for a geometry oneDNN rejects).
+#include <omp.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <exception>
+#include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -27,6 +54,19 @@ struct Geometry {
     for (int64_t v : {n, h, w, c, kh, kw, o, ho, wo, sh, sw, pt, pb, pl, pr}) s += "," + std::to_string(v);
     return s;
   }
+  // Empty if the sizes are one convolution's: what lax.conv_general_dilated would produce.
+  std::string Inconsistency() const {
+    if (sh < 1 || sw < 1) return "strides must be >= 1";
+    if (pt < 0 || pb < 0 || pl < 0 || pr < 0) return "paddings must be >= 0";
+    if (n < 1 || h < 1 || w < 1 || c < 1 || kh < 1 || kw < 1 || o < 1) return "every size must be >= 1";
+    int64_t eh = h + pt + pb - kh, ew = w + pl + pr - kw;
+    if (eh < 0 || ew < 0) return "the kernel is larger than the padded input";
+    if (ho != eh / sh + 1 || wo != ew / sw + 1) return "output size does not match input, kernel, strides and padding";
+    // oneDNN 3.2's kernels hold sizes in 32-bit ints: a dimension of 2^31 crashes them (SIGFPE).
+    for (int64_t v : {n, h, w, c, kh, kw, o, ho, wo, pt, pb, pl, pr})
+      if (v >= (int64_t{1} << 31)) return "a size of 2^31 or more (oneDNN's kernels use 32-bit sizes)";
+    return "";
+  }
 };
 
 struct Entry {
@@ -44,7 +84,9 @@ dnnl::engine& Engine() {
 }
 
 struct Buf {  // 64-byte aligned scratch
-  explicit Buf(size_t bytes) : p(bytes ? std::aligned_alloc(64, (bytes + 63) / 64 * 64) : nullptr) {}
+  explicit Buf(size_t bytes) : p(bytes ? std::aligned_alloc(64, (bytes + 63) / 64 * 64) : nullptr) {
+    if (bytes && !p) throw std::bad_alloc();
+  }
   ~Buf() { std::free(p); }
   void* p;
 };
@@ -88,22 +130,166 @@ std::shared_ptr<Entry> Build(const Geometry& g, Kind kind) {
   return e;
 }
 
-std::shared_ptr<Entry> Get(const Geometry& g, Kind kind) {
-  static std::mutex mu;
-  static std::unordered_map<std::string, std::shared_ptr<Entry>> cache;
-  std::string key = g.key(kind);
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  auto e = Build(g, kind);
-  cache.emplace(key, e);
-  return e;
+// ----------------------------------------------------------------------------
+// The primitive cache: least recently used entries go first.
+
+class Cache {
+ public:
+  std::shared_ptr<Entry> Get(const Geometry& g, Kind kind) {
+    std::string key = g.key(kind);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = index_.find(key);
+      if (it != index_.end()) {
+        order_.splice(order_.begin(), order_, it->second);
+        return it->second->second;
+      }
+    }
+    auto e = Build(g, kind);  // outside the lock: building takes a while; a twin build is harmless
+    std::lock_guard<std::mutex> lock(mu_);
+    if (index_.count(key)) return index_[key]->second;
+    order_.emplace_front(key, e);
+    index_[key] = order_.begin();
+    Trim();
+    return e;
+  }
+  void SetCapacity(int64_t capacity) {
+    std::lock_guard<std::mutex> lock(mu_);
+    capacity_ = capacity < 1 ? 1 : capacity;
+    Trim();
+  }
+  void Info(int64_t* size, int64_t* capacity) {
+    std::lock_guard<std::mutex> lock(mu_);
+    *size = static_cast<int64_t>(index_.size());
+    *capacity = capacity_;
+  }
+
+ private:
+  void Trim() {
+    while (static_cast<int64_t>(index_.size()) > capacity_) {
+      index_.erase(order_.back().first);
+      order_.pop_back();
+    }
+  }
+  std::mutex mu_;
+  std::list<std::pair<std::string, std::shared_ptr<Entry>>> order_;  // most recent first
+  std::unordered_map<std::string, decltype(order_)::iterator> index_;
+  int64_t capacity_ = 256;  // a train step at one size uses ~100 (G, D, VGG x 3 kinds)
+};
+
+Cache& PrimitiveCache() {
+  static Cache* cache = new Cache();  // never destroyed: the worker may still use it at exit
+  return *cache;
+}
+
+// ----------------------------------------------------------------------------
+// The one thread that calls oneDNN, and its OpenMP team.
+
+int UsableCores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+// Threads of a team: OMP_NUM_THREADS (default: the cores), but no more than the usable cores.
+int TeamSize() { return std::max(1, std::min(omp_get_max_threads(), UsableCores())); }
+
+class Worker {
+ public:
+  // The worker of this process (a forked child gets a new one: threads do not survive fork).
+  static Worker& Get() {
+    static std::mutex mu;
+    static Worker* worker = nullptr;
+    std::lock_guard<std::mutex> lock(mu);
+    if (worker == nullptr || worker->pid_ != getpid()) worker = new Worker();  // never destroyed
+    return *worker;
+  }
+
+  // Runs `job` on the worker thread; returns its error message, empty on success.
+  std::string Run(const std::function<void()>& job) {
+    Task task{&job};
+    std::unique_lock<std::mutex> lock(mu_);
+    queue_.push_back(&task);
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return task.done; });
+    return task.error;
+  }
+
+  int threads() const { return threads_; }
+
+  // Runs `job` on the calling thread while no other oneDNN call runs; its error message or "".
+  static std::string Guarded(const std::function<void()>& job) {
+    static std::mutex busy;
+    std::lock_guard<std::mutex> lock(busy);
+    try {
+      job();
+    } catch (const dnnl::error& err) {
+      return std::string("oneDNN: ") + err.what();
+    } catch (const std::exception& err) {  // e.g. bad_alloc: never let it cross the FFI boundary
+      return std::string("oneDNN convolution: ") + err.what();
+    } catch (...) {
+      return "oneDNN convolution: unknown exception";
+    }
+    return "";
+  }
+
+ private:
+  struct Task {
+    const std::function<void()>* job;
+    bool done = false;
+    std::string error;
+  };
+
+  Worker() : pid_(getpid()), threads_(TeamSize()) {
+    std::thread([this] { Loop(); }).detach();
+  }
+
+  void Loop() {
+    omp_set_num_threads(threads_);
+    for (;;) {
+      Task* task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return !queue_.empty(); });
+        task = queue_.front();
+        queue_.pop_front();
+      }
+      std::string error = Guarded(*task->job);
+      std::lock_guard<std::mutex> lock(mu_);
+      task->error = std::move(error);
+      task->done = true;
+      cv_.notify_all();
+    }
+  }
+
+  const pid_t pid_;
+  const int threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Task*> queue_;
+};
+
+// Runs `job` on this thread if it is the first that ever called (its team is the main one),
+// else on the worker; one job at a time. Returns its error message, empty on success.
+std::string Execute(const std::function<void()>& job) {
+  static std::atomic<bool> claimed{false};
+  thread_local bool owner = [] {
+    bool expected = false;
+    if (!claimed.compare_exchange_strong(expected, true)) return false;
+    omp_set_num_threads(TeamSize());  // this thread's team: no more than the cores
+    return true;
+  }();
+  if (owner) return Worker::Guarded(job);
+  return Worker::Get().Run(job);
 }
 
 // x: [N,H,W,C], k: [KH,KW,C,O], y: [N,HO,WO,O]; `kind` says which of the three is the output.
 ffi::Error Run(Kind kind, float* x, float* k, float* y, const Geometry& g) {
-  try {
-    auto e = Get(g, kind);
+  std::string bad = g.Inconsistency();
+  if (!bad.empty()) return ffi::Error::InvalidArgument("oneDNN convolution: " + bad);
+  std::string error = Execute([&] {
+    auto e = PrimitiveCache().Get(g, kind);
     auto& eng = Engine();
     dnnl::stream s(eng);
     memory x_mem(e->src, eng, x), y_mem(e->dst, eng, y), k_user(e->w_user, eng, k);
@@ -125,33 +311,42 @@ ffi::Error Run(Kind kind, float* x, float* k, float* y, const Geometry& g) {
       if (e->reorder_kernel) e->kernel_reorder.execute(s, {{DNNL_ARG_FROM, k_mem}, {DNNL_ARG_TO, k_user}});
     }
     s.wait();
-  } catch (const dnnl::error& err) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + err.what());
-  } catch (const std::exception& err) {  // e.g. bad_alloc: never let it cross the FFI boundary
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN convolution: ") + err.what());
-  }
+  });
+  if (!error.empty()) return ffi::Error(ffi::ErrorCode::kInternal, error);
   return ffi::Error::Success();
 }
 
+// The dims of x, k and y (each rank 4: the FFI binding checks) and the attributes.
 Geometry Geom(ffi::Span<const int64_t> xd, ffi::Span<const int64_t> kd, ffi::Span<const int64_t> yd,
               int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   return {xd[0], xd[1], xd[2], xd[3], kd[0], kd[1], yd[3], yd[1], yd[2], sh, sw, pt, pb, pl, pr};
 }
 
-ffi::Error Fwd(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k, ffi::ResultBuffer<ffi::F32> y, int64_t sh,
-               int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+// The checks the geometry alone cannot make: N, C and O agree across the three buffers.
+ffi::Error Agree(ffi::Span<const int64_t> xd, ffi::Span<const int64_t> kd, ffi::Span<const int64_t> yd) {
+  if (xd[0] != yd[0]) return ffi::Error::InvalidArgument("oneDNN convolution: batch sizes differ");
+  if (xd[3] != kd[2]) return ffi::Error::InvalidArgument("oneDNN convolution: input channels differ from the kernel's");
+  if (yd[3] != kd[3]) return ffi::Error::InvalidArgument("oneDNN convolution: output channels differ from the kernel's");
+  return ffi::Error::Success();
+}
+
+using B4 = ffi::Buffer<ffi::F32, 4>;
+using R4 = ffi::ResultBuffer<ffi::F32, 4>;
+
+ffi::Error Fwd(B4 x, B4 k, R4 y, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  if (auto err = Agree(x.dimensions(), k.dimensions(), y->dimensions()); err.failure()) return err;
   auto g = Geom(x.dimensions(), k.dimensions(), y->dimensions(), sh, sw, pt, pb, pl, pr);
   return Run(kFwd, x.typed_data(), k.typed_data(), y->typed_data(), g);
 }
 
-ffi::Error BwdData(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> k, ffi::ResultBuffer<ffi::F32> dx,
-                   int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+ffi::Error BwdData(B4 dy, B4 k, R4 dx, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  if (auto err = Agree(dx->dimensions(), k.dimensions(), dy.dimensions()); err.failure()) return err;
   auto g = Geom(dx->dimensions(), k.dimensions(), dy.dimensions(), sh, sw, pt, pb, pl, pr);
   return Run(kBwdData, dx->typed_data(), k.typed_data(), dy.typed_data(), g);
 }
 
-ffi::Error BwdWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dk,
-                      int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+ffi::Error BwdWeights(B4 x, B4 dy, R4 dk, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  if (auto err = Agree(x.dimensions(), dk->dimensions(), dy.dimensions()); err.failure()) return err;
   auto g = Geom(x.dimensions(), dk->dimensions(), dy.dimensions(), sh, sw, pt, pb, pl, pr);
   return Run(kBwdWeights, x.typed_data(), dk->typed_data(), dy.typed_data(), g);
 }
@@ -162,12 +357,44 @@ ffi::Error BwdWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::Re
   .Attr<int64_t>("sh").Attr<int64_t>("sw").Attr<int64_t>("pt").Attr<int64_t>("pb").Attr<int64_t>("pl") \
       .Attr<int64_t>("pr")
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvFwd, Fwd,
-                              ffi::Ffi::Bind().Arg<ffi::Buffer<ffi::F32>>().Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() CONV_ATTRS);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdData, BwdData,
-                              ffi::Ffi::Bind().Arg<ffi::Buffer<ffi::F32>>().Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvFwd, Fwd, ffi::Ffi::Bind().Arg<B4>().Arg<B4>().Ret<B4>() CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdData, BwdData, ffi::Ffi::Bind().Arg<B4>().Arg<B4>().Ret<B4>() CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdWeights, BwdWeights,
-                              ffi::Ffi::Bind().Arg<ffi::Buffer<ffi::F32>>().Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() CONV_ATTRS);
+                              ffi::Ffi::Bind().Arg<B4>().Arg<B4>().Ret<B4>() CONV_ATTRS);
+
+// ----------------------------------------------------------------------------
+// Plain C entry points for the Python side (ctypes).
+
+extern "C" {
+
+// Builds (and caches) the forward, input-gradient and kernel-gradient primitives of
+// one geometry {n, h, w, c, kh, kw, o, ho, wo, sh, sw, pt, pb, pl, pr}. Returns 0 if
+// oneDNN takes all three, else 1 with the reason in `why` (NUL-terminated).
+__attribute__((visibility("default"))) int SrganConvProbe(const int64_t* dims, char* why, int64_t why_size) {
+  Geometry g{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7],
+             dims[8], dims[9], dims[10], dims[11], dims[12], dims[13], dims[14]};
+  std::string error = g.Inconsistency();
+  if (error.empty()) {
+    error = Worker::Get().Run([&] {
+      for (Kind kind : {kFwd, kBwdData, kBwdWeights}) PrimitiveCache().Get(g, kind);
+    });
+  }
+  if (why_size > 0) {
+    std::strncpy(why, error.c_str(), static_cast<size_t>(why_size - 1));
+    why[why_size - 1] = '\0';
+  }
+  return error.empty() ? 0 : 1;
+}
+
+__attribute__((visibility("default"))) void SrganConvCacheInfo(int64_t* size, int64_t* capacity) {
+  PrimitiveCache().Info(size, capacity);
+}
+
+__attribute__((visibility("default"))) void SrganConvSetCacheCapacity(int64_t capacity) {
+  PrimitiveCache().SetCapacity(capacity);
+}
+
+// The size of each OpenMP team that runs oneDNN calls (at most two teams: see the top).
+__attribute__((visibility("default"))) int SrganConvThreads() { return Worker::Get().threads(); }
+
+}  // extern "C"
