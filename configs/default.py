@@ -45,6 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.vgg_weights = ''
   c.loss.vgg_feature_scale = 1 / 12.75  # the paper's rescaling of VGG feature maps.
   c.loss.demo_allow_mse = False  # demo only: no vgg_weights -> pixel MSE, with a loud warning.
+  # + w x pixel MSE next to a VGG content loss (0: the paper's SRGAN; ESRGAN adds a pixel term
+  # to keep colours and PSNR near the pre-trained G's while the textures come).
+  c.loss.pixel_weight = 0.0
   c.loss.adversarial_weight = 1e-3  # weight of l^SR_Gen in the perceptual loss (Eq. 3).
 
   c.optim = ml_collections.ConfigDict()

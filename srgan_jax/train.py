@@ -71,6 +71,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       f'{jax.device_count()} devices of the mesh.')
   if config.loss.content not in CONTENT_LOSSES:
     raise ConfigError(f'config.loss.content={config.loss.content!r}; use one of {CONTENT_LOSSES}.')
+  if config.loss.get('pixel_weight', 0.0) < 0:
+    raise ConfigError(f'config.loss.pixel_weight={config.loss.pixel_weight}; use 0 (none) or more.')
   if config.model.compute_dtype not in ('float32', 'bfloat16'):
     raise ConfigError(f'config.model.compute_dtype={config.model.compute_dtype!r}; use float32 or bfloat16.')
   if config.phase == 'srgan' and not config.generator_init and not config.pretrain_steps:
@@ -185,9 +187,14 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
   # phi runs in the compute dtype like G and D (bf16: the bulk of an SRGAN step's FLOPs);
   # the loss itself is float32.
   dtype = jnp.dtype(config.model.get('compute_dtype', 'float32'))
-  return lambda sr, hr, vgg_params: vgg.content_loss(
-      vgg_params, sr, hr, preprocess=preprocess, taps=taps,
-      feature_scale=config.loss.vgg_feature_scale, dtype=dtype, arch=arch)
+  pixel_weight = config.loss.get('pixel_weight', 0.0)
+
+  def vgg_loss(sr, hr, vgg_params):
+    phi = vgg.content_loss(vgg_params, sr, hr, preprocess=preprocess, taps=taps,
+                           feature_scale=config.loss.vgg_feature_scale, dtype=dtype, arch=arch)
+    return phi + pixel_weight * losses.pixel_mse(sr, hr) if pixel_weight else phi
+
+  return vgg_loss
 
 
 def train_step(g_state: TrainState, d_state: TrainState | None, batch, vgg_params, *,
@@ -368,6 +375,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     # frozen: a jit argument, never optimised; a file of the other network is a one-line error
     vgg_weights = vgg.load_vgg(config.loss.vgg_weights, arch=arch)
     content_label = f'{config.loss.content} ({vgg.loss_label(config.loss.content)}, {vgg_weights.source})'
+    if config.loss.get('pixel_weight', 0.0):
+      content_label += f' + {config.loss.pixel_weight:g} x pixel MSE'
   content_loss = make_content_loss(config, vgg_weights and vgg_weights.preprocess)
   vgg_params = vgg_weights and vgg_weights.params
   logging.info('Phase %s: content loss %s%s', config.phase, content_label,
