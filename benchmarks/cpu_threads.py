@@ -40,8 +40,10 @@ def main():
   config.loss.content = 'mse'
   if args.tiny:
     config.model.tiny, config.data.hr_crop = True, 24
-  print(f'cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "(unset)")}, '
-        f'convolutions: {onednn_conv.status()[1]}')
+  print(
+    f'cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "(unset)")}, '
+    f'convolutions: {onednn_conv.status()[1]}'
+  )
   g_state, d_state = train.create_train_states(config, jax.random.key(0))
   step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
   crop = config.data.hr_crop

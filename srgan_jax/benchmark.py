@@ -39,8 +39,9 @@ from ml_collections import config_flags
 
 from srgan_jax import data_sources, fast_conv, input_pipeline, models, onednn_conv, train, vgg
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               'configs', 'default.py')
+_DEFAULT_CONFIG = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'default.py'
+)
 _CONFIG = config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG, 'Model/data config.')
 _BATCH = flags.DEFINE_integer('batch', None, 'Override config.data.batch_size.')
 _CROP = flags.DEFINE_integer('crop', None, 'Override config.data.hr_crop.')
@@ -48,26 +49,45 @@ _BLOCKS = flags.DEFINE_integer('blocks', None, 'Override config.model.num_blocks
 _SCALE = flags.DEFINE_integer('scale', None, 'Override config.model.scale.')
 _DTYPE = flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], 'Override compute dtype.')
 _TINY = flags.DEFINE_bool('tiny', False, 'Tiny G and D (tests only).')
-_SIZES = flags.DEFINE_list('infer_sizes', ['256', '512', '1024'], 'Inference output sizes (square).')
+_SIZES = flags.DEFINE_list(
+  'infer_sizes', ['256', '512', '1024'], 'Inference output sizes (square).'
+)
 _ONLY = flags.DEFINE_list('only', ['srresnet', 'srgan', 'inference'], 'Figures to run.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs per figure (the median is reported).')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed runs after compilation.')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch reference, alternating with JAX.')
-_TORCH_FORMAT = flags.DEFINE_enum('torch_format', 'auto', ['auto', 'nchw', 'channels_last'],
-                                  'PyTorch memory format; auto times both and keeps the faster.')
-_TORCH_WORKER = flags.DEFINE_bool('torch_worker', False, 'Internal: serve PyTorch timings on stdin/stdout.')
-_TORCH_DEVICE = flags.DEFINE_enum('torch_device', 'auto', ['auto', 'cpu', 'cuda'],
-                                  "PyTorch's device; auto: cuda when JAX runs on a GPU, else cpu.")
-_PEAK_N = flags.DEFINE_integer('peak_n', None, 'Matrix size of the matmul peak micro-benchmark '
-                               '(default 2048 on CPU, 8192 on accelerators).')
+_TORCH_FORMAT = flags.DEFINE_enum(
+  'torch_format',
+  'auto',
+  ['auto', 'nchw', 'channels_last'],
+  'PyTorch memory format; auto times both and keeps the faster.',
+)
+_TORCH_WORKER = flags.DEFINE_bool(
+  'torch_worker', False, 'Internal: serve PyTorch timings on stdin/stdout.'
+)
+_TORCH_DEVICE = flags.DEFINE_enum(
+  'torch_device',
+  'auto',
+  ['auto', 'cpu', 'cuda'],
+  "PyTorch's device; auto: cuda when JAX runs on a GPU, else cpu.",
+)
+_PEAK_N = flags.DEFINE_integer(
+  'peak_n',
+  None,
+  'Matrix size of the matmul peak micro-benchmark (default 2048 on CPU, 8192 on accelerators).',
+)
 _JSON = flags.DEFINE_string('json', None, 'Write the results here as JSON.')
 _CURVE_STEPS = flags.DEFINE_integer(
-    'curve_steps', 0, 'Also train this many SRResNet steps on demo-photo crops in float32 and '
-    'bfloat16 from one init, plus float32 from another init (the noise), and compare the curves.')
+  'curve_steps',
+  0,
+  'Also train this many SRResNet steps on demo-photo crops in float32 and '
+  'bfloat16 from one init, plus float32 from another init (the noise), and compare the curves.',
+)
 
 
 # ----------------------------------------------------------------------------
 # Analytic FLOPs (multiply-add = 2 FLOPs; convs and dense layers only).
+
 
 def conv_flops(k, cin, cout, h_out, w_out):
   return 2 * k * k * cin * cout * h_out * w_out
@@ -114,14 +134,16 @@ def step_flops(config):
   g = n * generator_flops((hr // s, hr // s), s, g_model.num_blocks, g_model.features)
   if config.phase == 'srresnet':
     return 3 * g
-  d = 2 * n * discriminator_flops((hr, hr), d_model.features, d_model.strides,
-                                  d_model.dense_features)  # D sees [HR, SR]
+  d = (
+    2 * n * discriminator_flops((hr, hr), d_model.features, d_model.strides, d_model.dense_features)
+  )  # D sees [HR, SR]
   # VGG: forward on SR and HR, backward w.r.t. the SR input only (~1 more forward of SR).
   return 3 * g + 3 * d + 3 * n * vgg54_flops((hr, hr))
 
 
 # ----------------------------------------------------------------------------
 # Measuring.
+
 
 def _rss_bytes():
   with open('/proc/self/statm') as f:
@@ -166,12 +188,14 @@ def matmul_peak_flops(n=2048, repeats=5, dtype='float32'):
 
 def torch_matmul_peak_flops(n=2048, repeats=5, dtype='float32', device='cpu'):
   import torch  # pylint: disable=g-import-not-at-top
+
   a = torch.randn(n, n, device=device, dtype=getattr(torch, dtype))
   sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
 
   def mm():
     torch.mm(a, a)
     sync()
+
   mm()
   return 2 * n**3 / min(_timed(mm) for _ in range(repeats))
 
@@ -204,9 +228,16 @@ def run_figure(name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, it
       if torch_fn:
         torch_fn()
         torch_ts.append(torch_fn())  # seconds, timed in the PyTorch process
-  row = {'name': name, 'compile_s': compile_s, 'jax_s': statistics.median(jax_ts),
-         'jax_times_s': jax_ts, 'jax_min_s': min(jax_ts), 'flops': flops, 'host_rss_delta_mb': mem.delta_mb,
-         'device_peak_bytes': _device_peak_bytes()}
+  row = {
+    'name': name,
+    'compile_s': compile_s,
+    'jax_s': statistics.median(jax_ts),
+    'jax_times_s': jax_ts,
+    'jax_min_s': min(jax_ts),
+    'flops': flops,
+    'host_rss_delta_mb': mem.delta_mb,
+    'device_peak_bytes': _device_peak_bytes(),
+  }
   row['jax_throughput'] = items * unit_scale / row['jax_s']
   if torch_ts:
     row['torch_s'] = statistics.median(torch_ts)
@@ -224,9 +255,11 @@ def run_figure(name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, it
 # PyTorch slowed XLA's SRGAN step 1.5x on this machine (5.5 s alone, 8.6 s next to
 # torch; cause not pinned down), which no user of either would see.
 
+
 def _hr_batch(c):
   return np.random.default_rng(0).integers(
-      0, 256, (c.data.batch_size, c.data.hr_crop, c.data.hr_crop, 3), dtype=np.uint8)
+    0, 256, (c.data.batch_size, c.data.hr_crop, c.data.hr_crop, 3), dtype=np.uint8
+  )
 
 
 def _lr_image(lr_size):
@@ -237,6 +270,7 @@ def _torch_maker(config, figure, device):
   """`make(channels_last) -> run()` for one figure of the PyTorch reference on `device`."""
   import torch  # pylint: disable=g-import-not-at-top
   from srgan_jax import torch_reference as tr  # pylint: disable=g-import-not-at-top
+
   c = config.copy_and_resolve_references()
   g_model = train.make_generator(c.model)
   s = c.model.scale
@@ -247,17 +281,25 @@ def _torch_maker(config, figure, device):
 
     def make_inference(channels_last):
       f = torch.channels_last if channels_last else torch.contiguous_format
-      net = tr.Generator(s, g_model.num_blocks, g_model.features).eval().to(device=device, memory_format=f)
+      net = (
+        tr.Generator(s, g_model.num_blocks, g_model.features)
+        .eval()
+        .to(device=device, memory_format=f)
+      )
       x = torch.from_numpy(lr_np).permute(0, 3, 1, 2).to(device).contiguous(memory_format=f)
 
       def run():
-        with torch.inference_mode(), torch.autocast(device, dtype=autocast_dtype,
-                                                    enabled=autocast_dtype is not None):
+        with (
+          torch.inference_mode(),
+          torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None),
+        ):
           net(x)
         sync()
+
       return run
+
     return make_inference
-  phase = figure[:-len('_step')]
+  phase = figure[: -len('_step')]
   hr = c.data.hr_crop
   hr_t = torch.from_numpy(_hr_batch(c))
   d_model = train.make_discriminator(c)
@@ -269,25 +311,38 @@ def _torch_maker(config, figure, device):
     if phase == 'srgan':
       d = tr.Discriminator(hr, d_model.features, d_model.strides, d_model.dense_features)
       vgg_net = tr.VGG19()
-    fn = tr.make_step(g, d, vgg_net, hr_size=hr, scale=s,
-                      adversarial_weight=c.loss.adversarial_weight, channels_last=channels_last,
-                      device=device, autocast_dtype=autocast_dtype)
+    fn = tr.make_step(
+      g,
+      d,
+      vgg_net,
+      hr_size=hr,
+      scale=s,
+      adversarial_weight=c.loss.adversarial_weight,
+      channels_last=channels_last,
+      device=device,
+      autocast_dtype=autocast_dtype,
+    )
 
     def run():
       fn(hr_t)
       sync()
+
     return run
+
   return make_step
 
 
 def _torch_worker(config):
   """Serves the parent: one JSON request per stdin line, one JSON reply per stdout line."""
   import torch  # pylint: disable=g-import-not-at-top
+
   torch.set_num_threads(os.cpu_count())
   device = _TORCH_DEVICE.value
   if device == 'cuda' and not torch.cuda.is_available():
-    sys.exit(f'error: --torch_device=cuda, but PyTorch {torch.__version__} sees no CUDA device; '
-             'use --torch_device=cpu or a CUDA build of torch')
+    sys.exit(
+      f'error: --torch_device=cuda, but PyTorch {torch.__version__} sees no CUDA device; '
+      'use --torch_device=cpu or a CUDA build of torch'
+    )
   if device == 'cuda':
     torch.backends.cudnn.benchmark = True  # what a tuned PyTorch training script sets
     torch.set_float32_matmul_precision('high')  # TF32, as XLA's default float32 precision
@@ -297,11 +352,14 @@ def _torch_worker(config):
   for line in sys.stdin:
     request = json.loads(line)
     if 'peak' in request:
-      reply = {'flops': torch_matmul_peak_flops(request['peak'], dtype=request['dtype'], device=device)}
+      reply = {
+        'flops': torch_matmul_peak_flops(request['peak'], dtype=request['dtype'], device=device)
+      }
     elif 'prepare' in request:
       logs = []
-      fn, fmt = _torch_format(_torch_maker(config, request['prepare'], device), _TORCH_FORMAT.value,
-                              logs.append)
+      fn, fmt = _torch_format(
+        _torch_maker(config, request['prepare'], device), _TORCH_FORMAT.value, logs.append
+      )
       reply = {'format': fmt, 'log': logs}
     else:
       reply = {'s': _timed(fn)}
@@ -316,16 +374,28 @@ class TorchWorker:
     # The worker never runs JAX: keep it off the accelerator, whose memory JAX preallocates.
     env = dict(os.environ, JAX_PLATFORMS='cpu')
     self._proc = subprocess.Popen(
-        [sys.executable, '-m', 'srgan_jax.benchmark', *sys.argv[1:], '--torch_worker',
-         f'--torch_device={device}'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+      [
+        sys.executable,
+        '-m',
+        'srgan_jax.benchmark',
+        *sys.argv[1:],
+        '--torch_worker',
+        f'--torch_device={device}',
+      ],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+      env=env,
+    )
 
   def call(self, **request):
     self._proc.stdin.write(json.dumps(request) + '\n')
     self._proc.stdin.flush()
     line = self._proc.stdout.readline()
     if not line:
-      raise app.UsageError(f'the PyTorch worker exited with code {self._proc.wait()}; '
-                           'its stderr (above) says why')
+      raise app.UsageError(
+        f'the PyTorch worker exited with code {self._proc.wait()}; its stderr (above) says why'
+      )
     return json.loads(line)
 
   def close(self):
@@ -349,13 +419,18 @@ def _torch_figure(worker, figure, log):
 # ----------------------------------------------------------------------------
 # The figures.
 
+
 def _config():
   c = _CONFIG.value
   if c is None:
     raise app.UsageError('--config must name a config file, e.g. configs/default.py')
-  overrides = {('data', 'batch_size'): _BATCH.value, ('data', 'hr_crop'): _CROP.value,
-               ('model', 'num_blocks'): _BLOCKS.value, ('model', 'scale'): _SCALE.value,
-               ('model', 'compute_dtype'): _DTYPE.value}
+  overrides = {
+    ('data', 'batch_size'): _BATCH.value,
+    ('data', 'hr_crop'): _CROP.value,
+    ('model', 'num_blocks'): _BLOCKS.value,
+    ('model', 'scale'): _SCALE.value,
+    ('model', 'compute_dtype'): _DTYPE.value,
+  }
   for (section, key), value in overrides.items():
     if value is not None:
       c[section][key] = value
@@ -368,7 +443,8 @@ def _config():
 
 def _random_vgg(config, dtype):
   return vgg.VGG19(taps=('relu5_4',), dtype=dtype).init(
-      jax.random.key(1), jnp.zeros((1, config.data.hr_crop, config.data.hr_crop, 3)))['params']
+    jax.random.key(1), jnp.zeros((1, config.data.hr_crop, config.data.hr_crop, 3))
+  )['params']
 
 
 def _torch_format(make_torch_step, choice, log):
@@ -381,8 +457,10 @@ def _torch_format(make_torch_step, choice, log):
     step()
     timings[fmt] = _timed(step)
   best = min(timings, key=timings.get)
-  log(f'  torch format: nchw {timings["nchw"]:.3f}s, channels_last '
-      f'{timings["channels_last"]:.3f}s -> {best}')
+  log(
+    f'  torch format: nchw {timings["nchw"]:.3f}s, channels_last '
+    f'{timings["channels_last"]:.3f}s -> {best}'
+  )
   return make_torch_step(best == 'channels_last'), best
 
 
@@ -414,8 +492,17 @@ def train_figure(config, phase, torch_worker, log):
     states[:] = [g, d]
 
   torch_fn, fmt = _torch_figure(torch_worker, f'{phase}_step', log)
-  row = run_figure(f'{phase}_step', jax_fn, compile_fn, torch_fn, repeats=_REPEATS.value,
-                   warmup=_WARMUP.value, flops=step_flops(c), items=n, unit_scale=1.0)
+  row = run_figure(
+    f'{phase}_step',
+    jax_fn,
+    compile_fn,
+    torch_fn,
+    repeats=_REPEATS.value,
+    warmup=_WARMUP.value,
+    flops=step_flops(c),
+    items=n,
+    unit_scale=1.0,
+  )
   row.update(unit='images/s', batch=n, hr_crop=hr, dtype=str(dtype), torch_format=fmt)
   return row
 
@@ -438,14 +525,24 @@ def inference_figure(config, out_size, torch_worker, log):
 
   torch_fn, fmt = _torch_figure(torch_worker, f'inference_{out_size}', log)
   flops = generator_flops((lr_size, lr_size), s, g_model.num_blocks, g_model.features)
-  row = run_figure(f'inference_{out_size}', jax_fn, compile_fn, torch_fn, repeats=_REPEATS.value,
-                   warmup=_WARMUP.value, flops=flops, items=out_size * out_size, unit_scale=1e-6)
+  row = run_figure(
+    f'inference_{out_size}',
+    jax_fn,
+    compile_fn,
+    torch_fn,
+    repeats=_REPEATS.value,
+    warmup=_WARMUP.value,
+    flops=flops,
+    items=out_size * out_size,
+    unit_scale=1e-6,
+  )
   row.update(unit='MP/s', out_size=out_size, torch_format=fmt)
   return row
 
 
 # ----------------------------------------------------------------------------
 # bf16 vs fp32 loss curves (issue: "the same loss curve within noise").
+
 
 def photo_crops(data_config, steps, batch, crop, seed=0):
   """`steps` uint8 batches of random `crop`-sized crops of the demo photographs (no download)."""
@@ -454,7 +551,9 @@ def photo_crops(data_config, steps, batch, crop, seed=0):
   out = np.empty((steps, batch, crop, crop, 3), np.uint8)
   for t in range(steps):
     for j in range(batch):
-      out[t, j] = input_pipeline.random_crop(images[rng.integers(len(images))], crop, rng, augment=False)
+      out[t, j] = input_pipeline.random_crop(
+        images[rng.integers(len(images))], crop, rng, augment=False
+      )
   return out
 
 
@@ -468,8 +567,11 @@ def loss_curves(config, steps, window=None):
   window = window or max(1, steps // 10)
   batches = photo_crops(config.data, steps, config.data.batch_size, config.data.hr_crop)
   curves = {}
-  for name, dtype, seed in (('float32', 'float32', 0), ('bfloat16', 'bfloat16', 0),
-                            ('float32_init1', 'float32', 1)):
+  for name, dtype, seed in (
+    ('float32', 'float32', 0),
+    ('bfloat16', 'bfloat16', 0),
+    ('float32_init1', 'float32', 1),
+  ):
     c = config.copy_and_resolve_references()
     c.phase, c.loss.content, c.model.compute_dtype = 'srresnet', 'mse', dtype
     g_state, _ = train.create_train_states(c, jax.random.key(seed))
@@ -479,39 +581,58 @@ def loss_curves(config, steps, window=None):
       g_state, _, metrics = step(g_state, None, {'hr': jnp.asarray(hr)}, None)
       losses.append(metrics['content_loss'])
     curves[name] = [float(l) for l in jax.device_get(losses)]
-  means = {k: np.asarray(v[:len(v) // window * window]).reshape(-1, window).mean(1)
-           for k, v in curves.items()}
+  means = {
+    k: np.asarray(v[: len(v) // window * window]).reshape(-1, window).mean(1)
+    for k, v in curves.items()
+  }
   gap = lambda k: float(np.max(np.abs(means[k][1:] / means['float32'][1:] - 1)))
-  return {'steps': steps, 'window': window, 'curves': curves,
-          'window_means': {k: v.tolist() for k, v in means.items()},
-          'bf16_max_rel_gap': gap('bfloat16'), 'init_max_rel_gap': gap('float32_init1')}
+  return {
+    'steps': steps,
+    'window': window,
+    'curves': curves,
+    'window_means': {k: v.tolist() for k, v in means.items()},
+    'bf16_max_rel_gap': gap('bfloat16'),
+    'init_max_rel_gap': gap('float32_init1'),
+  }
 
 
 def format_curves(report):
   w = report['window']
-  lines = [f'SRResNet content loss, mean of each {w} steps (same batches of demo-photo crops):',
-           f'{"steps":>11} {"float32":>9} {"bfloat16":>9} {"fp32 init1":>10}']
+  lines = [
+    f'SRResNet content loss, mean of each {w} steps (same batches of demo-photo crops):',
+    f'{"steps":>11} {"float32":>9} {"bfloat16":>9} {"fp32 init1":>10}',
+  ]
   m = report['window_means']
   for i in range(len(m['float32'])):
-    lines.append(f'{i * w + 1:>5}-{(i + 1) * w:<5} {m["float32"][i]:9.5f} {m["bfloat16"][i]:9.5f} '
-                 f'{m["float32_init1"][i]:10.5f}')
-  lines.append(f'largest gap to float32 after the first window: bfloat16 '
-               f'{report["bf16_max_rel_gap"]:.1%}, float32 from another init {report["init_max_rel_gap"]:.1%}')
+    lines.append(
+      f'{i * w + 1:>5}-{(i + 1) * w:<5} {m["float32"][i]:9.5f} {m["bfloat16"][i]:9.5f} '
+      f'{m["float32_init1"][i]:10.5f}'
+    )
+  lines.append(
+    f'largest gap to float32 after the first window: bfloat16 '
+    f'{report["bf16_max_rel_gap"]:.1%}, float32 from another init {report["init_max_rel_gap"]:.1%}'
+  )
   return '\n'.join(lines)
 
 
 def format_table(rows, peak):
   """A fixed-width table: one line per figure."""
-  head = (f'{"figure":<16} {"compile s":>9} {"JAX s":>8} {"JAX rate":>14} {"MFU":>6} '
-          f'{"RSS MB":>7} {"torch s":>8} {"torch rate":>14} {"torch MFU":>9} {"JAX/torch":>9}')
+  head = (
+    f'{"figure":<16} {"compile s":>9} {"JAX s":>8} {"JAX rate":>14} {"MFU":>6} '
+    f'{"RSS MB":>7} {"torch s":>8} {"torch rate":>14} {"torch MFU":>9} {"JAX/torch":>9}'
+  )
   lines = [head, '-' * len(head)]
   for r in rows:
     mfu = r['flops'] / r['jax_s'] / peak
-    line = (f'{r["name"]:<16} {r["compile_s"]:9.2f} {r["jax_s"]:8.3f} '
-            f'{r["jax_throughput"]:9.2f} {r["unit"]:<4} {mfu:6.1%} {r["host_rss_delta_mb"]:7.0f}')
+    line = (
+      f'{r["name"]:<16} {r["compile_s"]:9.2f} {r["jax_s"]:8.3f} '
+      f'{r["jax_throughput"]:9.2f} {r["unit"]:<4} {mfu:6.1%} {r["host_rss_delta_mb"]:7.0f}'
+    )
     if 'torch_s' in r:
-      line += (f' {r["torch_s"]:8.3f} {r["torch_throughput"]:9.2f} {r["unit"]:<4} '
-               f'{r["flops"] / r["torch_s"] / peak:9.1%} {r["jax_over_torch"]:9.2f}')
+      line += (
+        f' {r["torch_s"]:8.3f} {r["torch_throughput"]:9.2f} {r["unit"]:<4} '
+        f'{r["flops"] / r["torch_s"] / peak:9.1%} {r["jax_over_torch"]:9.2f}'
+      )
     lines.append(line)
   return '\n'.join(lines)
 
@@ -545,10 +666,12 @@ def run(config, use_torch, log=print):
     if worker:
       peaks['torch'] = worker.call(peak=peak_n, dtype=dtype)['flops']
     peak = max(peaks.values())
-    log(f'device {jax.devices()[0].device_kind} ({_cpu_model()}, {threads} threads); '
-        f'{dtype} matmul peak {peak / 1e9:.1f} GFLOP/s ' +
-        ', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items()) +
-        (f'; PyTorch on {torch_device}' if worker else ''))
+    log(
+      f'device {jax.devices()[0].device_kind} ({_cpu_model()}, {threads} threads); '
+      f'{dtype} matmul peak {peak / 1e9:.1f} GFLOP/s '
+      + ', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items())
+      + (f'; PyTorch on {torch_device}' if worker else '')
+    )
     if convs is not None:
       log(f'float32 convolutions: {convs}')
     rows = []
@@ -574,14 +697,27 @@ def run(config, use_torch, log=print):
     log(f'loss curves, {_CURVE_STEPS.value} steps x 3 runs ...')
     curves = loss_curves(config, _CURVE_STEPS.value)
     log(format_curves(curves))
-  return {'device': jax.devices()[0].device_kind, 'platform': platform, 'cpu': _cpu_model(),
-          'threads': threads, 'torch_device': torch_device if use_torch else None,
-          'compute_dtype': dtype, 'peak_n': peak_n, 'jax_version': jax.__version__,
-          'xla_flags': os.environ.get('XLA_FLAGS', ''),
-          'compiler_options': fast_conv.compiler_options(), 'cpu_convolutions': convs,
-          'peak_flops': peak, 'matmul_peak_flops': peaks, 'config': config.to_dict(),
-          'repeats': _REPEATS.value, 'warmup': _WARMUP.value, 'results': rows, 'table': table,
-          'loss_curves': curves}
+  return {
+    'device': jax.devices()[0].device_kind,
+    'platform': platform,
+    'cpu': _cpu_model(),
+    'threads': threads,
+    'torch_device': torch_device if use_torch else None,
+    'compute_dtype': dtype,
+    'peak_n': peak_n,
+    'jax_version': jax.__version__,
+    'xla_flags': os.environ.get('XLA_FLAGS', ''),
+    'compiler_options': fast_conv.compiler_options(),
+    'cpu_convolutions': convs,
+    'peak_flops': peak,
+    'matmul_peak_flops': peaks,
+    'config': config.to_dict(),
+    'repeats': _REPEATS.value,
+    'warmup': _WARMUP.value,
+    'results': rows,
+    'table': table,
+    'loss_curves': curves,
+  }
 
 
 def main(argv):

@@ -40,8 +40,11 @@ from srgan_jax import workdir as workdir_lib
 from srgan_jax.errors import UserError
 
 # The train-state items of a checkpoint, as restore_compatible_only names them.
-_ITEM_NAMES = {'generator': "G's weights", 'g_opt': "G's Adam state and the step",
-               'discriminator': 'D'}
+_ITEM_NAMES = {
+  'generator': "G's weights",
+  'g_opt': "G's Adam state and the step",
+  'discriminator': 'D',
+}
 
 
 def _model_meta(config) -> dict:
@@ -52,8 +55,10 @@ def _model_meta(config) -> dict:
 def leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
   """{'params/conv_in/kernel': shape, ...} of a pytree of arrays, shape structs or Orbax metadata."""
   name = lambda k: str(next((getattr(k, a) for a in ('key', 'name', 'idx') if hasattr(k, a)), k))
-  return {'/'.join(name(k) for k in path): tuple(getattr(leaf, 'shape', np.shape(leaf)))
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+  return {
+    '/'.join(name(k) for k in path): tuple(getattr(leaf, 'shape', np.shape(leaf)))
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+  }
 
 
 def shape_differences(have: dict | None, want: dict) -> list[str]:
@@ -62,8 +67,11 @@ def shape_differences(have: dict | None, want: dict) -> list[str]:
     return ['not in the checkpoint']
   show = lambda s: 'absent' if s is None else str(tuple(s))
   order = lambda k: (not k.startswith('params/'), k)  # parameters first: they name the layer
-  return [f'{k}: checkpoint {show(have.get(k))} vs this run {show(want.get(k))}'
-          for k in sorted(set(have) | set(want), key=order) if have.get(k) != want.get(k)]
+  return [
+    f'{k}: checkpoint {show(have.get(k))} vs this run {show(want.get(k))}'
+    for k in sorted(set(have) | set(want), key=order)
+    if have.get(k) != want.get(k)
+  ]
 
 
 def _saved_shapes(item_dir: epath.Path) -> dict | None:
@@ -88,8 +96,11 @@ def config_differences(theirs: dict, mine: dict) -> list[str]:
   """'field: checkpoint X vs config Y' for each differing field; phase, model, data first."""
   theirs, mine = _flat(theirs), _flat(mine)
   rank = lambda f: (0 if f == 'phase' else 1 if f.startswith(('model.', 'data.')) else 2, f)
-  return [f'{f}: checkpoint {theirs.get(f)!r} vs config {mine.get(f)!r}'
-          for f in sorted(set(theirs) | set(mine), key=rank) if theirs.get(f) != mine.get(f)]
+  return [
+    f'{f}: checkpoint {theirs.get(f)!r} vs config {mine.get(f)!r}'
+    for f in sorted(set(theirs) | set(mine), key=rank)
+    if theirs.get(f) != mine.get(f)
+  ]
 
 
 class Checkpointer:
@@ -98,25 +109,34 @@ class Checkpointer:
   def __init__(self, directory, config):
     self.directory = epath.Path(directory)
     self._config = config
-    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
-                                           enable_async_checkpointing=True,
-                                           cleanup_tmp_directories=True)
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=config.keep_checkpoints,
+      create=True,
+      enable_async_checkpointing=True,
+      cleanup_tmp_directories=True,
+    )
     self._mngr = ocp.CheckpointManager(self.directory, options=options)
     self._export_dir = self.directory.parent / 'export'
 
   def _meta(self, step, rng):
-    return {'step': int(step), 'phase': self._config.phase, 'model': _model_meta(self._config),
-            'rng': np.asarray(jax.random.key_data(rng)).tolist(),
-            'process_count': jax.process_count(), 'device_count': jax.device_count(),
-            'config': json.loads(self._config.to_json_best_effort())}
+    return {
+      'step': int(step),
+      'phase': self._config.phase,
+      'model': _model_meta(self._config),
+      'rng': np.asarray(jax.random.key_data(rng)).tolist(),
+      'process_count': jax.process_count(),
+      'device_count': jax.device_count(),
+      'config': json.loads(self._config.to_json_best_effort()),
+    }
 
   def save(self, step: int, g_state, d_state, rng, data_iter) -> None:
     items = {
-        'generator': ocp.args.StandardSave({'params': g_state.params,
-                                            'batch_stats': g_state.batch_stats}),
-        'g_opt': ocp.args.StandardSave({'step': g_state.step, 'opt_state': g_state.opt_state}),
-        'meta': ocp.args.JsonSave(self._meta(step, rng)),
-        'data': grain.checkpoint.CheckpointSave(data_iter),
+      'generator': ocp.args.StandardSave(
+        {'params': g_state.params, 'batch_stats': g_state.batch_stats}
+      ),
+      'g_opt': ocp.args.StandardSave({'step': g_state.step, 'opt_state': g_state.opt_state}),
+      'meta': ocp.args.JsonSave(self._meta(step, rng)),
+      'data': grain.checkpoint.CheckpointSave(data_iter),
     }
     if d_state is not None:
       items['discriminator'] = ocp.args.StandardSave(_d_tree(d_state))
@@ -145,76 +165,119 @@ class Checkpointer:
     if step is None:
       return None
     step_dir = self.directory / str(step)
-    targets = {'generator': {'params': g_state.params, 'batch_stats': g_state.batch_stats},
-               'g_opt': {'step': g_state.step, 'opt_state': g_state.opt_state}}
+    targets = {
+      'generator': {'params': g_state.params, 'batch_stats': g_state.batch_stats},
+      'g_opt': {'step': g_state.step, 'opt_state': g_state.opt_state},
+    }
     if d_state is not None:
       targets['discriminator'] = _d_tree(d_state)
     with _explain_unreadable(step_dir):
       meta = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-      misfits = {name: shape_differences(_saved_shapes(step_dir / name), leaf_shapes(tree))
-                 for name, tree in targets.items()}
+      misfits = {
+        name: shape_differences(_saved_shapes(step_dir / name), leaf_shapes(tree))
+        for name, tree in targets.items()
+      }
     misfits = {name: diff for name, diff in misfits.items() if diff}
     partial = self._config.get('restore_compatible_only', False)
     other_phase = meta.get('phase', self._config.phase) != self._config.phase
     if other_phase or (misfits and not partial):
       self._refuse(step, meta, misfits)
     if 'generator' in misfits:
-      misfits.setdefault('g_opt', ['the step and G\'s Adam state go with its weights'])
-    items = {name: ocp.args.StandardRestore(tree) for name, tree in targets.items() if name not in misfits}
+      misfits.setdefault('g_opt', ["the step and G's Adam state go with its weights"])
+    items = {
+      name: ocp.args.StandardRestore(tree) for name, tree in targets.items() if name not in misfits
+    }
     same_processes = meta.get('process_count', jax.process_count()) == jax.process_count()
-    if same_processes and not misfits:  # else each process's saved position belongs to another sharding
+    if (
+      same_processes and not misfits
+    ):  # else each process's saved position belongs to another sharding
       items['data'] = grain.checkpoint.CheckpointRestore(data_iter)
     with _explain_unreadable(step_dir):
       r = self._mngr.restore(step, args=ocp.args.Composite(**items))
     if 'generator' in r:
-      g_state = g_state.replace(params=r['generator']['params'],
-                                batch_stats=r['generator']['batch_stats'])
+      g_state = g_state.replace(
+        params=r['generator']['params'], batch_stats=r['generator']['batch_stats']
+      )
     if 'g_opt' in r:
       g_state = g_state.replace(step=r['g_opt']['step'], opt_state=r['g_opt']['opt_state'])
     if d_state is not None and 'discriminator' in r:
       d_state = d_state.replace(**r['discriminator'])
     if misfits:
-      logging.warning('restore_compatible_only: %s: restored %s; fresh: %s; the run continues at step %d.',
-                      step_dir, ', '.join(_ITEM_NAMES[n] for n in targets if n not in misfits) or 'nothing',
-                      '; '.join(f'{_ITEM_NAMES[n]} ({d[0]})' for n, d in misfits.items()),
-                      int(g_state.step))
+      logging.warning(
+        'restore_compatible_only: %s: restored %s; fresh: %s; the run continues at step %d.',
+        step_dir,
+        ', '.join(_ITEM_NAMES[n] for n in targets if n not in misfits) or 'nothing',
+        '; '.join(f'{_ITEM_NAMES[n]} ({d[0]})' for n, d in misfits.items()),
+        int(g_state.step),
+      )
     if 'data' not in r:
-      why = (f'it was written by {meta.get("process_count")} processes and this run has '
-             f'{jax.process_count()}' if not same_processes else 'only compatible parts were restored')
-      logging.warning('%s/%d: the data iterator state is not restored (%s); the sample stream '
-                      'continues from step %d, as it would have without the interruption.',
-                      self.directory, step, why, int(g_state.step))
+      why = (
+        f'it was written by {meta.get("process_count")} processes and this run has '
+        f'{jax.process_count()}'
+        if not same_processes
+        else 'only compatible parts were restored'
+      )
+      logging.warning(
+        '%s/%d: the data iterator state is not restored (%s); the sample stream '
+        'continues from step %d, as it would have without the interruption.',
+        self.directory,
+        step,
+        why,
+        int(g_state.step),
+      )
       input_pipeline.seek(data_iter, int(g_state.step))
     devices = meta.get('device_count', jax.device_count())
     if devices != jax.device_count():
-      logging.warning('%s/%d was written by a run on %d devices and this run has %d: the data has '
-                      'one shard per device, so the sample stream from here on differs from the '
-                      'one the checkpointed run would have seen.', self.directory, step, devices,
-                      jax.device_count())
+      logging.warning(
+        '%s/%d was written by a run on %d devices and this run has %d: the data has '
+        'one shard per device, so the sample stream from here on differs from the '
+        'one the checkpointed run would have seen.',
+        self.directory,
+        step,
+        devices,
+        jax.device_count(),
+      )
     rng = jax.random.wrap_key_data(np.asarray(meta['rng'], dtype=np.uint32))
     return g_state, d_state, rng
 
   def _refuse(self, step: int, meta: dict, misfits: dict) -> None:
     """The one-line error for a checkpoint of another config (not a damaged one)."""
-    fields = config_differences(meta.get('config', {}), json.loads(self._config.to_json_best_effort()))
+    fields = config_differences(
+      meta.get('config', {}), json.loads(self._config.to_json_best_effort())
+    )
     arrays = [f'{n} {d[0]}' for n, d in misfits.items()]
-    details = fields[:4] + ([f'{len(fields) - 4} more fields'] if len(fields) > 4 else []) + arrays[:3]
-    raise UserError(f'{self.directory}/{step} was written by another config ({"; ".join(details)}); '
-                    'use a fresh --workdir or the matching config, or pass '
-                    '--config.restore_compatible_only=True to restore only the parts that fit.')
+    details = (
+      fields[:4] + ([f'{len(fields) - 4} more fields'] if len(fields) > 4 else []) + arrays[:3]
+    )
+    raise UserError(
+      f'{self.directory}/{step} was written by another config ({"; ".join(details)}); '
+      'use a fresh --workdir or the matching config, or pass '
+      '--config.restore_compatible_only=True to restore only the parts that fit.'
+    )
 
   def save_export(self, step: int, g_state) -> None:
     """The generator-only export (WORKDIR/export/<step>) that inference loads."""
     # The run's own save of this step must be committed first: on several processes the two
     # managers would otherwise share the commit barrier named after the step.
     self._mngr.wait_until_finished()
-    mngr = ocp.CheckpointManager(self._export_dir, options=ocp.CheckpointManagerOptions(
-        max_to_keep=1, create=True, enable_async_checkpointing=False))
-    mngr.save(step, args=ocp.args.Composite(
-        generator=ocp.args.StandardSave({'params': g_state.params,
-                                         'batch_stats': g_state.batch_stats}),
-        meta=ocp.args.JsonSave({'step': int(step), 'phase': self._config.phase,
-                                'model': _model_meta(self._config)})), force=True)
+    mngr = ocp.CheckpointManager(
+      self._export_dir,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=1, create=True, enable_async_checkpointing=False
+      ),
+    )
+    mngr.save(
+      step,
+      args=ocp.args.Composite(
+        generator=ocp.args.StandardSave(
+          {'params': g_state.params, 'batch_stats': g_state.batch_stats}
+        ),
+        meta=ocp.args.JsonSave(
+          {'step': int(step), 'phase': self._config.phase, 'model': _model_meta(self._config)}
+        ),
+      ),
+      force=True,
+    )
     mngr.wait_until_finished()
     mngr.close()
 
@@ -227,8 +290,12 @@ class Checkpointer:
 
 
 def _d_tree(d_state) -> dict:
-  return {'params': d_state.params, 'batch_stats': d_state.batch_stats,
-          'step': d_state.step, 'opt_state': d_state.opt_state}
+  return {
+    'params': d_state.params,
+    'batch_stats': d_state.batch_stats,
+    'step': d_state.step,
+    'opt_state': d_state.opt_state,
+  }
 
 
 @contextlib.contextmanager
@@ -240,13 +307,16 @@ def _explain_unreadable(step_dir: epath.Path):
     why = ' '.join(str(error).split('See full TensorStore details')[0].split())[:200]
     others = sorted(p.name for p in step_dir.parent.iterdir() if p.name.isdigit() and p != step_dir)
     before = f' (also here: {", ".join(others)})' if others else ''
-    raise UserError(f'{step_dir} cannot be read ({type(error).__name__}: {why}); if it is damaged, '
-                    f'move it out of {step_dir.parent} to use the checkpoint before it{before}, or '
-                    'restore it from a copy.') from error
+    raise UserError(
+      f'{step_dir} cannot be read ({type(error).__name__}: {why}); if it is damaged, '
+      f'move it out of {step_dir.parent} to use the checkpoint before it{before}, or '
+      'restore it from a copy.'
+    ) from error
 
 
 # ----------------------------------------------------------------------------
 # Loading G for SRGAN initialisation, evaluation and upscaling.
+
 
 def _latest_step_dir(manager_dir: epath.Path) -> epath.Path | None:
   steps = [p for p in manager_dir.iterdir() if p.name.isdigit() and (p / 'generator').exists()]
@@ -275,6 +345,7 @@ def has_checkpoint(manager_dir) -> bool:
 
 def has_generator(path) -> bool:
   from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
+
   if model_zoo.is_generator_file(path):
     return model_zoo.is_model_name(path) or epath.Path(path).is_file()
   return resolve_generator_dir(path) is not None
@@ -288,8 +359,10 @@ def load_generator(path) -> dict:
 def _generator_step_dir(path) -> epath.Path:
   step_dir = resolve_generator_dir(path)
   if step_dir is None:
-    raise UserError(f'no generator checkpoint under {path!s}; pass a training workdir, '
-                     'its checkpoints/ or export/ directory, or one step directory.')
+    raise UserError(
+      f'no generator checkpoint under {path!s}; pass a training workdir, '
+      'its checkpoints/ or export/ directory, or one step directory.'
+    )
   return step_dir
 
 
@@ -305,6 +378,7 @@ def load_generator_with_meta(path) -> tuple[dict, dict]:
   file or a shipped model's name (srgan_jax.model_zoo).
   """
   from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
+
   if model_zoo.is_generator_file(path):
     return model_zoo.load_file(path)
   step_dir = _generator_step_dir(path)
@@ -317,6 +391,7 @@ def load_generator_with_meta(path) -> tuple[dict, dict]:
 def generator_metadata(path) -> tuple[dict, dict]:
   """(leaf_shapes of G's saved variables, meta), read without loading the arrays."""
   from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
+
   if model_zoo.is_generator_file(path):  # one small file: read it
     variables, meta = model_zoo.load_file(path)
     return leaf_shapes(variables), meta

@@ -66,8 +66,7 @@ def _plan(in_hw, scale, output_shape):
   if output_shape is not None:
     out_hw = tuple(int(s) for s in output_shape)
     if len(out_hw) != 2 or min(out_hw) < 1:
-      raise ValueError(
-          f'imresize: output_shape must be (height, width) >= 1, got {output_shape}.')
+      raise ValueError(f'imresize: output_shape must be (height, width) >= 1, got {output_shape}.')
     scales = tuple(o / i for o, i in zip(out_hw, in_hw))
   else:
     scales = tuple(np.broadcast_to(np.asarray(scale, np.float64), (2,)).tolist())
@@ -81,8 +80,9 @@ def _plan(in_hw, scale, output_shape):
 def _check_rank(shape):
   if len(shape) < 3:
     raise ValueError(
-        f'imresize: expected [..., H, W, C], got shape {tuple(shape)}; '
-        'add a trailing channel axis for grayscale.')
+      f'imresize: expected [..., H, W, C], got shape {tuple(shape)}; '
+      'add a trailing channel axis for grayscale.'
+    )
 
 
 def _apply_np(x, d, mat):

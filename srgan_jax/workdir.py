@@ -26,8 +26,9 @@ def check_writable(workdir: str) -> epath.Path:
     probe.write_text('ok')
     probe.unlink()
   except OSError as e:
-    raise WorkdirError(f'cannot write to --workdir={workdir} ({e.strerror or e}); '
-                       'pass a directory you can write to.') from None
+    raise WorkdirError(
+      f'cannot write to --workdir={workdir} ({e.strerror or e}); pass a directory you can write to.'
+    ) from None
   return path
 
 
@@ -47,8 +48,10 @@ def move_run(workdir, destination) -> list[str]:
   names += [RUN_OUTPUTS[-1]] if (workdir / RUN_OUTPUTS[-1]).exists() else []
   clash = [n for n in names if (destination / n).exists()]
   if clash:
-    raise WorkdirError(f'cannot move the previous run in {workdir} to {destination}: '
-                       f'{destination / clash[0]} exists; move it away or use a fresh --workdir.')
+    raise WorkdirError(
+      f'cannot move the previous run in {workdir} to {destination}: '
+      f'{destination / clash[0]} exists; move it away or use a fresh --workdir.'
+    )
   destination.mkdir(parents=True, exist_ok=True)
   for n in names:
     (workdir / n).rename(destination / n)

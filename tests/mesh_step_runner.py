@@ -30,8 +30,12 @@ def main(out):
   for _ in range(2):
     g_state, d_state, _ = step(g_state, d_state, batch, None)
   flat = {}
-  for name, tree in (('g', g_state.params), ('d', d_state.params), ('gbs', g_state.batch_stats),
-                     ('dbs', d_state.batch_stats)):
+  for name, tree in (
+    ('g', g_state.params),
+    ('d', d_state.params),
+    ('gbs', g_state.batch_stats),
+    ('dbs', d_state.batch_stats),
+  ):
     for k, v in traverse_util.flatten_dict(jax.device_get(tree), sep='/').items():
       flat[f'{name}/{k}'] = np.asarray(v)
   np.savez(out, n_devices=jax.device_count(), **flat)

@@ -28,10 +28,24 @@ def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, wit
   if with_torch and torch is None:
     pytest.skip('torch not installed')
   out = tmp_path / 'bench.json'
-  cmd = [sys.executable, '-m', 'srgan_jax.benchmark', '--tiny', '--batch=2', '--crop=16',
-         '--infer_sizes=16,32', '--repeats=1', '--warmup=0', '--peak_n=256', f'--json={out}',
-         f'--torch={with_torch}', '--torch_format=nchw']
-  expected = ALL_ROWS if with_torch else FAST_ROWS  # the SRGAN step's compile dominates; once is enough
+  cmd = [
+    sys.executable,
+    '-m',
+    'srgan_jax.benchmark',
+    '--tiny',
+    '--batch=2',
+    '--crop=16',
+    '--infer_sizes=16,32',
+    '--repeats=1',
+    '--warmup=0',
+    '--peak_n=256',
+    f'--json={out}',
+    f'--torch={with_torch}',
+    '--torch_format=nchw',
+  ]
+  expected = (
+    ALL_ROWS if with_torch else FAST_ROWS
+  )  # the SRGAN step's compile dominates; once is enough
   if not with_torch:
     cmd.append('--only=srresnet,inference')
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -43,8 +57,12 @@ def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, wit
     assert r['jax_s'] > 0 and r['compile_s'] > 0 and r['flops'] > 0 and 0 < r['jax_mfu']
     assert ('jax_over_torch' in r) == with_torch
   assert report['peak_flops'] > 0 and report['threads'] >= 1
-  assert report['compiler_options'] == fast_conv.compiler_options()  # what the figures were compiled with
-  assert report['cpu_convolutions'].startswith('oneDNN convolutions from ') == onednn_conv.status()[0]
+  assert (
+    report['compiler_options'] == fast_conv.compiler_options()
+  )  # what the figures were compiled with
+  assert (
+    report['cpu_convolutions'].startswith('oneDNN convolutions from ') == onednn_conv.status()[0]
+  )
   table = [l for l in proc.stdout.splitlines() if l.split() and l.split()[0] in expected]
   assert len(table) == len(expected)
   assert all(len(l.split()) == (12 if with_torch else 7) for l in table), table
@@ -60,12 +78,13 @@ def test_analytic_flops_match_xla_cost_analysis_for_the_generator(monkeypatch):
   cost = jax.jit(lambda v, x: g.apply(v, x)).lower(variables, x).compile().cost_analysis()
   analytic = benchmark.generator_flops((32, 32), 3, 2, 64)
   # XLA skips the taps that fall on SAME padding; the analytic count includes them.
-  assert 0.9 * analytic < cost["flops"] <= analytic
+  assert 0.9 * analytic < cost['flops'] <= analytic
 
 
 @pytest.mark.skipif(torch is None, reason='torch not installed')
 def test_torch_reference_computes_the_same_generator_and_discriminator():
   from srgan_jax import torch_reference as tr
+
   rng = np.random.default_rng(0)
   lr = rng.random((2, 8, 8, 3), dtype=np.float32)
   hr = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
@@ -77,7 +96,8 @@ def test_torch_reference_computes_the_same_generator_and_discriminator():
   g_vars, d_vars = perturb(g_vars), perturb(d_vars)
   tg = tr.load_flax_generator(tr.Generator(4, 2, 16), g_vars).eval()
   td = tr.load_flax_discriminator(
-      tr.Discriminator(32, d.features, d.strides, d.dense_features), d_vars).eval()
+    tr.Discriminator(32, d.features, d.strides, d.dense_features), d_vars
+  ).eval()
   nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2)
   with torch.no_grad():
     sr_t = tg(nchw(lr)).permute(0, 2, 3, 1).numpy()
@@ -109,8 +129,13 @@ def test_bfloat16_compute_trains_like_float32():
       g_state, _, metrics = step(g_state, None, batch, None)
       losses.append(float(metrics['content_loss']))
     curves[dtype], states[dtype] = np.array(losses), g_state
-  kinds = {a.dtype for a in jax.tree.leaves((states['bfloat16'].params, states['bfloat16'].opt_state,
-                                             states['bfloat16'].batch_stats)) if a.ndim}
+  kinds = {
+    a.dtype
+    for a in jax.tree.leaves(
+      (states['bfloat16'].params, states['bfloat16'].opt_state, states['bfloat16'].batch_stats)
+    )
+    if a.ndim
+  }
   assert kinds == {jnp.dtype(jnp.float32)}
   assert curves['bfloat16'][-1] < 0.7 * curves['bfloat16'][0]
   np.testing.assert_allclose(curves['bfloat16'], curves['float32'], rtol=0.1)
@@ -118,8 +143,11 @@ def test_bfloat16_compute_trains_like_float32():
 
 def test_torch_flag_without_torch_installed_is_a_one_line_usage_error(monkeypatch):
   real_find_spec = benchmark.importlib.util.find_spec
-  monkeypatch.setattr(benchmark.importlib.util, 'find_spec',
-                      lambda name, *a: None if name == 'torch' else real_find_spec(name, *a))
+  monkeypatch.setattr(
+    benchmark.importlib.util,
+    'find_spec',
+    lambda name, *a: None if name == 'torch' else real_find_spec(name, *a),
+  )
   with pytest.raises(benchmark.app.UsageError, match=r"pip install -e '\.\[benchmark\]'"):
     benchmark.run(tiny_config(), use_torch=True)
 
@@ -147,14 +175,34 @@ def test_photo_crops_are_crops_of_the_demo_photographs():
   assert crops.std() > 10  # photographs, not constant fill
 
 
-@pytest.mark.skipif(torch is None or torch.cuda.is_available(), reason='needs a PyTorch without CUDA')
+@pytest.mark.skipif(
+  torch is None or torch.cuda.is_available(), reason='needs a PyTorch without CUDA'
+)
 def test_torch_device_cuda_without_cuda_is_a_one_line_error():
   proc = subprocess.run(
-      [sys.executable, '-m', 'srgan_jax.benchmark', '--tiny', '--batch=2', '--crop=16', '--only=srresnet',
-       '--repeats=1', '--warmup=0', '--peak_n=64', '--torch', '--torch_device=cuda'],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      '-m',
+      'srgan_jax.benchmark',
+      '--tiny',
+      '--batch=2',
+      '--crop=16',
+      '--only=srresnet',
+      '--repeats=1',
+      '--warmup=0',
+      '--peak_n=64',
+      '--torch',
+      '--torch_device=cuda',
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode != 0
   errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
-  assert errors == [f'error: --torch_device=cuda, but PyTorch {torch.__version__} sees no CUDA device; '
-                    'use --torch_device=cpu or a CUDA build of torch'], proc.stderr[-2000:]
+  assert errors == [
+    f'error: --torch_device=cuda, but PyTorch {torch.__version__} sees no CUDA device; '
+    'use --torch_device=cpu or a CUDA build of torch'
+  ], proc.stderr[-2000:]
   assert 'worker exited' in proc.stderr and 'Traceback' not in proc.stderr

@@ -18,7 +18,9 @@ from tests.helpers import tiny_config
 
 
 def _lax_conv(x, w, strides, padding):
-  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return lax.conv_general_dilated(
+    x, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
 
 
 def _ynn_fusion_bodies(hlo: str) -> list[str]:
@@ -54,8 +56,12 @@ def test_no_convolution_of_the_srgan_step_runs_in_ynnpack(monkeypatch):
   monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
   config = tiny_config('srgan', **{'loss.content': 'vgg54'})
   g_state, d_state = train.create_train_states(config, jax.random.key(0))
-  vgg_params = vgg.VGG19(taps=('relu5_4',)).init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))['params']
-  content_loss = lambda sr, hr, p: vgg.content_loss(p, sr, hr, preprocess='torch', taps=('relu5_4',))
+  vgg_params = vgg.VGG19(taps=('relu5_4',)).init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))[
+    'params'
+  ]
+  content_loss = lambda sr, hr, p: vgg.content_loss(
+    p, sr, hr, preprocess='torch', taps=('relu5_4',)
+  )
   step = train.make_jitted_step(config, train.make_mesh(), content_loss)
   batch = {'hr': jnp.zeros((4, 24, 24, 3), jnp.uint8)}
   hlo = step.lower(g_state, d_state, batch, vgg_params).compile().as_text()
@@ -63,41 +69,60 @@ def test_no_convolution_of_the_srgan_step_runs_in_ynnpack(monkeypatch):
   assert _convs_in_ynn(hlo) == 0
 
 
-@pytest.mark.parametrize('k,stride,padding', [
-    (3, 2, 'SAME'),    # D's k3s2 convs
+@pytest.mark.parametrize(
+  'k,stride,padding',
+  [
+    (3, 2, 'SAME'),  # D's k3s2 convs
     (3, 2, 'VALID'),
-    (4, 2, 'SAME'),    # even kernel: uneven phases
-    (3, 3, 'SAME'),    # stride 3
+    (4, 2, 'SAME'),  # even kernel: uneven phases
+    (3, 3, 'SAME'),  # stride 3
     (5, 2, ((2, 0), (1, 3))),  # explicit, asymmetric padding
-])
+  ],
+)
 @pytest.mark.parametrize('h,w', [(12, 10), (9, 7), (5, 6)])
 def test_strided_conv_gradients_equal_lax_gradients(k, stride, padding, h, w):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(2, h, w, 3)), jnp.float32)
   kernel = jnp.asarray(rng.normal(size=(k, k, 3, 4)), jnp.float32)
-  conv = lambda f: lambda x, kernel: f(x, kernel, (stride, stride), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  conv = lambda f: (
+    lambda x, kernel: f(
+      x, kernel, (stride, stride), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
+  )
   y = conv(lax.conv_general_dilated)(x, kernel)
   cot = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
   loss = lambda f: lambda x, kernel: jnp.sum(conv(f)(x, kernel) * cot)
   got = jax.grad(loss(fast_conv.conv_general_dilated), argnums=(0, 1))(x, kernel)
   want = jax.grad(loss(lax.conv_general_dilated), argnums=(0, 1))(x, kernel)
-  np.testing.assert_allclose(conv(fast_conv.conv_general_dilated)(x, kernel), y, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    conv(fast_conv.conv_general_dilated)(x, kernel), y, rtol=1e-6, atol=1e-6
+  )
   for g, wnt in zip(got, want):
     np.testing.assert_allclose(g, wnt, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(wnt))))
 
 
-@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the phase-wise gradient is used on XLA:CPU')
+@pytest.mark.skipif(
+  jax.default_backend() != 'cpu', reason='the phase-wise gradient is used on XLA:CPU'
+)
 def test_the_discriminator_strided_convs_take_the_phase_wise_input_gradient(monkeypatch):
   # Where oneDNN's convolutions do not apply, the custom rule is in the graph: the input
   # gradient of a k3s2 conv is made of stride-1 convolutions only (lax's own would
   # dilate dy: lhs_dilation 2).
   monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
   x, kernel = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
-  f = lambda x: jnp.sum(fast_conv.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+  f = lambda x: jnp.sum(
+    fast_conv.conv_general_dilated(
+      x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
+  )
   hlo = jax.jit(jax.grad(f)).lower(x).as_text()
-  plain = lambda x: jnp.sum(lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+  plain = lambda x: jnp.sum(
+    lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  )
   assert 'lhs_dilate = [2, 2]' in jax.jit(jax.grad(plain)).lower(x).as_text()
-  assert 'lhs_dilate = [2, 2]' not in hlo and hlo.count('stablehlo.convolution') >= 4  # one per phase
+  assert (
+    'lhs_dilate = [2, 2]' not in hlo and hlo.count('stablehlo.convolution') >= 4
+  )  # one per phase
 
 
 @pytest.mark.parametrize('h,w', [(12, 10), (9, 7), (1, 3)])

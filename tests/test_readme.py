@@ -21,11 +21,13 @@ def test_readme_opens_with_the_demo_and_the_test_command_and_ci_runs_the_latter(
 
 def _pyproject():
   import tomllib  # pylint: disable=g-import-not-at-top
+
   return tomllib.loads((REPO / 'pyproject.toml').read_text())
 
 
 def test_the_jax_pin_admits_every_jax_version_the_readme_reports_figures_for():
   from packaging.requirements import Requirement  # pylint: disable=g-import-not-at-top
+
   [jax] = [Requirement(d) for d in _pyproject()['project']['dependencies'] if d.startswith('jax')]
   documented = set(re.findall(r'\bjax (\d+\.\d+\.\d+)', (REPO / 'README.md').read_text()))
   assert documented, 'the README names the jax versions its figures were measured with'

@@ -19,6 +19,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def _fixed_batch(n=4, size=24):
   from srgan_jax import input_pipeline
+
   config = tiny_config(**{'data.batch_size': n, 'data.hr_crop': size})
   return {'hr': jnp.asarray(next(input_pipeline.create_train_iterator(config))['hr'])}
 
@@ -45,9 +46,14 @@ def test_jitted_step_lowers_the_content_loss_on_a_fixed_batch(phase):
 def test_srgan_step_moves_both_networks_and_the_bn_statistics():
   config = tiny_config('srgan')
   g0, d0 = train.create_train_states(config, jax.random.key(0))
-  g1, d1, _ = jax.jit(lambda g, d, b: train.train_step(
-      g, d, b, None, config=config, content_loss=train.make_content_loss(config)))(g0, d0, _fixed_batch())
-  moved = lambda a, b: any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  g1, d1, _ = jax.jit(
+    lambda g, d, b: train.train_step(
+      g, d, b, None, config=config, content_loss=train.make_content_loss(config)
+    )
+  )(g0, d0, _fixed_batch())
+  moved = lambda a, b: any(
+    not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+  )
   assert moved(g0.params, g1.params) and moved(d0.params, d1.params)
   assert moved(g0.batch_stats, g1.batch_stats) and moved(d0.batch_stats, d1.batch_stats)
 
@@ -63,10 +69,17 @@ def test_degrade_makes_quantised_lr_in_unit_range_and_hr_in_minus_one_one():
 
 def _run_mesh_runner(tmp_path, n_devices):
   out = tmp_path / f'params_{n_devices}.npz'
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n_devices}',
-             JAX_PLATFORMS='cpu')
-  subprocess.run([sys.executable, str(REPO / 'tests' / 'mesh_step_runner.py'), str(out)],
-                 check=True, env=env, cwd=REPO, capture_output=True, timeout=300)
+  env = dict(
+    os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n_devices}', JAX_PLATFORMS='cpu'
+  )
+  subprocess.run(
+    [sys.executable, str(REPO / 'tests' / 'mesh_step_runner.py'), str(out)],
+    check=True,
+    env=env,
+    cwd=REPO,
+    capture_output=True,
+    timeout=300,
+  )
   return np.load(out)
 
 
@@ -79,13 +92,16 @@ def test_same_step_on_one_and_four_devices_gives_the_same_parameters(tmp_path):
     np.testing.assert_allclose(four[k], one[k], rtol=1e-4, atol=1e-5, err_msg=k)
 
 
-@pytest.mark.parametrize('bad,match', [
+@pytest.mark.parametrize(
+  'bad,match',
+  [
     ({'phase': 'gan'}, 'config.phase'),
     ({'data.hr_crop': 26}, 'not divisible by the scale'),
     ({'model.scale': 5}, 'scale must be one of'),
     ({'loss.content': 'vgg33'}, 'config.loss.content'),
     ({'data.batch_size': 3, 'data.hr_crop': 24}, None),
-])
+  ],
+)
 def test_bad_configs_fail_with_one_line_before_compiling(bad, match, tmp_path):
   config = tiny_config(**bad)
   if match is None:  # a batch of 3 is fine on one device: no error expected
@@ -115,14 +131,35 @@ def test_vgg_loss_without_weights_is_refused_not_replaced_by_mse(tmp_path):
 def _main(workdir, *overrides, config='configs/x4.py:demo'):
   # The demo's own phase 1 is the shipped SRResNet and its loss VGG-16's: here a tiny G
   # trains phase 1 itself, and without VGG weights the demo's loud pixel-MSE fallback runs.
-  tiny = ['--config.model.tiny=True', '--config.data.hr_crop=24', '--config.data.val_crop=32',
-          '--config.data.num_val_images=2', '--config.log_every=2', '--config.checkpoint_every=2',
-          '--config.sample_every=2', '--config.generator_init=', '--config.loss.vgg_weights=',
-          '--config.data.batch_size=4', '--config.optim.learning_rate=1e-4']
-  return subprocess.run([sys.executable, '-m', 'srgan_jax.main', f'--config={config}',
-                         f'--workdir={workdir}', *tiny, *overrides],
-                        cwd=REPO, capture_output=True, text=True, timeout=600,
-                        env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  tiny = [
+    '--config.model.tiny=True',
+    '--config.data.hr_crop=24',
+    '--config.data.val_crop=32',
+    '--config.data.num_val_images=2',
+    '--config.log_every=2',
+    '--config.checkpoint_every=2',
+    '--config.sample_every=2',
+    '--config.generator_init=',
+    '--config.loss.vgg_weights=',
+    '--config.data.batch_size=4',
+    '--config.optim.learning_rate=1e-4',
+  ]
+  return subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'srgan_jax.main',
+      f'--config={config}',
+      f'--workdir={workdir}',
+      *tiny,
+      *overrides,
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=dict(os.environ, JAX_PLATFORMS='cpu'),
+  )
 
 
 def test_main_runs_both_phases_writes_outputs_and_resumes(tmp_path):
@@ -131,7 +168,9 @@ def test_main_runs_both_phases_writes_outputs_and_resumes(tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'PIXEL MSE' in r.stderr  # the demo says plainly that it is not the VGG loss
   # The CPU convolution handlers are built or loaded at start (one line), not inside a trace.
-  assert 0 <= r.stderr.find('XLA:CPU convolutions: ') < r.stderr.index('Phase 1/2'), r.stderr[-3000:]
+  assert 0 <= r.stderr.find('XLA:CPU convolutions: ') < r.stderr.index('Phase 1/2'), r.stderr[
+    -3000:
+  ]
   assert sorted(p.name for p in (wd / 'checkpoints').iterdir() if p.name.isdigit()) == ['2', '4']
   assert (wd / 'srresnet' / 'checkpoints' / '2' / 'generator').is_dir()
   assert (wd / 'export' / '4' / 'generator').is_dir()
@@ -143,6 +182,7 @@ def test_main_runs_both_phases_writes_outputs_and_resumes(tmp_path):
   assert [l['step'] for l in val] == [2, 4] and all(5 < l['val/psnr_y_bicubic'] < 60 for l in val)
   assert list((wd / 'tensorboard').glob('events.out.tfevents.*'))
   from PIL import Image
+
   grid = Image.open(wd / 'samples' / 'step_0000004.png')
   assert grid.size == (3 * 32, 2 * 32)  # bicubic | SR | HR, one row per validation crop
 
@@ -158,8 +198,9 @@ def test_main_runs_both_phases_writes_outputs_and_resumes(tmp_path):
 def test_main_accepts_a_relative_workdir_as_the_readme_uses(tmp_path):
   relative = os.path.relpath(tmp_path / 'runs' / 'demo', REPO)
   assert not os.path.isabs(relative)
-  r = _main(relative, '--config.pretrain_steps=2', '--config.num_train_steps=2',
-            '--config.sample_every=0')
+  r = _main(
+    relative, '--config.pretrain_steps=2', '--config.num_train_steps=2', '--config.sample_every=0'
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   assert (tmp_path / 'runs' / 'demo' / 'checkpoints' / '2' / 'generator').is_dir()
 
@@ -176,24 +217,40 @@ def test_main_reports_user_errors_in_one_line(tmp_path):
 def random_vgg_file(tmp_path_factory):
   """A converted-format VGG-19 file with random weights (the format convert_vgg writes)."""
   from srgan_jax import vgg
+
   rng = np.random.default_rng(3)
-  params = {name: {'kernel': rng.normal(0, np.sqrt(2 / (9 * k[2])), k).astype(np.float32),
-                   'bias': np.zeros(b, np.float32)}
-            for name, (k, b) in vgg.expected_shapes().items()}  # He-initialised VGG-19
+  params = {
+    name: {
+      'kernel': rng.normal(0, np.sqrt(2 / (9 * k[2])), k).astype(np.float32),
+      'bias': np.zeros(b, np.float32),
+    }
+    for name, (k, b) in vgg.expected_shapes().items()
+  }  # He-initialised VGG-19
   path = tmp_path_factory.mktemp('vgg') / 'vgg19_random.msgpack'
   path.write_bytes(vgg.encode(params, 'torchvision', 'torch'))
   return path
 
 
-def test_training_with_the_vgg_loss_uses_vgg_features_and_leaves_vgg_frozen(tmp_path, random_vgg_file):
+def test_training_with_the_vgg_loss_uses_vgg_features_and_leaves_vgg_frozen(
+  tmp_path, random_vgg_file
+):
   before = random_vgg_file.read_bytes()
   runs = {}
   for content in ('mse', 'vgg22'):
-    config = tiny_config('srresnet', **{'loss.content': content, 'loss.vgg_weights': str(random_vgg_file),
-                                        'num_train_steps': 2, 'sample_every': 0})
+    config = tiny_config(
+      'srresnet',
+      **{
+        'loss.content': content,
+        'loss.vgg_weights': str(random_vgg_file),
+        'num_train_steps': 2,
+        'sample_every': 0,
+      },
+    )
     g_state, _ = train.train_and_evaluate(config, str(tmp_path / content))
-    runs[content] = ([json.loads(l) for l in (tmp_path / content / 'metrics.jsonl').read_text().splitlines()],
-                     g_state)
+    runs[content] = (
+      [json.loads(l) for l in (tmp_path / content / 'metrics.jsonl').read_text().splitlines()],
+      g_state,
+    )
   mse_loss = runs['mse'][0][-1]['content_loss']
   vgg_loss = runs['vgg22'][0][-1]['content_loss']
   assert np.isfinite(vgg_loss) and vgg_loss > 0 and not np.isclose(vgg_loss, mse_loss)
@@ -203,8 +260,15 @@ def test_training_with_the_vgg_loss_uses_vgg_features_and_leaves_vgg_frozen(tmp_
 
 
 def test_training_scores_the_configured_benchmark_sets(tmp_path, shared_datasets):
-  config = tiny_config('srresnet', **{'num_train_steps': 2, 'sample_every': 0, 'eval.every': 2,
-                                      'eval.sets': (str(shared_datasets / 'Set5'),)})
+  config = tiny_config(
+    'srresnet',
+    **{
+      'num_train_steps': 2,
+      'sample_every': 0,
+      'eval.every': 2,
+      'eval.sets': (str(shared_datasets / 'Set5'),),
+    },
+  )
   train.train_and_evaluate(config, str(tmp_path))
   lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   evals = [l for l in lines if 'eval/Set5/psnr_y' in l]
@@ -218,22 +282,34 @@ def test_missing_benchmark_set_is_a_config_error(tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
 
 
-def test_srgan_phase_trains_with_the_paper_vgg54_loss_from_a_converted_file(tmp_path, random_vgg_file):
-  config = tiny_config('srgan', **{'loss.content': 'vgg54', 'loss.vgg_weights': str(random_vgg_file),
-                                   'pretrain_steps': 2, 'num_train_steps': 2, 'sample_every': 0})
+def test_srgan_phase_trains_with_the_paper_vgg54_loss_from_a_converted_file(
+  tmp_path, random_vgg_file
+):
+  config = tiny_config(
+    'srgan',
+    **{
+      'loss.content': 'vgg54',
+      'loss.vgg_weights': str(random_vgg_file),
+      'pretrain_steps': 2,
+      'num_train_steps': 2,
+      'sample_every': 0,
+    },
+  )
   g_state, d_state = train.train_and_evaluate(config, str(tmp_path))
   assert int(g_state.step) == int(d_state.step) == 2
   lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   last = lines[-1]
   assert np.isfinite(last['content_loss']) and last['content_loss'] > 0
   # l^SR = VGG54 content + 1e-3 x adversarial (Eq. 3), as logged.
-  np.testing.assert_allclose(last['g_loss'], last['content_loss'] + 1e-3 * last['adversarial_loss'],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    last['g_loss'], last['content_loss'] + 1e-3 * last['adversarial_loss'], rtol=1e-5
+  )
 
 
 def _export_generator(workdir, **model):
   """A generator export of the given tiny/small architecture (initialised, not trained)."""
   from srgan_jax import checkpointing
+
   config = tiny_config('srresnet', **{f'model.{k}': v for k, v in model.items()})
   g_state, _ = train.create_train_states(config, jax.random.key(0))
   ckpt = checkpointing.Checkpointer(workdir / 'checkpoints', config)
@@ -242,15 +318,25 @@ def _export_generator(workdir, **model):
   return workdir
 
 
-@pytest.mark.parametrize('theirs,ours,named', [
+@pytest.mark.parametrize(
+  'theirs,ours,named',
+  [
     ({'scale': 2}, {}, ('scale 2', 'scale 4')),
-    ({'tiny': False, 'num_blocks': 1, 'features': 8}, {'model.tiny': False, 'model.num_blocks': 2,
-                                                        'model.features': 8}, ('num_blocks 1', 'num_blocks 2')),
-    ({'tiny': False, 'num_blocks': 1, 'features': 8}, {'model.tiny': False, 'model.num_blocks': 1,
-                                                        'model.features': 16}, ('features 8', 'features 16')),
-])
+    (
+      {'tiny': False, 'num_blocks': 1, 'features': 8},
+      {'model.tiny': False, 'model.num_blocks': 2, 'model.features': 8},
+      ('num_blocks 1', 'num_blocks 2'),
+    ),
+    (
+      {'tiny': False, 'num_blocks': 1, 'features': 8},
+      {'model.tiny': False, 'model.num_blocks': 1, 'model.features': 16},
+      ('features 8', 'features 16'),
+    ),
+  ],
+)
 def test_generator_init_of_another_architecture_is_a_one_line_error_before_compiling(
-    tmp_path, monkeypatch, theirs, ours, named):
+  tmp_path, monkeypatch, theirs, ours, named
+):
   init = _export_generator(tmp_path / 'init', **theirs)
   config = tiny_config('srgan', generator_init=str(init), **ours)
   monkeypatch.setattr(train, 'make_jitted_step', lambda *a: pytest.fail('compiled a step'))
@@ -262,8 +348,10 @@ def test_generator_init_of_another_architecture_is_a_one_line_error_before_compi
 
 def test_learning_rate_decays_at_the_configured_step_and_the_updates_follow_it():
   # Adam's first update moves each weight by ~lr; later ones by at most ~lr.
-  config = tiny_config('srresnet', **{'optim.learning_rate': 1e-3, 'optim.decay_steps': (1,),
-                                      'optim.decay_factor': 0.1})
+  config = tiny_config(
+    'srresnet',
+    **{'optim.learning_rate': 1e-3, 'optim.decay_steps': (1,), 'optim.decay_factor': 0.1},
+  )
   g0, _ = train.create_train_states(config, jax.random.key(0))
   kernel0 = np.asarray(g0.params['conv_in']['kernel'])
   step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
@@ -272,7 +360,9 @@ def test_learning_rate_decays_at_the_configured_step_and_the_updates_follow_it()
   kernel1 = np.asarray(g1.params['conv_in']['kernel'])
   g2, _, m2 = step(g1, None, batch, None)
   kernel2 = np.asarray(g2.params['conv_in']['kernel'])
-  assert float(m1['learning_rate']) == pytest.approx(1e-3) and float(m2['learning_rate']) == pytest.approx(1e-4)
+  assert float(m1['learning_rate']) == pytest.approx(1e-3) and float(
+    m2['learning_rate']
+  ) == pytest.approx(1e-4)
   assert 0.9e-3 < np.abs(kernel1 - kernel0).max() <= 1.001e-3
   assert np.abs(kernel2 - kernel1).max() < 2.5e-4
 
@@ -287,7 +377,9 @@ def test_a_bfloat16_srgan_step_trains_both_networks_and_keeps_float32_state():
   for params, after in zip(before, (g1, d1)):
     leaves = jax.tree.leaves((after.params, after.batch_stats, after.opt_state))
     assert all(l.dtype in (jnp.float32, jnp.int32) for l in leaves)
-    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(after.params)))
+    assert any(
+      not np.allclose(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(after.params))
+    )
 
 
 @pytest.mark.parametrize('scale', [3, 8])
@@ -295,7 +387,12 @@ def test_x3_and_x8_srgan_steps_train(scale):
   config = tiny_config('srgan', **{'model.scale': scale})
   g0, d0 = train.create_train_states(config, jax.random.key(0))
   lr = jnp.zeros((1, 24 // scale, 24 // scale, 3))
-  assert g0.apply_fn({'params': g0.params, 'batch_stats': g0.batch_stats}, lr).shape == (1, 24, 24, 3)
+  assert g0.apply_fn({'params': g0.params, 'batch_stats': g0.batch_stats}, lr).shape == (
+    1,
+    24,
+    24,
+    3,
+  )
   step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
   g, d = g0, d0
   losses = []
@@ -305,16 +402,34 @@ def test_x3_and_x8_srgan_steps_train(scale):
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
   assert int(g.step) == int(d.step) == 3
 
+
 def test_the_readme_demo_starts_from_the_shipped_srresnet_and_says_so(tmp_path):
   """configs/x4.py:demo as the README runs it, cut to 2 steps: a real model from step 0."""
   wd = tmp_path / 'demo'
-  r = subprocess.run([sys.executable, '-m', 'srgan_jax.main', '--config=configs/x4.py:demo',
-                      f'--workdir={wd}', '--config.num_train_steps=2', '--config.log_every=1',
-                      '--config.sample_every=2', '--config.checkpoint_every=2'],
-                     cwd=REPO, capture_output=True, text=True, timeout=900,
-                     env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  r = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'srgan_jax.main',
+      '--config=configs/x4.py:demo',
+      f'--workdir={wd}',
+      '--config.num_train_steps=2',
+      '--config.log_every=1',
+      '--config.sample_every=2',
+      '--config.checkpoint_every=2',
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    env=dict(os.environ, JAX_PLATFORMS='cpu'),
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'Initialised G from the shipped model srresnet_x4' in r.stderr
   assert 'content loss vgg16_22 (VGG-16 phi_2,2' in r.stderr and 'PIXEL MSE' not in r.stderr
-  val = [json.loads(l) for l in (wd / 'metrics.jsonl').read_text().splitlines() if 'val/psnr_y_sr' in l]
-  assert val and val[-1]['val/psnr_y_sr'] > val[-1]['val/psnr_y_bicubic']  # a trained G, not a fresh one
+  val = [
+    json.loads(l) for l in (wd / 'metrics.jsonl').read_text().splitlines() if 'val/psnr_y_sr' in l
+  ]
+  assert (
+    val and val[-1]['val/psnr_y_sr'] > val[-1]['val/psnr_y_bicubic']
+  )  # a trained G, not a fresh one
