@@ -37,7 +37,16 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from srgan_jax import data_sources, fast_conv, input_pipeline, models, onednn_conv, train, vgg
+from srgan_jax import (
+  data_sources,
+  fast_conv,
+  inference,
+  input_pipeline,
+  models,
+  onednn_conv,
+  train,
+  vgg,
+)
 
 _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'default.py'
@@ -130,7 +139,7 @@ def vgg54_flops(hw):
 def step_flops(config):
   """Analytic FLOPs of one update: a trained net costs ~3x its forward (fwd + 2 bwd)."""
   n, hr, s = config.data.batch_size, config.data.hr_crop, config.model.scale
-  g_model, d_model = train.make_generator(config.model), train.make_discriminator(config)
+  g_model, d_model = models.make_generator(config.model), models.make_discriminator(config)
   g = n * generator_flops((hr // s, hr // s), s, g_model.num_blocks, g_model.features)
   if config.phase == 'srresnet':
     return 3 * g
@@ -272,7 +281,7 @@ def _torch_maker(config, figure, device):
   from srgan_jax import torch_reference as tr  # pylint: disable=g-import-not-at-top
 
   c = config.copy_and_resolve_references()
-  g_model = train.make_generator(c.model)
+  g_model = models.make_generator(c.model)
   s = c.model.scale
   autocast_dtype = torch.bfloat16 if c.model.compute_dtype == 'bfloat16' else None
   sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)  # CUDA runs async
@@ -302,7 +311,7 @@ def _torch_maker(config, figure, device):
   phase = figure[: -len('_step')]
   hr = c.data.hr_crop
   hr_t = torch.from_numpy(_hr_batch(c))
-  d_model = train.make_discriminator(c)
+  d_model = models.make_discriminator(c)
 
   def make_step(channels_last):
     torch.manual_seed(0)
@@ -510,11 +519,11 @@ def train_figure(config, phase, torch_worker, log):
 def inference_figure(config, out_size, torch_worker, log):
   s = config.model.scale
   lr_size = out_size // s
-  g_model = train.make_generator(config.model)
+  g_model = models.make_generator(config.model)
   variables = g_model.init(jax.random.key(0), jnp.zeros((1, lr_size, lr_size, 3)))
   lr_np = _lr_image(lr_size)
   lr = jnp.asarray(lr_np)
-  predict = train.make_predict()
+  predict = inference.jit_predict()
   compiled = {}
 
   def compile_fn():

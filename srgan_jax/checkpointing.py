@@ -315,7 +315,7 @@ def _explain_unreadable(step_dir: epath.Path):
 
 
 # ----------------------------------------------------------------------------
-# Loading G for SRGAN initialisation, evaluation and upscaling.
+# Loading G from a run's checkpoints (model_zoo adds generator files and shipped models).
 
 
 def _latest_step_dir(manager_dir: epath.Path) -> epath.Path | None:
@@ -344,10 +344,7 @@ def has_checkpoint(manager_dir) -> bool:
 
 
 def has_generator(path) -> bool:
-  from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
-
-  if model_zoo.is_generator_file(path):
-    return model_zoo.is_model_name(path) or epath.Path(path).is_file()
+  """Whether a workdir, checkpoints/ or export/ dir or step dir holds a generator checkpoint."""
   return resolve_generator_dir(path) is not None
 
 
@@ -374,13 +371,9 @@ def _read_meta(step_dir: epath.Path) -> dict:
 def load_generator_with_meta(path) -> tuple[dict, dict]:
   """(G variables, meta) where meta['model'] gives scale, num_blocks, features, tiny.
 
-  path: a workdir, checkpoints/ or export/ dir, a step dir, a generator .msgpack
-  file or a shipped model's name (srgan_jax.model_zoo).
+  path: a workdir, checkpoints/ or export/ dir, or a step dir (model_zoo also
+  takes generator files and shipped models' names).
   """
-  from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
-
-  if model_zoo.is_generator_file(path):
-    return model_zoo.load_file(path)
   step_dir = _generator_step_dir(path)
   with _explain_unreadable(step_dir):
     variables = restore_as_numpy(step_dir / 'generator')
@@ -390,11 +383,6 @@ def load_generator_with_meta(path) -> tuple[dict, dict]:
 
 def generator_metadata(path) -> tuple[dict, dict]:
   """(leaf_shapes of G's saved variables, meta), read without loading the arrays."""
-  from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
-
-  if model_zoo.is_generator_file(path):  # one small file: read it
-    variables, meta = model_zoo.load_file(path)
-    return leaf_shapes(variables), meta
   step_dir = _generator_step_dir(path)
   with _explain_unreadable(step_dir):
     return _saved_shapes(step_dir / 'generator'), _read_meta(step_dir)

@@ -10,8 +10,10 @@ import ml_collections
 import numpy as np
 
 from srgan_jax import checkpointing
+from srgan_jax import fast_conv
+from srgan_jax import model_zoo
+from srgan_jax import models
 from srgan_jax import tiling
-from srgan_jax import train
 from srgan_jax.errors import UserError
 
 
@@ -26,17 +28,29 @@ class Model:
   source: str
 
 
+def jit_predict() -> Callable:
+  """G in inference mode (running BN statistics), jitted: (apply_fn, variables, lr [0,1]) -> sr [-1,1].
+
+  apply_fn is static: one compile per generator and input shape.
+  """
+
+  def predict(apply_fn, variables, lr):
+    return apply_fn(variables, lr, train=False)
+
+  return jax.jit(predict, static_argnums=0, compiler_options=fast_conv.compiler_options())
+
+
 def make_predict(model_config) -> Callable:
   """jit of G in inference mode (running BN statistics); compiles once per input shape."""
-  generator = train.make_generator(model_config, dtype=jnp.float32)
-  return functools.partial(train.make_predict(), generator.apply)
+  generator = models.make_generator(model_config, dtype=jnp.float32)
+  return functools.partial(jit_predict(), generator.apply)
 
 
 def _check_architecture(variables, model_config, where) -> None:
   have = checkpointing.leaf_shapes(
     {'params': variables.get('params', {}), 'batch_stats': variables.get('batch_stats', {})}
   )
-  diff = train.generator_mismatch(have, model_config)
+  diff = model_zoo.generator_mismatch(have, model_config)
   if diff:
     raise UserError(
       f'{where}: its generator weights do not fit the architecture its meta describes '
@@ -47,7 +61,7 @@ def _check_architecture(variables, model_config, where) -> None:
 
 def load_model(path) -> Model:
   """The generator saved in a workdir, its checkpoints/ or export/ dir, or one step dir."""
-  variables, meta = checkpointing.load_generator_with_meta(path)
+  variables, meta = model_zoo.load_generator_with_meta(path)
   model_meta = meta.get('model') if isinstance(meta, dict) else None
   if not model_meta or 'scale' not in model_meta:
     raise UserError(

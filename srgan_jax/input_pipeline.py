@@ -1,7 +1,7 @@
 """HR training crops as uint8 batches: a seeded, resumable Grain pipeline.
 
 The host ships uint8 HR crops only; the LR input is made on the device inside
-the train step (`srgan_jax.train.degrade`), by MATLAB-conformant bicubic
+the train step (`srgan_jax.imresize.degrade`), by MATLAB-conformant bicubic
 downscaling. Interface used by the trainer:
 
   create_train_iterator(config, process_index, process_count, num_shards=,

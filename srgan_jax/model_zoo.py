@@ -128,10 +128,9 @@ def encode(variables: dict, meta: dict) -> bytes:
 
 def export(checkpoint, out, extra_meta: dict | None = None) -> str:
   """Writes the generator of a workdir / checkpoint / export dir as one file; returns a summary."""
-  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from srgan_jax import image_io  # pylint: disable=g-import-not-at-top
 
-  variables, meta = checkpointing.load_generator_with_meta(checkpoint)
+  variables, meta = load_generator_with_meta(checkpoint)
   model = meta.get('model') if isinstance(meta, dict) else None
   if not model:
     raise ModelZooError(f'{checkpoint}: its meta has no model description; cannot export it.')
@@ -158,6 +157,77 @@ def export(checkpoint, out, extra_meta: dict | None = None) -> str:
 def _leaves(tree):
   for v in tree.values():
     yield from (_leaves(v) if isinstance(v, dict) else (v,))
+
+
+# ----------------------------------------------------------------------------
+# Any generator: a shipped model's name, a generator file or a run's checkpoint.
+# (checkpointing reads checkpoints only; JAX and Orbax load only when one is read.)
+
+
+def has_generator(spec) -> bool:
+  """Whether `spec` names a shipped model, a generator file or a dir holding a checkpoint."""
+  if is_generator_file(spec):
+    return is_model_name(spec) or Path(str(spec)).is_file()
+  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+
+  return checkpointing.has_generator(spec)
+
+
+def load_generator_with_meta(spec) -> tuple[dict, dict]:
+  """(G variables as host arrays, meta); meta['model'] gives scale, num_blocks, features, tiny.
+
+  spec: a shipped model's name, a generator .msgpack file, a workdir, its
+  checkpoints/ or export/ dir, or one step dir.
+  """
+  if is_generator_file(spec):
+    return load_file(spec)
+  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+
+  return checkpointing.load_generator_with_meta(spec)
+
+
+def load_generator(spec) -> dict:
+  """{'params', 'batch_stats'} of G from anything `load_generator_with_meta` takes."""
+  return load_generator_with_meta(spec)[0]
+
+
+def generator_metadata(spec) -> tuple[dict, dict]:
+  """(leaf shapes of G's variables, meta); a checkpoint's arrays are not read."""
+  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+
+  if is_generator_file(spec):  # one small file: read it
+    variables, meta = load_file(spec)
+    return checkpointing.leaf_shapes(variables), meta
+  return checkpointing.generator_metadata(spec)
+
+
+def describe_model(model) -> str:
+  """'scale 4, num_blocks 16, features 64, tiny False' of a model config or meta (for errors)."""
+  return ', '.join(
+    f'{k} {model[k]}' for k in ('scale', 'num_blocks', 'features', 'tiny') if k in model
+  )
+
+
+def generator_mismatch(have_shapes: dict, model_config) -> str | None:
+  """The first array of G's variables whose shape `model_config`'s generator does not have.
+
+  have_shapes: checkpointing.leaf_shapes of {'params', 'batch_stats'} (saved or loaded).
+  Traces G's init abstractly: nothing is compiled or allocated.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from srgan_jax import models  # pylint: disable=g-import-not-at-top
+
+  generator = models.make_generator(model_config, dtype=jnp.float32)
+  expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
+  want = checkpointing.leaf_shapes(
+    {'params': expected['params'], 'batch_stats': expected['batch_stats']}
+  )
+  have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
+  diff = checkpointing.shape_differences(have, want)
+  return diff[0] if diff else None
 
 
 def main(argv=None) -> int:

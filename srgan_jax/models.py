@@ -147,3 +147,28 @@ TinyGenerator = functools.partial(Generator, num_blocks=2, features=8)
 TinyDiscriminator = functools.partial(
   Discriminator, features=(8, 8, 16, 16), strides=(1, 2, 1, 2), dense_features=16
 )
+
+
+# ----------------------------------------------------------------------------
+# The networks a config names (config.model).
+
+
+def make_generator(model_config, dtype=None) -> Generator:
+  """G of `model_config` (scale, num_blocks, features, tiny; compute_dtype unless `dtype`)."""
+  dtype = dtype or jnp.dtype(model_config.get('compute_dtype', 'float32'))
+  if model_config.get('tiny', False):
+    return TinyGenerator(scale=model_config.scale, dtype=dtype)
+  return Generator(
+    scale=model_config.scale,
+    num_blocks=model_config.num_blocks,
+    features=model_config.features,
+    dtype=dtype,
+  )
+
+
+def make_discriminator(config) -> Discriminator:
+  """D of a run's config (config.model.tiny and compute_dtype)."""
+  dtype = jnp.dtype(config.model.compute_dtype)
+  if config.model.tiny:
+    return TinyDiscriminator(dtype=dtype)
+  return Discriminator(dtype=dtype)

@@ -192,7 +192,7 @@ def vgg_content_loss(vgg_net, sr, hr, feature_scale=1 / 12.75):
 
 
 class Degrade:
-  """uint8 NHWC HR crops -> (LR in [0, 1], HR in [-1, 1]), NCHW: MATLAB bicubic, as `train.degrade`."""
+  """uint8 NHWC HR crops -> (LR in [0, 1], HR in [-1, 1]), NCHW: MATLAB bicubic, as `imresize.degrade`."""
 
   def __init__(self, hr_size, scale, memory_format, device='cpu'):
     m = _t(resize_matrix(hr_size, hr_size // scale, 1.0 / scale)).to(device)

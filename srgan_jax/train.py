@@ -23,9 +23,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from srgan_jax import checkpointing
 from srgan_jax import fast_conv
-from srgan_jax.imresize import imresize
+from srgan_jax import inference
 from srgan_jax import input_pipeline
 from srgan_jax import losses
+from srgan_jax import model_zoo
 from srgan_jax import models
 from srgan_jax import nonfinite
 from srgan_jax import preemption
@@ -33,6 +34,7 @@ from srgan_jax import validation
 from srgan_jax import workdir as workdir_lib
 from srgan_jax import writers
 from srgan_jax.errors import UserError
+from srgan_jax.imresize import degrade
 
 
 class TrainState(train_state.TrainState):
@@ -92,67 +94,26 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f'config.eval.sets names {spec!r}, which does not exist; pass benchmark '
         'folders such as ../shared/datasets/Set5, or set config.eval.sets=().'
       )
-  if config.generator_init and not checkpointing.has_generator(config.generator_init):
+  if config.generator_init and not model_zoo.has_generator(config.generator_init):
     raise ConfigError(
       f'config.generator_init={config.generator_init!r} holds no SRResNet checkpoint; '
       'train one with configs/srresnet_x4.py and pass its workdir.'
     )
   if config.generator_init:
-    shapes, meta = checkpointing.generator_metadata(config.generator_init)
-    diff = generator_mismatch(shapes, config.model)
+    shapes, meta = model_zoo.generator_metadata(config.generator_init)
+    diff = model_zoo.generator_mismatch(shapes, config.model)
     if diff:
       theirs = meta.get('model') if isinstance(meta, dict) else None
       raise ConfigError(
         f'config.generator_init={config.generator_init!r} holds a generator of another architecture '
-        f'({_describe_model(theirs) if theirs else "no model description"}) than config.model '
-        f'({_describe_model(config.model)}; first difference {diff}); pass an SRResNet trained '
+        f'({model_zoo.describe_model(theirs) if theirs else "no model description"}) than config.model '
+        f'({model_zoo.describe_model(config.model)}; first difference {diff}); pass an SRResNet trained '
         'with the same config.model, or set config.model to match it.'
       )
 
 
 # ----------------------------------------------------------------------------
 # Models, optimizers, states.
-
-
-def make_generator(model_config, dtype=None) -> models.Generator:
-  dtype = dtype or jnp.dtype(model_config.get('compute_dtype', 'float32'))
-  if model_config.get('tiny', False):
-    return models.TinyGenerator(scale=model_config.scale, dtype=dtype)
-  return models.Generator(
-    scale=model_config.scale,
-    num_blocks=model_config.num_blocks,
-    features=model_config.features,
-    dtype=dtype,
-  )
-
-
-def _describe_model(model) -> str:
-  return ', '.join(
-    f'{k} {model[k]}' for k in ('scale', 'num_blocks', 'features', 'tiny') if k in model
-  )
-
-
-def generator_mismatch(have_shapes: dict, model_config) -> str | None:
-  """The first array of G's variables whose shape `model_config`'s generator does not have.
-
-  have_shapes: checkpointing.leaf_shapes of {'params', 'batch_stats'} (saved or loaded).
-  Traces G's init abstractly: nothing is compiled or allocated.
-  """
-  generator = make_generator(model_config, dtype=jnp.float32)
-  expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
-  want = checkpointing.leaf_shapes(
-    {'params': expected['params'], 'batch_stats': expected['batch_stats']}
-  )
-  have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
-  diff = checkpointing.shape_differences(have, want)
-  return diff[0] if diff else None
-
-
-def make_discriminator(config) -> models.Discriminator:
-  dtype = jnp.dtype(config.model.compute_dtype)
-  if config.model.tiny:
-    return models.TinyDiscriminator(dtype=dtype)
-  return models.Discriminator(dtype=dtype)
 
 
 def learning_rate_schedule(config) -> optax.Schedule:
@@ -172,7 +133,7 @@ def create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
   g_rng, d_rng = jax.random.split(rng)
   hr = config.data.hr_crop
   lr = hr // config.model.scale
-  g_model = make_generator(config.model)
+  g_model = models.make_generator(config.model)
   g_vars = g_model.init(g_rng, jnp.zeros((1, lr, lr, 3)), train=False)
   g_state = TrainState.create(
     apply_fn=g_model.apply,
@@ -182,7 +143,7 @@ def create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
   )
   if config.phase == 'srresnet':
     return g_state, None
-  d_model = make_discriminator(config)
+  d_model = models.make_discriminator(config)
   d_vars = d_model.init(d_rng, jnp.zeros((1, hr, hr, 3)), train=False)
   d_state = TrainState.create(
     apply_fn=d_model.apply,
@@ -195,15 +156,6 @@ def create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
 
 # ----------------------------------------------------------------------------
 # The update step.
-
-
-def degrade(hr_uint8: jnp.ndarray, scale: int, quantize: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
-  """uint8 HR crops -> (LR in [0, 1], HR in [-1, 1]): MATLAB bicubic x1/scale, on device."""
-  hr01 = hr_uint8.astype(jnp.float32) / 255.0
-  lr = jnp.clip(imresize(hr01, scale=1.0 / scale), 0.0, 1.0)
-  if quantize:  # LR images in the wild are 8-bit, as are the benchmark LR files
-    lr = jnp.round(lr * 255.0) / 255.0
-  return lr, hr01 * 2.0 - 1.0
 
 
 def make_content_loss(config, vgg_preprocess: str | None = None):
@@ -317,15 +269,6 @@ def make_jitted_step(config, mesh, content_loss):
     donate_argnums=(0, 1),
     compiler_options=fast_conv.compiler_options(mesh.devices.flat[0].platform),
   )
-
-
-def make_predict():
-  """G in inference mode (running BN statistics), jitted: (variables, lr [0,1]) -> sr [-1,1]."""
-
-  def predict(apply_fn, variables, lr):
-    return apply_fn(variables, lr, train=False)
-
-  return jax.jit(predict, static_argnums=0, compiler_options=fast_conv.compiler_options())
 
 
 def make_mesh() -> jax.sharding.Mesh:
@@ -506,10 +449,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     g_state, d_state, rng = restored
     logging.info('Resumed from %s at step %d', ckpt.directory, int(g_state.step))
   elif config.generator_init:
-    g_vars = checkpointing.load_generator(config.generator_init)
+    g_vars = model_zoo.load_generator(config.generator_init)
     g_state = g_state.replace(params=g_vars['params'], batch_stats=g_vars['batch_stats'])
-    from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
-
     if model_zoo.is_model_name(config.generator_init):
       logging.info(
         'Initialised G from the shipped model %s: %s',
@@ -523,7 +464,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
   step_fn = make_jitted_step(config, mesh, content_loss)
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
-  predict = make_predict()
+  predict = inference.jit_predict()
   first_step = int(g_state.step)
   total = config.num_train_steps
   done_marker = workdir / 'DONE'  # written at the final step; launchers stop re-queueing on it

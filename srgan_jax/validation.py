@@ -209,7 +209,7 @@ def evaluate_sets(
   """{'SET/psnr_y', 'SET/ssim_y', 'SET/psnr_rgb' (, 'SET/lpips'): mean over SET} for each set.
 
   predict_fn(variables, lr) maps [1, h, w, 3] in [0, 1] to [1, h*s, w*s, 3]
-  in [-1, 1] with BN in inference mode (e.g. train.make_predict() bound to
+  in [-1, 1] with BN in inference mode (e.g. inference.jit_predict() bound to
   the generator's apply_fn). Each image shape compiles once per process.
   """
   out = {}

@@ -15,7 +15,7 @@ from PIL import Image
 
 from srgan_jax import metrics
 from srgan_jax import validation
-from srgan_jax.imresize import imresize
+from srgan_jax.imresize import degrade, imresize
 
 
 class MetricWriter:
@@ -74,9 +74,7 @@ def sample_grid(
   val_hr: np.ndarray, scale: int, quantize: bool, g_state, predict
 ) -> tuple[np.ndarray, dict]:
   """Rows of (bicubic | SR | HR) for each fixed validation crop (uint8 HWC), and their PSNR-Y."""
-  from srgan_jax import train  # pylint: disable=g-import-not-at-top
-
-  lr, hr = train.degrade(jnp.asarray(val_hr), scale, quantize)
+  lr, hr = degrade(jnp.asarray(val_hr), scale, quantize)
   variables = {'params': g_state.params, 'batch_stats': g_state.batch_stats}
   sr = predict(g_state.apply_fn, variables, lr)
   bicubic = imresize(lr, scale=scale) * 2.0 - 1.0

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from srgan_jax import train
+from srgan_jax.imresize import degrade
 from tests.helpers import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def test_srgan_step_moves_both_networks_and_the_bn_statistics():
 
 def test_degrade_makes_quantised_lr_in_unit_range_and_hr_in_minus_one_one():
   hr = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 24, 24, 3), dtype=np.uint8))
-  lr, hr_m11 = train.degrade(hr, 4, quantize=True)
+  lr, hr_m11 = degrade(hr, 4, quantize=True)
   assert lr.shape == (2, 6, 6, 3)
   assert float(lr.min()) >= 0.0 and float(lr.max()) <= 1.0
   np.testing.assert_allclose(np.asarray(lr) * 255, np.round(np.asarray(lr) * 255), atol=1e-3)
