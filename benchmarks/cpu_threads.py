@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
-from srgan_jax import onednn_conv, train
+from srgan_jax import train
+from srgan_jax.kernels import onednn_conv
 
 
 def threads() -> int:

@@ -37,16 +37,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from srgan_jax import (
-  data_sources,
-  fast_conv,
-  inference,
-  input_pipeline,
-  models,
-  onednn_conv,
-  train,
-  vgg,
-)
+from srgan_jax import data_sources, inference, input_pipeline, models, train, vgg
+from srgan_jax.kernels import fast_conv, onednn_conv
 
 _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'default.py'

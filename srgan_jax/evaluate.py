@@ -290,7 +290,7 @@ def main(argv=None) -> int:
         f'--model={args.model}: unknown; shipped models: {", ".join(model_zoo.MODELS)}.'
       )
     if method == 'generator':
-      from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+      from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
 
       onednn_conv.prepare()  # built or loaded here, where its cost and failure show
     evaluate(

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 
 from srgan_jax import checkpointing
-from srgan_jax import fast_conv
+from srgan_jax.kernels import fast_conv
 from srgan_jax import model_zoo
 from srgan_jax import models
 from srgan_jax import tiling

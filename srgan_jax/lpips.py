@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from srgan_jax import fast_conv
+from srgan_jax.kernels import fast_conv
 from srgan_jax import pretrained
 from srgan_jax import vgg
 from srgan_jax.errors import UserError

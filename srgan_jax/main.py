@@ -87,7 +87,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import jax  # pylint: disable=g-import-not-at-top
   from srgan_jax import distributed  # pylint: disable=g-import-not-at-top
-  from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+  from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
   from srgan_jax import train  # pylint: disable=g-import-not-at-top
   from srgan_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from srgan_jax.errors import UserError  # pylint: disable=g-import-not-at-top

@@ -19,7 +19,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from srgan_jax.fast_conv import Conv, SubpixelOutputConv
+from srgan_jax.kernels.fast_conv import Conv, SubpixelOutputConv
 
 # PyTorch's BatchNorm momentum 0.1 is Flax's 0.9; epsilon as in the reference.
 _BN = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)

@@ -22,7 +22,7 @@ from flax.training import train_state
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from srgan_jax import checkpointing
-from srgan_jax import fast_conv
+from srgan_jax.kernels import fast_conv
 from srgan_jax import inference
 from srgan_jax import input_pipeline
 from srgan_jax import losses

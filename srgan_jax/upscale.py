@@ -167,7 +167,7 @@ def main(argv=None) -> int:
   )
   args = parser.parse_args(argv)
   from srgan_jax import inference  # pylint: disable=g-import-not-at-top
-  from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+  from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
 
   onednn_conv.prepare()  # built or loaded here, where its cost and failure show
   try:

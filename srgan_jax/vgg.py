@@ -27,7 +27,7 @@ import numpy as np
 from etils import epath
 from flax import serialization
 
-from srgan_jax import fast_conv
+from srgan_jax.kernels import fast_conv
 from srgan_jax import pretrained
 from srgan_jax.errors import UserError
 

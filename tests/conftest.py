@@ -12,7 +12,7 @@ if str(REPO) not in sys.path:
 
 
 def _prepare_convolutions() -> str:
-  from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+  from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
 
   return onednn_conv.prepare()  # once per process: later calls return the same line
 

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import benchmark, fast_conv, models, onednn_conv, train
+from srgan_jax import benchmark, models, train
+from srgan_jax.kernels import fast_conv, onednn_conv
 from tests.helpers import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

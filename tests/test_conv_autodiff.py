@@ -13,7 +13,8 @@ import optax
 import pytest
 from jax import lax
 
-from srgan_jax import fast_conv, models, onednn_conv
+from srgan_jax import models
+from srgan_jax.kernels import fast_conv, onednn_conv
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from srgan_jax import fast_conv
-from srgan_jax import onednn_conv
+from srgan_jax.kernels import fast_conv
+from srgan_jax.kernels import onednn_conv
 from srgan_jax import train
 from srgan_jax import vgg
 from srgan_jax.models import pixel_shuffle

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from srgan_jax import fast_conv, onednn_conv, train
+from srgan_jax import train
+from srgan_jax.kernels import fast_conv, onednn_conv
 from tests.helpers import tiny_config
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -228,7 +229,7 @@ def test_a_build_killed_midway_leaves_no_temp_file_after_the_next_build(monkeypa
     f.chmod(0o755)
   env = dict(os.environ, SRGAN_JAX_CACHE=str(cache), CXX=str(slow), JAX_PLATFORMS='cpu')
   proc = subprocess.Popen(
-    [sys.executable, '-c', 'from srgan_jax import onednn_conv; onednn_conv._compile()'],
+    [sys.executable, '-c', 'from srgan_jax.kernels import onednn_conv; onednn_conv._compile()'],
     cwd=REPO,
     env=env,
     start_new_session=True,
@@ -254,7 +255,7 @@ def test_a_build_killed_midway_leaves_no_temp_file_after_the_next_build(monkeypa
 
 _BAD_CALLS = """
 import jax, jax.numpy as jnp, numpy as np
-from srgan_jax import onednn_conv
+from srgan_jax.kernels import onednn_conv
 assert onednn_conv.status()[0]
 i = np.int64
 for name, x, k, out in [('rank', (4, 4, 3), (3, 3, 3, 2), (4, 4, 2)),

@@ -408,7 +408,8 @@ def test_cli_converts_and_prints_a_summary(tmp_path, capsys):
 
 
 def test_training_content_loss_runs_vgg_in_the_compute_dtype(params, monkeypatch):
-  from srgan_jax import onednn_conv, train
+  from srgan_jax import train
+  from srgan_jax.kernels import onednn_conv
   from tests.helpers import tiny_config
 
   monkeypatch.setattr(

@@ -1,7 +1,7 @@
 """2-D float32 convolutions on XLA:CPU through oneDNN, as XLA FFI custom calls.
 
 XLA:CPU runs convolutions on Eigen or YNNPACK kernels, 1.2-2.5x slower than
-oneDNN's on the paper's shapes (README, Performance); jaxlib ships oneDNN's
+oneDNN's on the paper's shapes (docs/performance.md); jaxlib ships oneDNN's
 conv kernels but does not route convolutions to them. `csrc/onednn_conv.cc`
 binds oneDNN's forward, backward-data and backward-weights convolutions
 (NHWC activations, HWIO kernels, as Flax) as three FFI handlers.

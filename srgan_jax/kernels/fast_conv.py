@@ -8,7 +8,7 @@
   * `SubpixelOutputConv`: the k9n3s1 output conv applied after the last pixel
     shuffle, computed on the coarse grid before it.
 
-Measured in `python -m srgan_jax.benchmark` (README, Performance).
+Measured in `python -m srgan_jax.benchmark` (docs/performance.md); when each runs: README.md here.
 """
 
 import functools
@@ -22,7 +22,7 @@ from jax import lax
 from jax.extend import core as jex_core
 from jax.interpreters import ad, batching, mlir
 
-from srgan_jax import onednn_conv
+from srgan_jax.kernels import onednn_conv
 
 # jaxlib 0.10's XLA:CPU hands dots, reductions and convolutions to YNNPACK by
 # default. On the paper's conv shapes YNNPACK's convolutions use one core (a
