@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import benchmark, models, train
+from srgan_jax import models, train
+from srgan_jax.benchmark import curves as curves_lib
+from srgan_jax.benchmark import figures, flops
 from srgan_jax.kernels import fast_conv, onednn_conv
 from tests.helpers import tiny_config
 
@@ -77,14 +79,14 @@ def test_analytic_flops_match_xla_cost_analysis_for_the_generator(monkeypatch):
   x = jnp.zeros((1, 32, 32, 3))
   variables = g.init(jax.random.key(0), x)
   cost = jax.jit(lambda v, x: g.apply(v, x)).lower(variables, x).compile().cost_analysis()
-  analytic = benchmark.generator_flops((32, 32), 3, 2, 64)
+  analytic = flops.generator_flops((32, 32), 3, 2, 64)
   # XLA skips the taps that fall on SAME padding; the analytic count includes them.
   assert 0.9 * analytic < cost['flops'] <= analytic
 
 
 @pytest.mark.skipif(torch is None, reason='torch not installed')
 def test_torch_reference_computes_the_same_generator_and_discriminator():
-  from srgan_jax import torch_reference as tr
+  from srgan_jax.benchmark import torch_reference as tr
 
   rng = np.random.default_rng(0)
   lr = rng.random((2, 8, 8, 3), dtype=np.float32)
@@ -143,19 +145,19 @@ def test_bfloat16_compute_trains_like_float32():
 
 
 def test_torch_flag_without_torch_installed_is_a_one_line_usage_error(monkeypatch):
-  real_find_spec = benchmark.importlib.util.find_spec
+  real_find_spec = figures.importlib.util.find_spec
   monkeypatch.setattr(
-    benchmark.importlib.util,
+    figures.importlib.util,
     'find_spec',
     lambda name, *a: None if name == 'torch' else real_find_spec(name, *a),
   )
-  with pytest.raises(benchmark.app.UsageError, match=r"pip install -e '\.\[benchmark\]'"):
-    benchmark.run(tiny_config(), use_torch=True)
+  with pytest.raises(figures.app.UsageError, match=r"pip install -e '\.\[benchmark\]'"):
+    figures.run(tiny_config(), use_torch=True)
 
 
 def test_loss_curves_compare_bf16_with_fp32_on_the_same_photo_batches():
   config = tiny_config('srresnet', **{'optim.learning_rate': 1e-3})
-  report = benchmark.loss_curves(config, steps=12, window=4)
+  report = curves_lib.loss_curves(config, steps=12, window=4)
   curves = {k: np.array(v) for k, v in report['curves'].items()}
   assert set(curves) == {'float32', 'bfloat16', 'float32_init1'}
   assert all(c.shape == (12,) and np.isfinite(c).all() for c in curves.values())
@@ -166,12 +168,12 @@ def test_loss_curves_compare_bf16_with_fp32_on_the_same_photo_batches():
   # Same init and batches: bf16 starts where fp32 starts; another init does not.
   assert abs(curves['bfloat16'][0] / curves['float32'][0] - 1) < 0.05
   assert curves['float32_init1'][0] != curves['float32'][0]
-  assert 'bfloat16' in benchmark.format_curves(report)
+  assert 'bfloat16' in curves_lib.format_curves(report)
 
 
 def test_photo_crops_are_crops_of_the_demo_photographs():
   config = tiny_config('srresnet')
-  crops = benchmark.photo_crops(config.data, 2, 3, 32)
+  crops = curves_lib.photo_crops(config.data, 2, 3, 32)
   assert crops.shape == (2, 3, 32, 32, 3) and crops.dtype == np.uint8
   assert crops.std() > 10  # photographs, not constant fill
 
