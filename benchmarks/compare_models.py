@@ -26,8 +26,8 @@ from srgan_jax import lpips
 from srgan_jax import validation
 
 SCALE = 4
-# (set, image index, (y, x) of a 64-pixel HR crop with texture): the comparison figure.
-CROPS = (('Set14', 0, (200, 230)), ('Set14', 2, (60, 140)), ('Set5', 2, (120, 100)))
+# (set, image index, (y, x) of a 64-pixel HR crop): baboon fur, zebra grass, comic headdress.
+CROPS = (('Set14', 0, (330, 30)), ('Set14', 13, (300, 420)), ('Set14', 4, (40, 90)))
 CROP = 64
 ZOOM = 3
 
