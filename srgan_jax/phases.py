@@ -24,6 +24,7 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
   pre.pretrain_steps = 0
   pre.generator_init = ''
   pre.optim.decay_steps = ()
+  pre.profile_steps = ()  # config.profile_steps are the SRGAN phase's steps
   return pre
 
 

@@ -103,6 +103,7 @@ def test_same_step_on_one_and_four_devices_gives_the_same_parameters(tmp_path):
     ({'data.hr_crop': 26}, 'not divisible by the scale'),
     ({'model.scale': 5}, 'scale must be one of'),
     ({'loss.content': 'vgg33'}, 'config.loss.content'),
+    ({'profile_steps': (0, 1)}, 'config.profile_steps'),
     ({'data.batch_size': 3, 'data.hr_crop': 24}, None),
   ],
 )
