@@ -24,6 +24,8 @@ from srgan_jax.errors import UserError
 from tests import main_runs
 from tests.helpers import tiny_config
 
+pytestmark = pytest.mark.slow  # every test here trains, stops and resumes runs
+
 ENDLESS = '--config.num_train_steps=1000000'
 
 

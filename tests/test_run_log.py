@@ -17,6 +17,7 @@ def _messages(caplog):
   return [r.getMessage() for r in caplog.records]
 
 
+@pytest.mark.slow
 def test_a_run_writes_its_config_logs_the_compiled_step_before_step_1_and_profiles_its_steps(
   tmp_path, caplog
 ):
@@ -48,6 +49,7 @@ def test_a_run_writes_its_config_logs_the_compiled_step_before_step_1_and_profil
   assert any(m.startswith('Profiled steps 2-3 into') for m in messages)
 
 
+@pytest.mark.slow
 def test_without_profile_steps_nothing_is_traced(tmp_path):
   config = tiny_config(num_train_steps=2, sample_every=0)
   assert tuple(config.profile_steps) == ()  # the default: off
