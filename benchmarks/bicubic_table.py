@@ -21,9 +21,12 @@ from srgan_jax.metrics import psnr_y, ssim_y
 
 # README of shared/datasets: (PSNR dB, SSIM) of bicubic upsampling.
 PUBLISHED = {
-    ('Set5', 2): (33.66, 0.9299), ('Set5', 3): (30.39, 0.8682),
-    ('Set5', 4): (28.42, 0.8104), ('Set14', 2): (30.24, 0.8688),
-    ('Set14', 3): (27.55, 0.7742), ('Set14', 4): (26.00, 0.7027),
+  ('Set5', 2): (33.66, 0.9299),
+  ('Set5', 3): (30.39, 0.8682),
+  ('Set5', 4): (28.42, 0.8104),
+  ('Set14', 2): (30.24, 0.8688),
+  ('Set14', 3): (27.55, 0.7742),
+  ('Set14', 4): (26.00, 0.7027),
 }
 
 
@@ -55,16 +58,14 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--datasets', type=Path, default=default_datasets_dir())
   args = parser.parse_args()
-  print(f'{"set":6} {"x":>2}  {"ours (float Y)":>16}  {"ours (rounded Y)":>16}'
-        f'  {"published":>16}')
+  print(f'{"set":6} {"x":>2}  {"ours (float Y)":>16}  {"ours (rounded Y)":>16}  {"published":>16}')
   for (name, scale), (pp, ps) in PUBLISHED.items():
     try:
       fp, fs = bicubic_scores(args.datasets, name, scale, round_y=False)
       rp, rs = bicubic_scores(args.datasets, name, scale, round_y=True)
     except FileNotFoundError as e:
       raise SystemExit(str(e)) from None
-    print(f'{name:6} x{scale}  {fp:7.2f} / {fs:.4f}  {rp:7.2f} / {rs:.4f}'
-          f'  {pp:7.2f} / {ps:.4f}')
+    print(f'{name:6} x{scale}  {fp:7.2f} / {fs:.4f}  {rp:7.2f} / {rs:.4f}  {pp:7.2f} / {ps:.4f}')
 
 
 if __name__ == '__main__':

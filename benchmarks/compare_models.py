@@ -74,25 +74,32 @@ def figure(images: dict, sets: dict, path: Path) -> None:
     y, x = min(y, hr.shape[0] - CROP), min(x, hr.shape[1] - CROP)
     for c, name in enumerate(cols):
       img = hr if name == 'HR' else images[name][set_name][idx]
-      crop = Image.fromarray(np.ascontiguousarray(img[y:y + CROP, x:x + CROP]))
-      canvas.paste(crop.resize((tile, tile), Image.NEAREST), (c * (tile + 4), label_h + r * (tile + 4)))
+      crop = Image.fromarray(np.ascontiguousarray(img[y : y + CROP, x : x + CROP]))
+      canvas.paste(
+        crop.resize((tile, tile), Image.NEAREST), (c * (tile + 4), label_h + r * (tile + 4))
+      )
   path.parent.mkdir(parents=True, exist_ok=True)
   image_io.save_png(path, np.asarray(canvas))
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m benchmarks.compare_models', description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+    prog='python -m benchmarks.compare_models', description=__doc__.splitlines()[0]
+  )
   parser.add_argument('--models', nargs='+', default=['srresnet_x4', 'srgan_x4'])
   parser.add_argument('--datasets', type=Path, default=default_datasets_dir())
-  parser.add_argument('--figure', type=Path, default=None, help='PNG of zoomed crops (bicubic | models | HR)')
+  parser.add_argument(
+    '--figure', type=Path, default=None, help='PNG of zoomed crops (bicubic | models | HR)'
+  )
   parser.add_argument('--json', type=Path, default=None, help='write the table as JSON')
   args = parser.parse_args(argv)
   sets = validation.load_sets([args.datasets / 'Set5', args.datasets / 'Set14'], SCALE)
   methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE)}
   for spec in args.models:
     model = inference.load_model(spec)
-    methods[Path(spec).stem if os.sep in spec else spec] = (
-        lambda lr, m=model: validation.to_uint8(inference.upscale_float(m, lr.astype(np.float32) / 255.0, None)))
+    methods[Path(spec).stem if os.sep in spec else spec] = lambda lr, m=model: validation.to_uint8(
+      inference.upscale_float(m, lr.astype(np.float32) / 255.0, None)
+    )
   table, images = score_all(methods, sets, lpips.make_lpips('alexnet'))
   print(markdown(table))
   if args.json:

@@ -28,17 +28,30 @@ from PIL import Image
 from configs import default
 from srgan_jax import data_sources, image_io, input_pipeline
 
-PHOTOS = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg', 'motorcycle_left.png',
-          'motorcycle_right.png', 'hubble_deep_field.jpg', 'retina.jpg')
+PHOTOS = (
+  'astronaut.png',
+  'chelsea.png',
+  'coffee.png',
+  'rocket.jpg',
+  'motorcycle_left.png',
+  'motorcycle_right.png',
+  'hubble_deep_field.jpg',
+  'retina.jpg',
+)
 W, H = 2040, 1356  # a typical DIV2K HR image
 
 
 def make_2k_pngs(n: int) -> list[bytes]:
   """n photographic 2040x1356 PNGs: 2x2 mosaics of upscaled photos plus noise (sigma 2)."""
   import skimage  # pylint: disable=g-import-not-at-top
+
   root = os.path.join(os.path.dirname(skimage.__file__), 'data')
-  quads = [Image.fromarray(image_io.load_rgb(os.path.join(root, p))).resize(
-      (W // 2, H // 2), Image.BICUBIC) for p in PHOTOS]
+  quads = [
+    Image.fromarray(image_io.load_rgb(os.path.join(root, p))).resize(
+      (W // 2, H // 2), Image.BICUBIC
+    )
+    for p in PHOTOS
+  ]
   rng = np.random.default_rng(0)
   out = []
   for k in range(n):
@@ -48,7 +61,7 @@ def make_2k_pngs(n: int) -> list[bytes]:
       if (k >> q) & 1:
         tile = tile[:, ::-1]
       y, x = (q // 2) * (H // 2), (q % 2) * (W // 2)
-      canvas[y:y + H // 2, x:x + W // 2] = tile
+      canvas[y : y + H // 2, x : x + W // 2] = tile
     noisy = np.clip(canvas + rng.normal(0, 2, canvas.shape), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(noisy).save(buf, format='PNG')
@@ -72,10 +85,12 @@ def step_rate(config, steps: int) -> float:
   """Crops/s of the jitted SRResNet step (compile and one warm-up step excluded)."""
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  from srgan_jax import train  # pylint: disable=g-import-not-at-top
-  mesh = train.make_mesh()
-  g_state, d_state = train.create_train_states(config, jax.random.key(0))
-  step = train.make_jitted_step(config, mesh, train.make_content_loss(config))
+  from srgan_jax import train_states  # pylint: disable=g-import-not-at-top
+  from srgan_jax import update_step  # pylint: disable=g-import-not-at-top
+
+  mesh = update_step.make_mesh()
+  g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
+  step = update_step.make_jitted_step(config, mesh, update_step.make_content_loss(config))
   batch = next(input_pipeline.create_train_iterator(config))
   batch = {'hr': jax.device_put(batch['hr'], NamedSharding(mesh, P('data')))}
   g_state, d_state, m = step(g_state, d_state, batch, None)
@@ -130,12 +145,20 @@ def main():
 
   config.data.source = 'demo'
   if not args.no_step:
-    rows.append((f'SRResNet train step consumes (B={config.model.num_blocks}, '
-                 f'batch {config.data.batch_size})', '', step_rate(config, args.steps)))
+    rows.append(
+      (
+        f'SRResNet train step consumes (B={config.model.num_blocks}, '
+        f'batch {config.data.batch_size})',
+        '',
+        step_rate(config, args.steps),
+      )
+    )
 
   mb = np.mean([len(p) for p in pngs]) / 2**20
-  print(f'\n{args.images} PNGs of {W}x{H} ({mb:.1f} MB each), crops {config.data.hr_crop}x'
-        f'{config.data.hr_crop}, batch {config.data.batch_size}, {os.cpu_count()} CPU cores\n')
+  print(
+    f'\n{args.images} PNGs of {W}x{H} ({mb:.1f} MB each), crops {config.data.hr_crop}x'
+    f'{config.data.hr_crop}, batch {config.data.batch_size}, {os.cpu_count()} CPU cores\n'
+  )
   print(f'| {"what":58s} | start-up s | HR crops/s |')
   print(f'| {"-" * 58} | ---------- | ---------- |')
   for what, startup, rate in rows:

@@ -34,12 +34,28 @@ def main():
   parser.add_argument('extra', nargs='*', help='more flags for srgan_jax.main')
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as workdir:
-    cmd = [sys.executable, '-u', '-m', 'srgan_jax.main', '--config=configs/srresnet_x4.py',
-           f'--workdir={workdir}', '--config.data.source=demo', '--config.data.val_source=demo',
-           '--config.sample_every=0', f'--config.log_every={args.log_every}',
-           '--config.checkpoint_every=1000000', '--config.num_train_steps=1000000', *args.extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, JAX_PLATFORMS='cpu'))
+    cmd = [
+      sys.executable,
+      '-u',
+      '-m',
+      'srgan_jax.main',
+      '--config=configs/srresnet_x4.py',
+      f'--workdir={workdir}',
+      '--config.data.source=demo',
+      '--config.data.val_source=demo',
+      '--config.sample_every=0',
+      f'--config.log_every={args.log_every}',
+      '--config.checkpoint_every=1000000',
+      '--config.num_train_steps=1000000',
+      *args.extra,
+    ]
+    proc = subprocess.Popen(
+      cmd,
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'),
+    )
     lines, logged = [], 0
     for line in proc.stderr:
       lines.append(line)
@@ -61,13 +77,20 @@ def main():
     t_exit = time.monotonic()
   preempted = next((l for l in lines if 'Preempted:' in l), '')
   step = re.search(r'at step (\d+)', preempted)
-  print(f'step time {1 / rate:.2f}s (log_every {args.log_every}); SIGTERM {args.delay:.1f}s after '
-        'the second log line')
-  print(f'signal -> "Preempted" line (checkpoint committed): '
-        f'{t_line - t_signal:.1f}s' if t_line else 'no "Preempted" line')
+  print(
+    f'step time {1 / rate:.2f}s (log_every {args.log_every}); SIGTERM {args.delay:.1f}s after '
+    'the second log line'
+  )
+  print(
+    f'signal -> "Preempted" line (checkpoint committed): {t_line - t_signal:.1f}s'
+    if t_line
+    else 'no "Preempted" line'
+  )
   print(f'signal -> exit: {t_exit - t_signal:.1f}s (exit status {proc.returncode})')
-  print(f'saved at step {step.group(1) if step else "?"}; the run says: '
-        f'{preempted.split("] ", 1)[-1].strip()}')
+  print(
+    f'saved at step {step.group(1) if step else "?"}; the run says: '
+    f'{preempted.split("] ", 1)[-1].strip()}'
+  )
 
 
 if __name__ == '__main__':

@@ -27,10 +27,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 16  # global batch (the paper: 16), split over all devices.
   c.data.augment = True  # random flips and 90-degree rotations of HR crops.
   c.data.quantize_lr = True  # round LR to 8-bit levels, like LR images read from disk.
-  c.data.cache_gb = 16.0  # max RAM (GB) per process for the decoded uint8 images (DIV2K train: ~6.9).
-  c.data.stream = False  # True: no RAM cache, decode the image on every visit (sets too big for RAM).
-  c.data.decode_threads = 0  # threads decoding images (at start, or per visit if stream; 0 = one per core).
-  c.data.prefetch_threads = 1  # Grain threads assembling batches in the background (1 measured fastest).
+  c.data.cache_gb = (
+    16.0  # max RAM (GB) per process for the decoded uint8 images (DIV2K train: ~6.9).
+  )
+  c.data.stream = (
+    False  # True: no RAM cache, decode the image on every visit (sets too big for RAM).
+  )
+  c.data.decode_threads = (
+    0  # threads decoding images (at start, or per visit if stream; 0 = one per core).
+  )
+  c.data.prefetch_threads = (
+    1  # Grain threads assembling batches in the background (1 measured fastest).
+  )
   c.data.prefetch_batches = 8  # batches Grain keeps ready ahead of the train step.
   c.data.val_source = 'demo'  # validation images for the sample grid: a source spec as above.
   c.data.num_val_images = 4  # fixed validation crops shown in the sample grid.
@@ -54,7 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.learning_rate = 1e-4  # Adam learning rate (both networks).
   c.optim.b1 = 0.9  # Adam beta1 (the paper: 0.9).
   c.optim.b2 = 0.999  # Adam beta2.
-  c.optim.decay_steps = (100_000,)  # steps at which the learning rate is multiplied by decay_factor.
+  c.optim.decay_steps = (
+    100_000,
+  )  # steps at which the learning rate is multiplied by decay_factor.
   c.optim.decay_factor = 0.1  # the paper: 1e-4 for 1e5 updates, then 1e-5 for 1e5 updates.
 
   c.num_train_steps = 200_000  # total updates (the paper's SRGAN: 2e5).
@@ -63,14 +73,21 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.sets = ()  # benchmark folders scored during training, e.g. ('../shared/datasets/Set5',).
-  c.eval.every = 0  # PSNR/SSIM (Y channel, crop = scale) of G on eval.sets every N steps (0: never).
+  c.eval.every = (
+    0  # PSNR/SSIM (Y channel, crop = scale) of G on eval.sets every N steps (0: never).
+  )
   c.eval.lpips = 'alexnet'  # LPIPS v0.1 network for eval.sets ('alexnet', 'vgg16'; '' = no LPIPS).
 
   c.log_every = 100  # console, metrics.jsonl and TensorBoard scalars every N steps.
   c.checkpoint_every = 5_000  # Orbax checkpoint every N steps (and at the end).
   c.keep_checkpoints = 3  # keep the last N checkpoints.
-  c.restore_compatible_only = False  # workdir holds another config's checkpoint: restore the parts that fit.
+  c.restore_compatible_only = (
+    False  # workdir holds another config's checkpoint: restore the parts that fit.
+  )
   c.sample_every = 5_000  # PNG grid of validation crops (bicubic | SR | HR) every N steps.
+  # Steps to trace with jax.profiler, e.g. (10, 11, 12), into WORKDIR/tensorboard (TensorBoard's
+  # profile tab); () = off. Process 0 only; an SRGAN run's pretrain_steps phase is not traced.
+  c.profile_steps = ()
   return c
 
 

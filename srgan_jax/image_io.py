@@ -76,7 +76,7 @@ def decode_image(path, decode: Callable[[Image.Image], T]) -> T:
   except Exception as e:  # pylint: disable=broad-except  # edge: Pillow raises many types
     reason = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise ImageReadError(
-        f'{path}: not a readable image ({reason}); replace or remove the file.'
+      f'{path}: not a readable image ({reason}); replace or remove the file.'
     ) from None
   finally:
     ImageFile.LOAD_TRUNCATED_IMAGES = lenient
@@ -102,8 +102,12 @@ def list_images(root) -> list[epath.Path]:
   root = epath.Path(root)
   if not root.is_dir():
     raise FileNotFoundError(f'{root}: not a directory; pass a folder of images.')
-  return sorted(folder / f for folder, _, files in root.walk() for f in files
-                if epath.Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+  return sorted(
+    folder / f
+    for folder, _, files in root.walk()
+    for f in files
+    if epath.Path(f).suffix.lower() in IMAGE_EXTENSIONS
+  )
 
 
 def save_png(path, image) -> None:
@@ -118,8 +122,9 @@ def save_png(path, image) -> None:
   if image.dtype == np.uint16 and image.ndim == 2:  # 16-bit gray
     image = image.astype('<u2')
   elif image.dtype != np.uint8:
-    raise ValueError(f'save_png: expected uint8 pixels (or uint16 gray), got {image.dtype}; '
-                     'clip and round first.')
+    raise ValueError(
+      f'save_png: expected uint8 pixels (or uint16 gray), got {image.dtype}; clip and round first.'
+    )
   if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (2, 3, 4))):
     raise ValueError(f'save_png: expected [H, W] or [H, W, 1|2|3|4], got {image.shape}.')
   buf = io.BytesIO()

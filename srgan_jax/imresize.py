@@ -10,6 +10,9 @@ in numpy from static shapes at trace time (`resize_matrix`), then applied by
 matmul. The JAX path (`imresize`) is jit-able and differentiable; the numpy
 path (`imresize_np`, `imresize_uint8`) runs in float64 on the host for
 evaluation.
+
+`degrade` is the SR literature's degradation built on it: the LR image the
+train step (and the sample grid) feeds G from an HR crop.
 """
 
 import math
@@ -66,8 +69,7 @@ def _plan(in_hw, scale, output_shape):
   if output_shape is not None:
     out_hw = tuple(int(s) for s in output_shape)
     if len(out_hw) != 2 or min(out_hw) < 1:
-      raise ValueError(
-          f'imresize: output_shape must be (height, width) >= 1, got {output_shape}.')
+      raise ValueError(f'imresize: output_shape must be (height, width) >= 1, got {output_shape}.')
     scales = tuple(o / i for o, i in zip(out_hw, in_hw))
   else:
     scales = tuple(np.broadcast_to(np.asarray(scale, np.float64), (2,)).tolist())
@@ -81,8 +83,9 @@ def _plan(in_hw, scale, output_shape):
 def _check_rank(shape):
   if len(shape) < 3:
     raise ValueError(
-        f'imresize: expected [..., H, W, C], got shape {tuple(shape)}; '
-        'add a trailing channel axis for grayscale.')
+      f'imresize: expected [..., H, W, C], got shape {tuple(shape)}; '
+      'add a trailing channel axis for grayscale.'
+    )
 
 
 def _apply_np(x, d, mat):
@@ -139,3 +142,16 @@ def imresize_uint8(images_uint8, scale=None, output_shape=None):
   if x.dtype != np.uint8:
     raise ValueError(f'imresize_uint8: expected uint8 input, got {x.dtype}.')
   return _round_uint8(imresize_np(x, scale, output_shape, round_between=True))
+
+
+def degrade(hr_uint8, scale: int, quantize: bool):
+  """uint8 HR crops -> (LR in [0, 1], HR in [-1, 1]): MATLAB bicubic x1/scale, on device.
+
+  The LR images of the SR benchmarks are made this way (and stored as 8-bit
+  files: quantize=True rounds LR to 8-bit levels as they are).
+  """
+  hr01 = jnp.asarray(hr_uint8).astype(jnp.float32) / 255.0
+  lr = jnp.clip(imresize(hr01, scale=1.0 / scale), 0.0, 1.0)
+  if quantize:  # LR images in the wild are 8-bit, as are the benchmark LR files
+    lr = jnp.round(lr * 255.0) / 255.0
+  return lr, hr01 * 2.0 - 1.0

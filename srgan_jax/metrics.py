@@ -48,8 +48,7 @@ def rgb_to_y(img, round_y: bool = False):
   img = _float(img, xp)
   if img.shape[-1] != 3:
     raise ValueError(f'rgb_to_y: expected [..., 3] RGB, got shape {img.shape}.')
-  y = 16.0 + (65.481 * img[..., 0] + 128.553 * img[..., 1]
-              + 24.966 * img[..., 2]) / 255.0
+  y = 16.0 + (65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]) / 255.0
   return xp.floor(y + 0.5) if round_y else y  # y > 0: MATLAB's round
 
 
@@ -70,7 +69,7 @@ def _crop(x, border):
   h, w = x.shape[-2:]
   if h <= 2 * border or w <= 2 * border:
     raise ValueError(f'crop_border={border} leaves nothing of a {h}x{w} image.')
-  return x[..., border:h - border, border:w - border]
+  return x[..., border : h - border, border : w - border]
 
 
 def _pair(a, b, crop_border):
@@ -87,7 +86,7 @@ def psnr(a, b, peak: float = 255.0, crop_border: int = 0):
   a, b = _pair(a, b, crop_border)
   mse = xp.mean(xp.square(a - b), axis=(-2, -1))
   with np.errstate(divide='ignore'):
-    return 10.0 * xp.log10(peak ** 2 / mse)
+    return 10.0 * xp.log10(peak**2 / mse)
 
 
 def gaussian_window(size: int = _SSIM_SIZE, sigma: float = _SSIM_SIGMA):
@@ -101,9 +100,10 @@ def _valid_filter(x, g, axis):
   """'valid' correlation of x with 1-D g along axis, as a sum of k shifts."""
   k, n = len(g), x.shape[axis]
   if n < k:
-    raise ValueError(f'SSIM needs images at least {k}x{k} after cropping, '
-                     f'got {n} pixels along an axis.')
-  take = lambda i: x[..., i:i + n - k + 1, :] if axis == -2 else x[..., i:i + n - k + 1]
+    raise ValueError(
+      f'SSIM needs images at least {k}x{k} after cropping, got {n} pixels along an axis.'
+    )
+  take = lambda i: x[..., i : i + n - k + 1, :] if axis == -2 else x[..., i : i + n - k + 1]
   return sum(float(g[i]) * take(i) for i in range(k))
 
 
@@ -123,8 +123,9 @@ def ssim(a, b, crop_border: int = 0):
   cov = blur(ac * bc) - mu_a * mu_b
   mu_a, mu_b = mu_a + c, mu_b + c
   c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
-  ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)
-              / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2)))
+  ssim_map = (
+    (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+  )
   return xp.mean(ssim_map, axis=(-2, -1))
 
 
@@ -151,8 +152,11 @@ def ssim_y(a, b, crop_border: int = 0, round_y: bool = False):
 def psnr_rgb(a, b, crop_border: int = 0):
   """PSNR over all RGB channels of [..., H, W, 3] in [0, 255]."""
   xp = _xp(a, b)
-  a, b = _pair(xp.moveaxis(xp.asarray(a), -1, -3),  # [..., C, H, W]
-               xp.moveaxis(xp.asarray(b), -1, -3), crop_border)
+  a, b = _pair(
+    xp.moveaxis(xp.asarray(a), -1, -3),  # [..., C, H, W]
+    xp.moveaxis(xp.asarray(b), -1, -3),
+    crop_border,
+  )
   mse = xp.mean(xp.square(a - b), axis=(-3, -2, -1))
   with np.errstate(divide='ignore'):
-    return 10.0 * xp.log10(255.0 ** 2 / mse)
+    return 10.0 * xp.log10(255.0**2 / mse)

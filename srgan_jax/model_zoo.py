@@ -29,12 +29,18 @@ FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent / 'weights'
 # name -> (file in WEIGHTS_DIR, its SHA-256, one line for --help and logs)
 MODELS: dict[str, tuple[str, str, str]] = {
-    'srresnet_x4': ('srresnet_x4.msgpack', '79e83fa8f38af2e5e8cfaf47b2531c9208b25e1bafe2e1110e13e451b5d9b5c7',
-                    'SRResNet x4 (the paper\'s G, pixel MSE), 12k steps on the 291-image set: '
-                    'Set5 30.53 dB, Set14 27.48 dB PSNR-Y'),
-    'srgan_x4': ('srgan_x4.msgpack', '862715f7294dc05781e67340d97bd6e64977e54c796e0f3531bd12b4f6e6aade',
-                 'SRGAN x4 from srresnet_x4 (VGG-16 phi_2,2 + 1e-3 adversarial), 1k steps on the '
-                 '291-image set: Set5 LPIPS 0.165 vs SRResNet 0.208'),
+  'srresnet_x4': (
+    'srresnet_x4.msgpack',
+    '79e83fa8f38af2e5e8cfaf47b2531c9208b25e1bafe2e1110e13e451b5d9b5c7',
+    "SRResNet x4 (the paper's G, pixel MSE), 12k steps on the 291-image set: Set5 30.53 dB, "
+    'Set14 27.48 dB PSNR-Y',
+  ),
+  'srgan_x4': (
+    'srgan_x4.msgpack',
+    '862715f7294dc05781e67340d97bd6e64977e54c796e0f3531bd12b4f6e6aade',
+    'SRGAN x4 from srresnet_x4 (VGG-16 phi_2,2 + 1e-3 adversarial), 1k steps on the '
+    '291-image set: Set5 LPIPS 0.165 vs SRResNet 0.208',
+  ),
 }
 DEFAULT_MODEL = 'srresnet_x4'
 
@@ -61,8 +67,10 @@ def is_generator_file(spec) -> bool:
 
 def model_path(name: str) -> Path:
   if name not in MODELS:
-    raise ModelZooError(f'unknown model {name!r}; shipped models: {", ".join(MODELS) or "none"} '
-                        '(or pass --checkpoint=DIR of your own run).')
+    raise ModelZooError(
+      f'unknown model {name!r}; shipped models: {", ".join(MODELS) or "none"} '
+      '(or pass --checkpoint=DIR of your own run).'
+    )
   return WEIGHTS_DIR / MODELS[name][0]
 
 
@@ -70,15 +78,20 @@ def _decode(data: bytes, where: str) -> tuple[dict, dict]:
   try:
     tree = serialization.msgpack_restore(data)
   except Exception as e:  # pylint: disable=broad-except  # msgpack raises many types on bad bytes
-    raise ModelZooError(f'{where}: not a readable generator file ({type(e).__name__}); it is '
-                        'truncated or corrupt.') from None
+    raise ModelZooError(
+      f'{where}: not a readable generator file ({type(e).__name__}); it is truncated or corrupt.'
+    ) from None
   meta = tree.get('meta') if isinstance(tree, dict) else None
   if not isinstance(meta, dict) or meta.get('format') != FORMAT:
-    raise ModelZooError(f'{where}: not a srgan_jax generator file (no {FORMAT!r} meta); export one '
-                        'with `python -m srgan_jax.model_zoo export CHECKPOINT FILE`.')
+    raise ModelZooError(
+      f'{where}: not a srgan_jax generator file (no {FORMAT!r} meta); export one '
+      'with `python -m srgan_jax.model_zoo export CHECKPOINT FILE`.'
+    )
   if meta.get('format_version') != FORMAT_VERSION:
-    raise ModelZooError(f'{where}: generator file format version {meta.get("format_version")!r}; '
-                        f'this srgan_jax reads version {FORMAT_VERSION}.')
+    raise ModelZooError(
+      f'{where}: generator file format version {meta.get("format_version")!r}; '
+      f'this srgan_jax reads version {FORMAT_VERSION}.'
+    )
   variables = {'params': tree.get('params', {}), 'batch_stats': tree.get('batch_stats', {})}
   return variables, meta
 
@@ -91,8 +104,9 @@ def load_file(spec) -> tuple[dict, dict]:
       raise ModelZooError(f'the shipped model {spec} is missing ({path}); reinstall srgan-jax.')
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != MODELS[spec][1]:
-      raise ModelZooError(f'the shipped model {spec} ({path}) is corrupt (SHA-256 mismatch); '
-                          'reinstall srgan-jax.')
+      raise ModelZooError(
+        f'the shipped model {spec} ({path}) is corrupt (SHA-256 mismatch); reinstall srgan-jax.'
+      )
     where = f'{spec} ({path})'
   else:
     path = Path(str(spec))
@@ -106,23 +120,32 @@ def load_file(spec) -> tuple[dict, dict]:
 
 def encode(variables: dict, meta: dict) -> bytes:
   """The bytes of a generator file holding `variables` ({'params', 'batch_stats'})."""
-  as_np = lambda tree: {k: as_np(v) if isinstance(v, dict) else np.asarray(v, np.float32)
-                        for k, v in tree.items()}
-  return serialization.msgpack_serialize({
-      'params': as_np(dict(variables['params'])), 'batch_stats': as_np(dict(variables['batch_stats'])),
-      'meta': {**meta, 'format': FORMAT, 'format_version': FORMAT_VERSION}})
+  as_np = lambda tree: {
+    k: as_np(v) if isinstance(v, dict) else np.asarray(v, np.float32) for k, v in tree.items()
+  }
+  return serialization.msgpack_serialize(
+    {
+      'params': as_np(dict(variables['params'])),
+      'batch_stats': as_np(dict(variables['batch_stats'])),
+      'meta': {**meta, 'format': FORMAT, 'format_version': FORMAT_VERSION},
+    }
+  )
 
 
 def export(checkpoint, out, extra_meta: dict | None = None) -> str:
   """Writes the generator of a workdir / checkpoint / export dir as one file; returns a summary."""
-  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from srgan_jax import image_io  # pylint: disable=g-import-not-at-top
-  variables, meta = checkpointing.load_generator_with_meta(checkpoint)
+
+  variables, meta = load_generator_with_meta(checkpoint)
   model = meta.get('model') if isinstance(meta, dict) else None
   if not model:
     raise ModelZooError(f'{checkpoint}: its meta has no model description; cannot export it.')
-  keep = {'model': model, 'phase': meta.get('phase', 'generator'), 'step': meta.get('step'),
-          **(extra_meta or {})}
+  keep = {
+    'model': model,
+    'phase': meta.get('phase', 'generator'),
+    'step': meta.get('step'),
+    **(extra_meta or {}),
+  }
   out = Path(out)
   if out.suffix != '.msgpack':
     raise ModelZooError(f'{out}: a generator file must end in .msgpack.')
@@ -131,8 +154,10 @@ def export(checkpoint, out, extra_meta: dict | None = None) -> str:
   data = encode(variables, keep)
   image_io.write_atomic(out, data)  # never a half-written file
   n = sum(np.size(v) for v in _leaves(variables['params']))
-  return (f'exported {keep["phase"]} x{model["scale"]} step {keep["step"]} ({n:,} parameters) from '
-          f'{checkpoint} to {out} ({len(data) / 1e6:.1f} MB, sha256 {hashlib.sha256(data).hexdigest()})')
+  return (
+    f'exported {keep["phase"]} x{model["scale"]} step {keep["step"]} ({n:,} parameters) from '
+    f'{checkpoint} to {out} ({len(data) / 1e6:.1f} MB, sha256 {hashlib.sha256(data).hexdigest()})'
+  )
 
 
 def _leaves(tree):
@@ -140,15 +165,88 @@ def _leaves(tree):
     yield from (_leaves(v) if isinstance(v, dict) else (v,))
 
 
+# ----------------------------------------------------------------------------
+# Any generator: a shipped model's name, a generator file or a run's checkpoint.
+# (checkpoint_files reads checkpoints only; JAX and Orbax load only when one is read.)
+
+
+def has_generator(spec) -> bool:
+  """Whether `spec` names a shipped model, a generator file or a dir holding a checkpoint."""
+  if is_generator_file(spec):
+    return is_model_name(spec) or Path(str(spec)).is_file()
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
+
+  return checkpoint_files.has_generator(spec)
+
+
+def load_generator_with_meta(spec) -> tuple[dict, dict]:
+  """(G variables as host arrays, meta); meta['model'] gives scale, num_blocks, features, tiny.
+
+  spec: a shipped model's name, a generator .msgpack file, a workdir, its
+  checkpoints/ or export/ dir, or one step dir.
+  """
+  if is_generator_file(spec):
+    return load_file(spec)
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
+
+  return checkpoint_files.load_generator_with_meta(spec)
+
+
+def load_generator(spec) -> dict:
+  """{'params', 'batch_stats'} of G from anything `load_generator_with_meta` takes."""
+  return load_generator_with_meta(spec)[0]
+
+
+def generator_metadata(spec) -> tuple[dict, dict]:
+  """(leaf shapes of G's variables, meta); a checkpoint's arrays are not read."""
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
+
+  if is_generator_file(spec):  # one small file: read it
+    variables, meta = load_file(spec)
+    return checkpoint_files.leaf_shapes(variables), meta
+  return checkpoint_files.generator_metadata(spec)
+
+
+def describe_model(model) -> str:
+  """'scale 4, num_blocks 16, features 64, tiny False' of a model config or meta (for errors)."""
+  return ', '.join(
+    f'{k} {model[k]}' for k in ('scale', 'num_blocks', 'features', 'tiny') if k in model
+  )
+
+
+def generator_mismatch(have_shapes: dict, model_config) -> str | None:
+  """The first array of G's variables whose shape `model_config`'s generator does not have.
+
+  have_shapes: checkpoint_files.leaf_shapes of {'params', 'batch_stats'} (saved or loaded).
+  Traces G's init abstractly: nothing is compiled or allocated.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
+  from srgan_jax import models  # pylint: disable=g-import-not-at-top
+
+  generator = models.make_generator(model_config, dtype=jnp.float32)
+  expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
+  want = checkpoint_files.leaf_shapes(
+    {'params': expected['params'], 'batch_stats': expected['batch_stats']}
+  )
+  have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
+  diff = checkpoint_files.shape_differences(have, want)
+  return diff[0] if diff else None
+
+
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m srgan_jax.model_zoo',
-                                   description='Shipped generators; export a run as one file.')
+  parser = argparse.ArgumentParser(
+    prog='python -m srgan_jax.model_zoo',
+    description='Shipped generators; export a run as one file.',
+  )
   sub = parser.add_subparsers(dest='cmd', required=True)
   sub.add_parser('list', help='the shipped models')
-  ex = sub.add_parser('export', help='write a checkpoint\'s generator as one .msgpack file')
+  ex = sub.add_parser('export', help="write a checkpoint's generator as one .msgpack file")
   ex.add_argument('checkpoint', help='a training workdir, checkpoints/ or export/ dir, or step dir')
   ex.add_argument('out', help='output file (.msgpack)')
-  ex.add_argument('--meta', default='{}', help='extra JSON fields for the file\'s meta')
+  ex.add_argument('--meta', default='{}', help="extra JSON fields for the file's meta")
   args = parser.parse_args(argv)
   try:
     if args.cmd == 'list':

@@ -19,7 +19,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from srgan_jax.fast_conv import Conv, SubpixelOutputConv
+from srgan_jax.kernels.fast_conv import Conv, SubpixelOutputConv
 
 # PyTorch's BatchNorm momentum 0.1 is Flax's 0.9; epsilon as in the reference.
 _BN = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
@@ -45,6 +45,7 @@ def pixel_shuffle(x: jnp.ndarray, r: int) -> jnp.ndarray:
 
 class ResidualBlock(nn.Module):
   """k3n64s1 conv, BN, PReLU, k3n64s1 conv, BN, elementwise sum."""
+
   features: int = 64
   dtype: Any = jnp.float32
 
@@ -66,6 +67,7 @@ class UpsampleBlock(nn.Module):
   PReLU (one slope) is elementwise, so it runs before the shuffle; with
   shuffle=False the block returns the unshuffled map for `SubpixelOutputConv`.
   """
+
   features: int = 64
   factor: int = 2
   dtype: Any = jnp.float32
@@ -88,8 +90,9 @@ def upsample_factors(scale: int) -> tuple[int, ...]:
 
 class Generator(nn.Module):
   """SRResNet: the generator G of Figure 4 (top)."""
+
   scale: int = 4
-  num_blocks: int = 16   # B residual blocks
+  num_blocks: int = 16  # B residual blocks
   features: int = 64
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
@@ -106,8 +109,9 @@ class Generator(nn.Module):
     subpixel_out = factors[-1] == 2  # x3: the polyphase kernel would cost 2.8x the FLOPs
     for i, f in enumerate(factors):
       last = i == len(factors) - 1
-      x = UpsampleBlock(self.features, f, dtype=self.dtype, shuffle=not (last and subpixel_out),
-                        name=f'up_{i}')(x)
+      x = UpsampleBlock(
+        self.features, f, dtype=self.dtype, shuffle=not (last and subpixel_out), name=f'up_{i}'
+      )(x)
     if subpixel_out:  # k9n3s1 after the last shuffle == a 5x5 conv before it, then the shuffle
       x = SubpixelOutputConv(3, 9, factors[-1], dtype=self.dtype, name='conv_out')(x)
       x = pixel_shuffle(x, factors[-1])
@@ -118,6 +122,7 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
   """The discriminator D of Figure 4 (bottom); returns a logit per image."""
+
   features: tuple[int, ...] = (64, 64, 128, 128, 256, 256, 512, 512)
   strides: tuple[int, ...] = (1, 2, 1, 2, 1, 2, 1, 2)
   dense_features: int = 1024
@@ -127,8 +132,7 @@ class Discriminator(nn.Module):
   def __call__(self, x, train: bool = False):
     for i, (f, s) in enumerate(zip(self.features, self.strides)):
       # k3n64s1 has a bias and no BN; every later conv is followed by BN.
-      x = Conv(f, (3, 3), strides=(s, s), use_bias=(i == 0), dtype=self.dtype,
-               name=f'conv_{i}')(x)
+      x = Conv(f, (3, 3), strides=(s, s), use_bias=(i == 0), dtype=self.dtype, name=f'conv_{i}')(x)
       if i > 0:
         x = _BN(use_running_average=not train, dtype=self.dtype, name=f'bn_{i}')(x)
       x = nn.leaky_relu(x, 0.2)
@@ -141,4 +145,30 @@ class Discriminator(nn.Module):
 # Tiny variants for fast tests.
 TinyGenerator = functools.partial(Generator, num_blocks=2, features=8)
 TinyDiscriminator = functools.partial(
-    Discriminator, features=(8, 8, 16, 16), strides=(1, 2, 1, 2), dense_features=16)
+  Discriminator, features=(8, 8, 16, 16), strides=(1, 2, 1, 2), dense_features=16
+)
+
+
+# ----------------------------------------------------------------------------
+# The networks a config names (config.model).
+
+
+def make_generator(model_config, dtype=None) -> Generator:
+  """G of `model_config` (scale, num_blocks, features, tiny; compute_dtype unless `dtype`)."""
+  dtype = dtype or jnp.dtype(model_config.get('compute_dtype', 'float32'))
+  if model_config.get('tiny', False):
+    return TinyGenerator(scale=model_config.scale, dtype=dtype)
+  return Generator(
+    scale=model_config.scale,
+    num_blocks=model_config.num_blocks,
+    features=model_config.features,
+    dtype=dtype,
+  )
+
+
+def make_discriminator(config) -> Discriminator:
+  """D of a run's config (config.model.tiny and compute_dtype)."""
+  dtype = jnp.dtype(config.model.compute_dtype)
+  if config.model.tiny:
+    return TinyDiscriminator(dtype=dtype)
+  return Discriminator(dtype=dtype)

@@ -23,8 +23,9 @@ def _plain(v):
   return v if math.isfinite(v) else str(v)  # strict JSON has no NaN / Infinity
 
 
-def write_report(workdir, step: int, local_hr: np.ndarray, recent: list[dict], config,
-                 last_checkpoint: int | None) -> epath.Path:
+def write_report(
+  workdir, step: int, local_hr: np.ndarray, recent: list[dict], config, last_checkpoint: int | None
+) -> epath.Path:
   """Writes the npz (every process) and json (process 0) for the first bad step; returns the json path."""
   workdir = epath.Path(workdir)
   stem = f'nonfinite_step_{step}'
@@ -34,12 +35,17 @@ def write_report(workdir, step: int, local_hr: np.ndarray, recent: list[dict], c
   (workdir / name).write_bytes(buf.getvalue())
   report = workdir / f'{stem}.json'
   if jax.process_index() == 0:
-    report.write_text(json.dumps({
-        'step': step,
-        'metrics': {k: _plain(v) for k, v in recent[-1].items()},
-        'recent_steps': [{k: _plain(v) for k, v in m.items()} for m in recent],
-        'last_checkpoint_step': last_checkpoint,
-        'inputs': 'HR uint8 batch in the .npz (key "hr"), this process\'s shard of the global batch',
-        'config': json.loads(config.to_json_best_effort()),
-    }, indent=1))
+    report.write_text(
+      json.dumps(
+        {
+          'step': step,
+          'metrics': {k: _plain(v) for k, v in recent[-1].items()},
+          'recent_steps': [{k: _plain(v) for k, v in m.items()} for m in recent],
+          'last_checkpoint_step': last_checkpoint,
+          'inputs': 'HR uint8 batch in the .npz (key "hr"), this process\'s shard of the global batch',
+          'config': json.loads(config.to_json_best_effort()),
+        },
+        indent=1,
+      )
+    )
   return report

@@ -29,6 +29,7 @@ from absl import logging
 
 class StopFlag(threading.Event):
   """Set by SIGTERM; `arrived` is when the (first) signal arrived, in time.monotonic() seconds."""
+
   arrived: float | None = None
 
 

@@ -53,8 +53,10 @@ def windows(size: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
     return [(0, size, 0, size)]
   core = tile - 2 * halo
   if core < 1:
-    raise ValueError(f'tile={tile} leaves no core with a halo of {halo} on each side; '
-                     f'use a tile of at least {2 * halo + 16}.')
+    raise ValueError(
+      f'tile={tile} leaves no core with a halo of {halo} on each side; '
+      f'use a tile of at least {2 * halo + 16}.'
+    )
   out = []
   keep_start = 0
   while keep_start < size:
@@ -71,8 +73,9 @@ def windows(size: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
   return out
 
 
-def upscale_tiled(predict: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, scale: int,
-                  tile: int, halo: int) -> np.ndarray:
+def upscale_tiled(
+  predict: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, scale: int, tile: int, halo: int
+) -> np.ndarray:
   """SR [H*s, W*s, C] of LR [H, W, C] from `predict` ([1, h, w, C] -> [1, h*s, w*s, C]).
 
   `predict` sees windows of one shape per image (see the module docstring).
@@ -84,6 +87,7 @@ def upscale_tiled(predict: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, s
       sr = np.asarray(predict(lr[None, y0:y1, x0:x1]))[0]
       if out is None:
         out = np.empty((h * scale, w * scale, sr.shape[-1]), sr.dtype)
-      out[ky0 * scale:ky1 * scale, kx0 * scale:kx1 * scale] = sr[
-          (ky0 - y0) * scale:(ky1 - y0) * scale, (kx0 - x0) * scale:(kx1 - x0) * scale]
+      out[ky0 * scale : ky1 * scale, kx0 * scale : kx1 * scale] = sr[
+        (ky0 - y0) * scale : (ky1 - y0) * scale, (kx0 - x0) * scale : (kx1 - x0) * scale
+      ]
   return out

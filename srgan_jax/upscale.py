@@ -62,15 +62,18 @@ def _decode(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool, int]
 
 
 def _quantize(x01: np.ndarray, bits: int) -> np.ndarray:
-  peak = 2 ** bits - 1
+  peak = 2**bits - 1
   q = np.clip(np.floor(np.asarray(x01, np.float64) * peak + 0.5), 0, peak)
   return q.astype(np.uint16 if bits == 16 else np.uint8)
 
 
-def upscale_image(model, rgb01, alpha01, gray: bool, tile: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+def upscale_image(
+  model, rgb01, alpha01, gray: bool, tile: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
   """(colour [H*s, W*s, 3|1] in [0, 1], alpha [H*s, W*s] in [0, 1] or None)."""
   from srgan_jax import inference  # pylint: disable=g-import-not-at-top
   from srgan_jax import validation  # pylint: disable=g-import-not-at-top
+
   sr = (inference.upscale_float(model, rgb01, tile).astype(np.float64) + 1.0) / 2.0
   if gray:
     sr = validation.to_gray(sr)
@@ -86,7 +89,9 @@ def expand_inputs(inputs) -> list[Path]:
     if p.is_dir():
       found = image_io.list_images(p)
       if not found:
-        raise UserError(f'{p}: no images in this folder (extensions {", ".join(image_io.IMAGE_EXTENSIONS)}).')
+        raise UserError(
+          f'{p}: no images in this folder (extensions {", ".join(image_io.IMAGE_EXTENSIONS)}).'
+        )
       files += found
     elif p.exists():
       files.append(p)
@@ -107,7 +112,9 @@ def upscale_files(inputs, out, model, tile: int | None = DEFAULT_TILE, log=print
   seen = {}
   for f, t in zip(files, targets):
     if t in seen:
-      raise UserError(f'{seen[t]} and {f} would both be written to {t}; rename one or run them separately.')
+      raise UserError(
+        f'{seen[t]} and {f} would both be written to {t}; rename one or run them separately.'
+      )
     seen[t] = f
   out.mkdir(parents=True, exist_ok=True)
   failed = 0
@@ -128,27 +135,40 @@ def upscale_files(inputs, out, model, tile: int | None = DEFAULT_TILE, log=print
         pix = np.concatenate([pix, _quantize(a[..., None], 8)], axis=-1)
       image_io.save_png(dst, pix)
     h, w = rgb.shape[:2]
-    log(f'[{i}/{len(files)}] {src} {w}x{h} -> {dst} {w * model.scale}x{h * model.scale} '
-        f'({time.time() - t0:.1f}s)')
+    log(
+      f'[{i}/{len(files)}] {src} {w}x{h} -> {dst} {w * model.scale}x{h * model.scale} '
+      f'({time.time() - t0:.1f}s)'
+    )
   return failed
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m srgan_jax.upscale',
-                                   description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+    prog='python -m srgan_jax.upscale', description=__doc__.splitlines()[0]
+  )
   parser.add_argument('inputs', nargs='+', metavar='IN', help='image files or folders')
   src = parser.add_mutually_exclusive_group()
-  src.add_argument('--model', help='a shipped model: ' + ', '.join(
-      f'{n} ({about})' for n, (_, _, about) in model_zoo.MODELS.items())
-      + f'; the default without --workdir/--checkpoint is {model_zoo.DEFAULT_MODEL}')
+  src.add_argument(
+    '--model',
+    help='a shipped model: '
+    + ', '.join(f'{n} ({about})' for n, (_, _, about) in model_zoo.MODELS.items())
+    + f'; the default without --workdir/--checkpoint is {model_zoo.DEFAULT_MODEL}',
+  )
   src.add_argument('--workdir', help='training workdir (its latest checkpoint)')
-  src.add_argument('--checkpoint', help='a checkpoints/ or export/ dir, one step dir, or a generator .msgpack file')
+  src.add_argument(
+    '--checkpoint', help='a checkpoints/ or export/ dir, one step dir, or a generator .msgpack file'
+  )
   parser.add_argument('--out', required=True, help='output folder (created; other files kept)')
-  parser.add_argument('--tile', type=int, default=DEFAULT_TILE,
-                      help='LR window side incl. halo (0: whole image in one pass)')
+  parser.add_argument(
+    '--tile',
+    type=int,
+    default=DEFAULT_TILE,
+    help='LR window side incl. halo (0: whole image in one pass)',
+  )
   args = parser.parse_args(argv)
   from srgan_jax import inference  # pylint: disable=g-import-not-at-top
-  from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+  from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
+
   onednn_conv.prepare()  # built or loaded here, where its cost and failure show
   try:
     source = args.workdir or args.checkpoint or args.model or model_zoo.DEFAULT_MODEL
@@ -156,11 +176,15 @@ def main(argv=None) -> int:
     if source in model_zoo.MODELS:
       print(f'model: {source} ({model_zoo.MODELS[source][2]})')
     if args.tile and args.tile < 2 * model.halo + 1:
-      raise UserError(f'--tile={args.tile} is too small for a receptive radius of {model.halo} LR pixels; '
-                      f'use at least {2 * model.halo + 16} (or 0 for whole images).')
+      raise UserError(
+        f'--tile={args.tile} is too small for a receptive radius of {model.halo} LR pixels; '
+        f'use at least {2 * model.halo + 16} (or 0 for whole images).'
+      )
     failed = upscale_files(args.inputs, args.out, model, args.tile or None)
     if failed:
-      raise UserError(f'{failed} input(s) could not be read (see the warnings above); the others were written.')
+      raise UserError(
+        f'{failed} input(s) could not be read (see the warnings above); the others were written.'
+      )
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

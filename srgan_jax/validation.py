@@ -36,6 +36,7 @@ LPIPS = 'lpips'  # added to METRICS' scores when an LPIPS function is given
 @dataclasses.dataclass(frozen=True)
 class Sample:
   """One test image: LR and HR as RGB uint8, HR = scale x LR in size."""
+
   name: str
   lr: np.ndarray
   hr: np.ndarray
@@ -58,14 +59,15 @@ def _pairs(folder: Path, scale: int) -> list[tuple[str, Path, Path | None]]:
     folder = srf
   elif any(folder.glob('image_SRF_*')):
     have = sorted(p.name for p in folder.glob('image_SRF_*'))
-    raise UserError(f'{folder} has {", ".join(have)} but no image_SRF_{scale}; '
-                    f'pass --scale to match one of them.')
+    raise UserError(
+      f'{folder} has {", ".join(have)} but no image_SRF_{scale}; pass --scale to match one of them.'
+    )
   hr_files = sorted(folder.glob('*_HR.png'))
   if hr_files:
     out = []
     for hr in hr_files:
-      lr = hr.with_name(hr.name[:-len('_HR.png')] + '_LR.png')
-      out.append((hr.name[:-len('_HR.png')], hr, lr if lr.is_file() else None))
+      lr = hr.with_name(hr.name[: -len('_HR.png')] + '_LR.png')
+      out.append((hr.name[: -len('_HR.png')], hr, lr if lr.is_file() else None))
     return out
   if (folder / 'HR').is_dir():
     lr_dir = folder / 'LR'
@@ -74,11 +76,16 @@ def _pairs(folder: Path, scale: int) -> list[tuple[str, Path, Path | None]]:
       rel = hr.relative_to(folder / 'HR')
       lr = lr_dir / rel
       if not lr.is_file():  # same stem with another extension
-        lr = next(iter(sorted((lr_dir / rel.parent).glob(rel.stem + '.*'))), None) \
-            if (lr_dir / rel.parent).is_dir() else None
+        lr = (
+          next(iter(sorted((lr_dir / rel.parent).glob(rel.stem + '.*'))), None)
+          if (lr_dir / rel.parent).is_dir()
+          else None
+        )
       out.append((str(rel.with_suffix('')), hr, lr))
     return out
-  return [(str(p.relative_to(folder).with_suffix('')), p, None) for p in image_io.list_images(folder)]
+  return [
+    (str(p.relative_to(folder).with_suffix('')), p, None) for p in image_io.list_images(folder)
+  ]
 
 
 def load_set(spec, scale: int) -> list[Sample]:
@@ -89,11 +96,15 @@ def load_set(spec, scale: int) -> list[Sample]:
   """
   folder = Path(spec)
   if not folder.is_dir():
-    raise UserError(f'--data={spec}: not a folder; pass a folder of HR images, a Set5-style '
-                    'folder of *_HR.png/*_LR.png pairs, or one with HR/ and LR/ subfolders.')
+    raise UserError(
+      f'--data={spec}: not a folder; pass a folder of HR images, a Set5-style '
+      'folder of *_HR.png/*_LR.png pairs, or one with HR/ and LR/ subfolders.'
+    )
   pairs = _pairs(folder, scale)
   if not pairs:
-    raise UserError(f'--data={spec}: no images found (extensions {", ".join(image_io.IMAGE_EXTENSIONS)}).')
+    raise UserError(
+      f'--data={spec}: no images found (extensions {", ".join(image_io.IMAGE_EXTENSIONS)}).'
+    )
   samples = []
   for name, hr_path, lr_path in pairs:
     try:
@@ -106,15 +117,19 @@ def load_set(spec, scale: int) -> list[Sample]:
     if lr is None:
       h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
       if min(h, w) < 2 * scale + 11:  # SSIM's window must fit after the border crop
-        warnings.warn(f'skipping {hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small to score at x{scale}.',
-                      stacklevel=2)
+        warnings.warn(
+          f'skipping {hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small to score at x{scale}.',
+          stacklevel=2,
+        )
         continue
       hr = hr[:h, :w]
       lr = imresize_uint8(hr, scale=1 / scale)
     elif hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-      raise UserError(f'{hr_path} is {hr.shape[1]}x{hr.shape[0]} but its LR {lr_path} is '
-                      f'{lr.shape[1]}x{lr.shape[0]}: HR must be exactly {scale} x LR; '
-                      f'check --scale (or the image_SRF_N folder) matches the data.')
+      raise UserError(
+        f'{hr_path} is {hr.shape[1]}x{hr.shape[0]} but its LR {lr_path} is '
+        f'{lr.shape[1]}x{lr.shape[0]}: HR must be exactly {scale} x LR; '
+        f'check --scale (or the image_SRF_N folder) matches the data.'
+      )
     samples.append(Sample(name, lr, hr, gray, lr_path is not None))
   if not samples:
     raise UserError(f'--data={spec}: none of its {len(pairs)} images could be read.')
@@ -124,7 +139,9 @@ def load_set(spec, scale: int) -> list[Sample]:
 def load_sets(specs: Sequence, scale: int) -> dict[str, list[Sample]]:
   """{set name: samples} for each data spec; repeated names get a suffix."""
   if not specs:
-    raise UserError('no --data given; pass at least one folder, e.g. --data=../shared/datasets/Set5.')
+    raise UserError(
+      'no --data given; pass at least one folder, e.g. --data=../shared/datasets/Set5.'
+    )
   sets = {}
   for spec in specs:
     name = base = set_name(spec)
@@ -141,7 +158,9 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
   return ((65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 219.0)[..., None]
 
 
-def score(sr: np.ndarray, sample: Sample, scale: int, lpips_fn: Callable | None = None) -> dict[str, float]:
+def score(
+  sr: np.ndarray, sample: Sample, scale: int, lpips_fn: Callable | None = None
+) -> dict[str, float]:
   """The SR protocol's psnr_y, ssim_y (gray files on gray) and psnr_rgb of uint8 SR vs HR.
 
   With lpips_fn ((a, b) uint8 -> float, srgan_jax.lpips.make_lpips), also 'lpips'
@@ -152,9 +171,11 @@ def score(sr: np.ndarray, sample: Sample, scale: int, lpips_fn: Callable | None 
     b = sample.hr[..., :1]
   else:
     a, b = sr, sample.hr
-  out = {'psnr_y': float(metrics.psnr_y(a, b, crop_border=scale)),
-         'ssim_y': float(metrics.ssim_y(a, b, crop_border=scale)),
-         'psnr_rgb': float(metrics.psnr_rgb(sr, sample.hr, crop_border=scale))}
+  out = {
+    'psnr_y': float(metrics.psnr_y(a, b, crop_border=scale)),
+    'ssim_y': float(metrics.ssim_y(a, b, crop_border=scale)),
+    'psnr_rgb': float(metrics.psnr_rgb(sr, sample.hr, crop_border=scale)),
+  }
   if lpips_fn is not None:
     crop = lambda x: np.asarray(x)[scale:-scale, scale:-scale].astype(np.uint8)
     out[LPIPS] = float(lpips_fn(crop(a), crop(b)))
@@ -178,12 +199,17 @@ def super_resolve(predict_fn: Callable, variables, lr_uint8: np.ndarray) -> np.n
   return to_uint8(np.asarray(predict_fn(variables, lr))[0])
 
 
-def evaluate_sets(predict_fn: Callable, variables, sets: dict[str, list[Sample]],
-                  scale: int, lpips_fn: Callable | None = None) -> dict[str, float]:
+def evaluate_sets(
+  predict_fn: Callable,
+  variables,
+  sets: dict[str, list[Sample]],
+  scale: int,
+  lpips_fn: Callable | None = None,
+) -> dict[str, float]:
   """{'SET/psnr_y', 'SET/ssim_y', 'SET/psnr_rgb' (, 'SET/lpips'): mean over SET} for each set.
 
   predict_fn(variables, lr) maps [1, h, w, 3] in [0, 1] to [1, h*s, w*s, 3]
-  in [-1, 1] with BN in inference mode (e.g. train.make_predict() bound to
+  in [-1, 1] with BN in inference mode (e.g. inference.jit_predict() bound to
   the generator's apply_fn). Each image shape compiles once per process.
   """
   out = {}

@@ -26,13 +26,22 @@ def check_writable(workdir: str) -> epath.Path:
     probe.write_text('ok')
     probe.unlink()
   except OSError as e:
-    raise WorkdirError(f'cannot write to --workdir={workdir} ({e.strerror or e}); '
-                       'pass a directory you can write to.') from None
+    raise WorkdirError(
+      f'cannot write to --workdir={workdir} ({e.strerror or e}); pass a directory you can write to.'
+    ) from None
   return path
 
 
 # What a run writes into its workdir (README, "What a run writes").
-RUN_OUTPUTS = ('export', 'metrics.jsonl', 'tensorboard', 'samples', 'DONE', 'checkpoints')
+RUN_OUTPUTS = (
+  'config.json',
+  'export',
+  'metrics.jsonl',
+  'tensorboard',
+  'samples',
+  'DONE',
+  'checkpoints',
+)
 
 
 def move_run(workdir, destination) -> list[str]:
@@ -44,11 +53,14 @@ def move_run(workdir, destination) -> list[str]:
   workdir, destination = epath.Path(workdir), epath.Path(destination)
   names = [n for n in RUN_OUTPUTS[:-1] if (workdir / n).exists()]
   names += sorted(p.name for p in workdir.glob('nonfinite_step_*'))
+  names += sorted(p.name for p in workdir.glob('config.until_step_*'))
   names += [RUN_OUTPUTS[-1]] if (workdir / RUN_OUTPUTS[-1]).exists() else []
   clash = [n for n in names if (destination / n).exists()]
   if clash:
-    raise WorkdirError(f'cannot move the previous run in {workdir} to {destination}: '
-                       f'{destination / clash[0]} exists; move it away or use a fresh --workdir.')
+    raise WorkdirError(
+      f'cannot move the previous run in {workdir} to {destination}: '
+      f'{destination / clash[0]} exists; move it away or use a fresh --workdir.'
+    )
   destination.mkdir(parents=True, exist_ok=True)
   for n in names:
     (workdir / n).rename(destination / n)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from srgan_jax import metrics
 from srgan_jax import validation
-from srgan_jax.imresize import imresize
+from srgan_jax.imresize import degrade, imresize
 
 
 class MetricWriter:
@@ -28,6 +28,7 @@ class MetricWriter:
     if enabled:
       self.workdir.mkdir(parents=True, exist_ok=True)
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
       self._tb = SummaryWriter(str(self.workdir / 'tensorboard'))
 
   def write_scalars(self, step: int, scalars: dict, eta_steps: int | None = None) -> None:
@@ -69,23 +70,26 @@ def _hms(seconds: float) -> str:
   return f'{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}'
 
 
-def sample_grid(val_hr: np.ndarray, scale: int, quantize: bool, g_state,
-                predict) -> tuple[np.ndarray, dict]:
+def sample_grid(
+  val_hr: np.ndarray, scale: int, quantize: bool, g_state, predict
+) -> tuple[np.ndarray, dict]:
   """Rows of (bicubic | SR | HR) for each fixed validation crop (uint8 HWC), and their PSNR-Y."""
-  from srgan_jax import train  # pylint: disable=g-import-not-at-top
-  lr, hr = train.degrade(jnp.asarray(val_hr), scale, quantize)
+  lr, hr = degrade(jnp.asarray(val_hr), scale, quantize)
   variables = {'params': g_state.params, 'batch_stats': g_state.batch_stats}
   sr = predict(g_state.apply_fn, variables, lr)
   bicubic = imresize(lr, scale=scale) * 2.0 - 1.0
   bicubic, sr, hr = (validation.to_uint8(x) for x in (bicubic, sr, hr))
   rows = [np.concatenate(row, axis=1) for row in zip(bicubic, sr, hr)]
-  psnr = {f'val/psnr_y_{name}': float(np.mean(metrics.psnr_y(x, hr, crop_border=scale)))
-          for name, x in (('sr', sr), ('bicubic', bicubic))}
+  psnr = {
+    f'val/psnr_y_{name}': float(np.mean(metrics.psnr_y(x, hr, crop_border=scale)))
+    for name, x in (('sr', sr), ('bicubic', bicubic))
+  }
   return np.concatenate(rows, axis=0), psnr
 
 
-def write_sample_grid(writer: MetricWriter, workdir, step: int, val_hr, config, g_state,
-                      predict) -> None:
+def write_sample_grid(
+  writer: MetricWriter, workdir, step: int, val_hr, config, g_state, predict
+) -> None:
   grid, psnr = sample_grid(val_hr, config.model.scale, config.data.quantize_lr, g_state, predict)
   if not writer.enabled:
     return

@@ -12,7 +12,8 @@ if str(REPO) not in sys.path:
 
 
 def _prepare_convolutions() -> str:
-  from srgan_jax import onednn_conv  # pylint: disable=g-import-not-at-top
+  from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
+
   return onednn_conv.prepare()  # once per process: later calls return the same line
 
 
@@ -37,8 +38,10 @@ def datasets_dir() -> Path:
 def datasets() -> Path:
   root = datasets_dir()
   if not (root / 'Set5').is_dir() or not (root / 'Set14').is_dir():
-    pytest.skip(f'benchmark images not found at {root}; put Set5/Set14 there '
-                'or set SRGAN_JAX_DATASETS (CI provides ../shared/datasets)')
+    pytest.skip(
+      f'benchmark images not found at {root}; put Set5/Set14 there '
+      'or set SRGAN_JAX_DATASETS (CI provides ../shared/datasets)'
+    )
   return root
 
 

@@ -10,7 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import benchmark, fast_conv, models, onednn_conv, train
+from srgan_jax import models, train_states, update_step
+from srgan_jax.benchmark import curves as curves_lib
+from srgan_jax.benchmark import figures, flops
+from srgan_jax.kernels import fast_conv, onednn_conv
 from tests.helpers import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -23,15 +26,31 @@ ALL_ROWS = {'srresnet_step', 'srgan_step', 'inference_16', 'inference_32'}
 FAST_ROWS = {'srresnet_step', 'inference_16', 'inference_32'}
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize('with_torch', [False, True])
 def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, with_torch):
   if with_torch and torch is None:
     pytest.skip('torch not installed')
   out = tmp_path / 'bench.json'
-  cmd = [sys.executable, '-m', 'srgan_jax.benchmark', '--tiny', '--batch=2', '--crop=16',
-         '--infer_sizes=16,32', '--repeats=1', '--warmup=0', '--peak_n=256', f'--json={out}',
-         f'--torch={with_torch}', '--torch_format=nchw']
-  expected = ALL_ROWS if with_torch else FAST_ROWS  # the SRGAN step's compile dominates; once is enough
+  cmd = [
+    sys.executable,
+    '-m',
+    'srgan_jax.benchmark',
+    '--tiny',
+    '--batch=2',
+    '--crop=16',
+    '--infer_sizes=16,32',
+    '--repeats=1',
+    '--warmup=0',
+    '--peak_n=256',
+    f'--json={out}',
+    f'--torch={with_torch}',
+    '--torch_format=nchw',
+  ]
+  expected = (
+    ALL_ROWS if with_torch else FAST_ROWS
+  )  # the SRGAN step's compile dominates; once is enough
   if not with_torch:
     cmd.append('--only=srresnet,inference')
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -43,13 +62,18 @@ def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, wit
     assert r['jax_s'] > 0 and r['compile_s'] > 0 and r['flops'] > 0 and 0 < r['jax_mfu']
     assert ('jax_over_torch' in r) == with_torch
   assert report['peak_flops'] > 0 and report['threads'] >= 1
-  assert report['compiler_options'] == fast_conv.compiler_options()  # what the figures were compiled with
-  assert report['cpu_convolutions'].startswith('oneDNN convolutions from ') == onednn_conv.status()[0]
+  assert (
+    report['compiler_options'] == fast_conv.compiler_options()
+  )  # what the figures were compiled with
+  assert (
+    report['cpu_convolutions'].startswith('oneDNN convolutions from ') == onednn_conv.status()[0]
+  )
   table = [l for l in proc.stdout.splitlines() if l.split() and l.split()[0] in expected]
   assert len(table) == len(expected)
   assert all(len(l.split()) == (12 if with_torch else 7) for l in table), table
 
 
+@pytest.mark.slow
 def test_analytic_flops_match_xla_cost_analysis_for_the_generator(monkeypatch):
   # x3: the plain k9n3 output conv (x2/x4/x8 compute it as a sub-pixel 5x5 conv, 1.23x the FLOPs).
   # XLA's own convolutions: its cost analysis counts no FLOPs in oneDNN's custom calls.
@@ -58,14 +82,16 @@ def test_analytic_flops_match_xla_cost_analysis_for_the_generator(monkeypatch):
   x = jnp.zeros((1, 32, 32, 3))
   variables = g.init(jax.random.key(0), x)
   cost = jax.jit(lambda v, x: g.apply(v, x)).lower(variables, x).compile().cost_analysis()
-  analytic = benchmark.generator_flops((32, 32), 3, 2, 64)
+  analytic = flops.generator_flops((32, 32), 3, 2, 64)
   # XLA skips the taps that fall on SAME padding; the analytic count includes them.
-  assert 0.9 * analytic < cost["flops"] <= analytic
+  assert 0.9 * analytic < cost['flops'] <= analytic
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch is None, reason='torch not installed')
 def test_torch_reference_computes_the_same_generator_and_discriminator():
-  from srgan_jax import torch_reference as tr
+  from srgan_jax.benchmark import torch_reference as tr
+
   rng = np.random.default_rng(0)
   lr = rng.random((2, 8, 8, 3), dtype=np.float32)
   hr = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
@@ -77,7 +103,8 @@ def test_torch_reference_computes_the_same_generator_and_discriminator():
   g_vars, d_vars = perturb(g_vars), perturb(d_vars)
   tg = tr.load_flax_generator(tr.Generator(4, 2, 16), g_vars).eval()
   td = tr.load_flax_discriminator(
-      tr.Discriminator(32, d.features, d.strides, d.dense_features), d_vars).eval()
+    tr.Discriminator(32, d.features, d.strides, d.dense_features), d_vars
+  ).eval()
   nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2)
   with torch.no_grad():
     sr_t = tg(nchw(lr)).permute(0, 2, 3, 1).numpy()
@@ -95,13 +122,16 @@ def test_torch_reference_computes_the_same_generator_and_discriminator():
   np.testing.assert_allclose(logit_t, logit_j, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_trains_like_float32():
   """30 steps on a fixed batch: bf16 compute (fp32 params, Adam state, BN stats) tracks fp32."""
   curves, states = {}, {}
   for dtype in ('float32', 'bfloat16'):
     config = tiny_config('srresnet', **{'optim.learning_rate': 1e-3, 'model.compute_dtype': dtype})
-    g_state, _ = train.create_train_states(config, jax.random.key(0))
-    step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+    g_state, _ = train_states.create_train_states(config, jax.random.key(0))
+    step = update_step.make_jitted_step(
+      config, update_step.make_mesh(), update_step.make_content_loss(config)
+    )
     hr = np.random.default_rng(0).integers(0, 256, (4, 24, 24, 3), dtype=np.uint8)
     batch = {'hr': jnp.asarray(hr)}
     losses = []
@@ -109,24 +139,33 @@ def test_bfloat16_compute_trains_like_float32():
       g_state, _, metrics = step(g_state, None, batch, None)
       losses.append(float(metrics['content_loss']))
     curves[dtype], states[dtype] = np.array(losses), g_state
-  kinds = {a.dtype for a in jax.tree.leaves((states['bfloat16'].params, states['bfloat16'].opt_state,
-                                             states['bfloat16'].batch_stats)) if a.ndim}
+  kinds = {
+    a.dtype
+    for a in jax.tree.leaves(
+      (states['bfloat16'].params, states['bfloat16'].opt_state, states['bfloat16'].batch_stats)
+    )
+    if a.ndim
+  }
   assert kinds == {jnp.dtype(jnp.float32)}
   assert curves['bfloat16'][-1] < 0.7 * curves['bfloat16'][0]
   np.testing.assert_allclose(curves['bfloat16'], curves['float32'], rtol=0.1)
 
 
 def test_torch_flag_without_torch_installed_is_a_one_line_usage_error(monkeypatch):
-  real_find_spec = benchmark.importlib.util.find_spec
-  monkeypatch.setattr(benchmark.importlib.util, 'find_spec',
-                      lambda name, *a: None if name == 'torch' else real_find_spec(name, *a))
-  with pytest.raises(benchmark.app.UsageError, match=r"pip install -e '\.\[benchmark\]'"):
-    benchmark.run(tiny_config(), use_torch=True)
+  real_find_spec = figures.importlib.util.find_spec
+  monkeypatch.setattr(
+    figures.importlib.util,
+    'find_spec',
+    lambda name, *a: None if name == 'torch' else real_find_spec(name, *a),
+  )
+  with pytest.raises(figures.app.UsageError, match=r"pip install -e '\.\[benchmark\]'"):
+    figures.run(tiny_config(), use_torch=True)
 
 
+@pytest.mark.slow
 def test_loss_curves_compare_bf16_with_fp32_on_the_same_photo_batches():
   config = tiny_config('srresnet', **{'optim.learning_rate': 1e-3})
-  report = benchmark.loss_curves(config, steps=12, window=4)
+  report = curves_lib.loss_curves(config, steps=12, window=4)
   curves = {k: np.array(v) for k, v in report['curves'].items()}
   assert set(curves) == {'float32', 'bfloat16', 'float32_init1'}
   assert all(c.shape == (12,) and np.isfinite(c).all() for c in curves.values())
@@ -137,24 +176,46 @@ def test_loss_curves_compare_bf16_with_fp32_on_the_same_photo_batches():
   # Same init and batches: bf16 starts where fp32 starts; another init does not.
   assert abs(curves['bfloat16'][0] / curves['float32'][0] - 1) < 0.05
   assert curves['float32_init1'][0] != curves['float32'][0]
-  assert 'bfloat16' in benchmark.format_curves(report)
+  assert 'bfloat16' in curves_lib.format_curves(report)
 
 
 def test_photo_crops_are_crops_of_the_demo_photographs():
   config = tiny_config('srresnet')
-  crops = benchmark.photo_crops(config.data, 2, 3, 32)
+  crops = curves_lib.photo_crops(config.data, 2, 3, 32)
   assert crops.shape == (2, 3, 32, 32, 3) and crops.dtype == np.uint8
   assert crops.std() > 10  # photographs, not constant fill
 
 
-@pytest.mark.skipif(torch is None or torch.cuda.is_available(), reason='needs a PyTorch without CUDA')
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.skipif(
+  torch is None or torch.cuda.is_available(), reason='needs a PyTorch without CUDA'
+)
 def test_torch_device_cuda_without_cuda_is_a_one_line_error():
   proc = subprocess.run(
-      [sys.executable, '-m', 'srgan_jax.benchmark', '--tiny', '--batch=2', '--crop=16', '--only=srresnet',
-       '--repeats=1', '--warmup=0', '--peak_n=64', '--torch', '--torch_device=cuda'],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      '-m',
+      'srgan_jax.benchmark',
+      '--tiny',
+      '--batch=2',
+      '--crop=16',
+      '--only=srresnet',
+      '--repeats=1',
+      '--warmup=0',
+      '--peak_n=64',
+      '--torch',
+      '--torch_device=cuda',
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode != 0
   errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
-  assert errors == [f'error: --torch_device=cuda, but PyTorch {torch.__version__} sees no CUDA device; '
-                    'use --torch_device=cpu or a CUDA build of torch'], proc.stderr[-2000:]
+  assert errors == [
+    f'error: --torch_device=cuda, but PyTorch {torch.__version__} sees no CUDA device; '
+    'use --torch_device=cpu or a CUDA build of torch'
+  ], proc.stderr[-2000:]
   assert 'worker exited' in proc.stderr and 'Traceback' not in proc.stderr

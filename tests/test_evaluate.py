@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.bicubic_table import PUBLISHED  # ../shared/datasets/README.md
 from srgan_jax import evaluate
 from srgan_jax import validation
 from tests.tiny_checkpoint import tiny_workdir
-
-# ../shared/datasets/README.md: bicubic (PSNR-Y dB, SSIM-Y).
-PUBLISHED = {('Set5', 2): (33.66, 0.9299), ('Set5', 3): (30.39, 0.8682), ('Set5', 4): (28.42, 0.8104),
-             ('Set14', 2): (30.24, 0.8688), ('Set14', 3): (27.55, 0.7742), ('Set14', 4): (26.00, 0.7027)}
 
 
 @pytest.fixture
@@ -28,11 +25,18 @@ def datasets(request) -> pathlib.Path:
   return request.getfixturevalue('shared_datasets')
 
 
+@pytest.mark.slow
 def test_bicubic_reproduces_the_published_set5_set14_table(datasets):
   rows = []
   for scale in (2, 3, 4):
-    r = evaluate.evaluate([datasets / 'Set5', datasets / 'Set14'], None, scale=scale,
-                          method='bicubic', lpips=None, log=lambda *_: None)
+    r = evaluate.evaluate(
+      [datasets / 'Set5', datasets / 'Set14'],
+      None,
+      scale=scale,
+      method='bicubic',
+      lpips=None,
+      log=lambda *_: None,
+    )
     for name in ('Set5', 'Set14'):
       m = r['datasets'][name]['mean']
       rows.append((name, scale, m['psnr_y'], m['ssim_y'], *PUBLISHED[name, scale]))
@@ -81,14 +85,21 @@ def test_evaluate_a_checkpoint_writes_json_csv_report_and_keeps_other_files(work
   out = tmp_path / 'out'
   out.mkdir()
   (out / 'notes.txt').write_text('keep')
-  assert evaluate.main(['--workdir', str(workdir), '--data', str(data), '--out', str(out), '--tile', '30']) == 0
+  assert (
+    evaluate.main(
+      ['--workdir', str(workdir), '--data', str(data), '--out', str(out), '--tile', '30']
+    )
+    == 0
+  )
   assert (out / 'notes.txt').read_text() == 'keep'
   r = json.loads((out / 'results.json').read_text())
   assert r['scale'] == 4 and r['step'] == 2 and r['method'] == 'srresnet'
   d = r['datasets']['mine']
   assert d['num_images'] == 2 and set(d['mean']) == {'psnr_y', 'ssim_y', 'psnr_rgb', 'lpips'}
   assert r['lpips_net'] == 'alexnet'
-  assert all(set(i) >= {'name', 'psnr_y', 'ssim_y', 'psnr_rgb', 'lpips', 'bicubic'} for i in d['images'])
+  assert all(
+    set(i) >= {'name', 'psnr_y', 'ssim_y', 'psnr_rgb', 'lpips', 'bicubic'} for i in d['images']
+  )
   assert all('lpips' in i['bicubic'] for i in d['images']) and 'lpips' in d['bicubic_mean']
   rows = list(csv.DictReader((out / 'results.csv').open()))
   assert [r['name'] for r in rows] == ['img0', 'img1', 'MEAN']
@@ -104,34 +115,69 @@ def test_evaluate_a_checkpoint_writes_json_csv_report_and_keeps_other_files(work
 
 def test_lpips_none_leaves_it_out(workdir, tmp_path):
   out = tmp_path / 'out'
-  assert evaluate.main(['--workdir', str(workdir), '--data', str(_hr_folder(tmp_path / 'm')),
-                        '--out', str(out), '--lpips', 'none']) == 0
+  assert (
+    evaluate.main(
+      [
+        '--workdir',
+        str(workdir),
+        '--data',
+        str(_hr_folder(tmp_path / 'm')),
+        '--out',
+        str(out),
+        '--lpips',
+        'none',
+      ]
+    )
+    == 0
+  )
   r = json.loads((out / 'results.json').read_text())
-  assert 'lpips' not in r['datasets']['m']['mean'] and 'LPIPS' not in (out / 'report.html').read_text()
+  assert (
+    'lpips' not in r['datasets']['m']['mean'] and 'LPIPS' not in (out / 'report.html').read_text()
+  )
 
 
 def test_all_steps_writes_a_metric_per_checkpoint_and_a_plot(workdir, tmp_path):
   out = tmp_path / 'out'
-  assert evaluate.main(['--workdir', str(workdir), '--all-steps', '--data', str(_hr_folder(tmp_path / 'd')),
-                        '--out', str(out)]) == 0
+  assert (
+    evaluate.main(
+      [
+        '--workdir',
+        str(workdir),
+        '--all-steps',
+        '--data',
+        str(_hr_folder(tmp_path / 'd')),
+        '--out',
+        str(out),
+      ]
+    )
+    == 0
+  )
   steps = json.loads((out / 'steps.json').read_text())
   assert [s['step'] for s in steps] == [1, 2] and all('d/psnr_y' in s for s in steps)
   assert next(csv.reader((out / 'steps.csv').open()))[:2] == ['step', 'd/psnr_y']
-  assert '<polyline' in (out / 'steps.svg').read_text() and '<svg' in (out / 'report.html').read_text()
+  assert (
+    '<polyline' in (out / 'steps.svg').read_text() and '<svg' in (out / 'report.html').read_text()
+  )
 
 
 def test_evaluate_sets_gives_the_trainer_one_mean_per_set_and_metric(workdir, tmp_path):
   from srgan_jax import inference
+
   model = inference.load_model(workdir)
   sets = validation.load_sets([_hr_folder(tmp_path / 'v')], 4)
   scores = validation.evaluate_sets(model.predict, model.variables, sets, 4)
-  assert set(scores) == {'v/psnr_y', 'v/ssim_y', 'v/psnr_rgb'} and all(np.isfinite(list(scores.values())))
+  assert set(scores) == {'v/psnr_y', 'v/ssim_y', 'v/psnr_rgb'} and all(
+    np.isfinite(list(scores.values()))
+  )
   from srgan_jax import lpips
+
   fn = lpips.make_lpips('alexnet')
   with_lpips = validation.evaluate_sets(model.predict, model.variables, sets, 4, fn)
   # LPIPS on the same border-cropped images as PSNR: the mean of the per-image values.
-  per = [fn(validation.super_resolve(model.predict, model.variables, s.lr)[4:-4, 4:-4], s.hr[4:-4, 4:-4])
-         for s in sets['v']]
+  per = [
+    fn(validation.super_resolve(model.predict, model.variables, s.lr)[4:-4, 4:-4], s.hr[4:-4, 4:-4])
+    for s in sets['v']
+  ]
   assert with_lpips['v/lpips'] == pytest.approx(np.mean(per), rel=1e-6)
   assert with_lpips['v/psnr_y'] == scores['v/psnr_y']
 
@@ -144,27 +190,47 @@ def _one_line_error(capsys):
 
 def test_a_scale_that_is_not_the_checkpoints_is_a_one_line_error(workdir, tmp_path, capsys):
   data = _hr_folder(tmp_path / 'd')
-  assert evaluate.main(['--workdir', str(workdir), '--scale', '2', '--data', str(data),
-                        '--out', str(tmp_path / 'o')]) == 2
+  assert (
+    evaluate.main(
+      ['--workdir', str(workdir), '--scale', '2', '--data', str(data), '--out', str(tmp_path / 'o')]
+    )
+    == 2
+  )
   assert 'x4' in _one_line_error(capsys)
 
 
 def test_a_checkpoint_of_another_architecture_is_a_one_line_error(workdir, tmp_path, capsys):
   import shutil
-  from srgan_jax import checkpointing
-  step = pathlib.Path(str(checkpointing.resolve_generator_dir(workdir)))
+  from srgan_jax import checkpoint_files
+
+  step = pathlib.Path(str(checkpoint_files.resolve_generator_dir(workdir)))
   fake = tmp_path / 'fake' / '2'
   shutil.copytree(step, fake)
-  meta_file = next(p for p in (fake / 'meta').rglob('*') if p.is_file() and 'scale' in p.read_text(errors='ignore'))
+  meta_file = next(
+    p for p in (fake / 'meta').rglob('*') if p.is_file() and 'scale' in p.read_text(errors='ignore')
+  )
   meta = json.loads(meta_file.read_text())
   meta['model']['tiny'], meta['model']['num_blocks'] = False, 3
   meta_file.write_text(json.dumps(meta))
-  assert evaluate.main(['--checkpoint', str(fake), '--data', str(_hr_folder(tmp_path / 'd')),
-                        '--out', str(tmp_path / 'o')]) == 2
+  assert (
+    evaluate.main(
+      [
+        '--checkpoint',
+        str(fake),
+        '--data',
+        str(_hr_folder(tmp_path / 'd')),
+        '--out',
+        str(tmp_path / 'o'),
+      ]
+    )
+    == 2
+  )
   assert 'architecture' in _one_line_error(capsys)
 
 
-@pytest.mark.parametrize('case', ['empty', 'missing', 'mismatched_sizes', 'all_unreadable', 'no_checkpoint'])
+@pytest.mark.parametrize(
+  'case', ['empty', 'missing', 'mismatched_sizes', 'all_unreadable', 'no_checkpoint']
+)
 def test_bad_data_is_a_one_line_error(tmp_path, capsys, case):
   d = tmp_path / 'd'
   d.mkdir()
@@ -185,6 +251,13 @@ def test_bad_data_is_a_one_line_error(tmp_path, capsys, case):
 def test_an_unreadable_image_among_good_ones_is_skipped_with_a_warning(tmp_path, capsys):
   d = _hr_folder(tmp_path / 'd')
   (d / 'bad.png').write_bytes(b'junk')
-  assert evaluate.main(['--method', 'bicubic', '--scale', '4', '--data', str(d), '--out', str(tmp_path / 'o')]) == 0
+  assert (
+    evaluate.main(
+      ['--method', 'bicubic', '--scale', '4', '--data', str(d), '--out', str(tmp_path / 'o')]
+    )
+    == 0
+  )
   assert 'warning: skipping bad' in capsys.readouterr().out
-  assert json.loads((tmp_path / 'o' / 'results.json').read_text())['datasets']['d']['num_images'] == 2
+  assert (
+    json.loads((tmp_path / 'o' / 'results.json').read_text())['datasets']['d']['num_images'] == 2
+  )

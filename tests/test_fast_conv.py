@@ -9,16 +9,19 @@ import numpy as np
 import pytest
 from jax import lax
 
-from srgan_jax import fast_conv
-from srgan_jax import onednn_conv
-from srgan_jax import train
+from srgan_jax.kernels import fast_conv
+from srgan_jax.kernels import onednn_conv
+from srgan_jax import train_states
+from srgan_jax import update_step
 from srgan_jax import vgg
 from srgan_jax.models import pixel_shuffle
 from tests.helpers import tiny_config
 
 
 def _lax_conv(x, w, strides, padding):
-  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return lax.conv_general_dilated(
+    x, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
 
 
 def _ynn_fusion_bodies(hlo: str) -> list[str]:
@@ -46,6 +49,7 @@ def test_compiler_options_keep_convolutions_in_xla_and_dots_in_ynnpack():
   assert fast_conv.compiler_options('gpu') == {} and fast_conv.compiler_options('tpu') == {}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='XLA:CPU compiler options')
 def test_no_convolution_of_the_srgan_step_runs_in_ynnpack(monkeypatch):
   # The VGG max-pool is written elementwise so that YNNPACK's reduce-window fusion
@@ -53,54 +57,77 @@ def test_no_convolution_of_the_srgan_step_runs_in_ynnpack(monkeypatch):
   # oneDNN's do not apply (bf16, several devices, no oneDNN build).
   monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
   config = tiny_config('srgan', **{'loss.content': 'vgg54'})
-  g_state, d_state = train.create_train_states(config, jax.random.key(0))
-  vgg_params = vgg.VGG19(taps=('relu5_4',)).init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))['params']
-  content_loss = lambda sr, hr, p: vgg.content_loss(p, sr, hr, preprocess='torch', taps=('relu5_4',))
-  step = train.make_jitted_step(config, train.make_mesh(), content_loss)
+  g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
+  vgg_params = vgg.VGG19(taps=('relu5_4',)).init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))[
+    'params'
+  ]
+  content_loss = lambda sr, hr, p: vgg.content_loss(
+    p, sr, hr, preprocess='torch', taps=('relu5_4',)
+  )
+  step = update_step.make_jitted_step(config, update_step.make_mesh(), content_loss)
   batch = {'hr': jnp.zeros((4, 24, 24, 3), jnp.uint8)}
   hlo = step.lower(g_state, d_state, batch, vgg_params).compile().as_text()
   assert hlo.count(' convolution(') > 16  # G, D and the 16 VGG convs are in the module
   assert _convs_in_ynn(hlo) == 0
 
 
-@pytest.mark.parametrize('k,stride,padding', [
-    (3, 2, 'SAME'),    # D's k3s2 convs
+@pytest.mark.parametrize(
+  'k,stride,padding',
+  [
+    (3, 2, 'SAME'),  # D's k3s2 convs
     (3, 2, 'VALID'),
-    (4, 2, 'SAME'),    # even kernel: uneven phases
-    (3, 3, 'SAME'),    # stride 3
+    (4, 2, 'SAME'),  # even kernel: uneven phases
+    (3, 3, 'SAME'),  # stride 3
     (5, 2, ((2, 0), (1, 3))),  # explicit, asymmetric padding
-])
+  ],
+)
 @pytest.mark.parametrize('h,w', [(12, 10), (9, 7), (5, 6)])
 def test_strided_conv_gradients_equal_lax_gradients(k, stride, padding, h, w):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(2, h, w, 3)), jnp.float32)
   kernel = jnp.asarray(rng.normal(size=(k, k, 3, 4)), jnp.float32)
-  conv = lambda f: lambda x, kernel: f(x, kernel, (stride, stride), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  conv = lambda f: (
+    lambda x, kernel: f(
+      x, kernel, (stride, stride), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
+  )
   y = conv(lax.conv_general_dilated)(x, kernel)
   cot = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
   loss = lambda f: lambda x, kernel: jnp.sum(conv(f)(x, kernel) * cot)
   got = jax.grad(loss(fast_conv.conv_general_dilated), argnums=(0, 1))(x, kernel)
   want = jax.grad(loss(lax.conv_general_dilated), argnums=(0, 1))(x, kernel)
-  np.testing.assert_allclose(conv(fast_conv.conv_general_dilated)(x, kernel), y, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    conv(fast_conv.conv_general_dilated)(x, kernel), y, rtol=1e-6, atol=1e-6
+  )
   for g, wnt in zip(got, want):
     np.testing.assert_allclose(g, wnt, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(wnt))))
 
 
-@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the phase-wise gradient is used on XLA:CPU')
+@pytest.mark.skipif(
+  jax.default_backend() != 'cpu', reason='the phase-wise gradient is used on XLA:CPU'
+)
 def test_the_discriminator_strided_convs_take_the_phase_wise_input_gradient(monkeypatch):
   # Where oneDNN's convolutions do not apply, the custom rule is in the graph: the input
   # gradient of a k3s2 conv is made of stride-1 convolutions only (lax's own would
   # dilate dy: lhs_dilation 2).
   monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
   x, kernel = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
-  f = lambda x: jnp.sum(fast_conv.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+  f = lambda x: jnp.sum(
+    fast_conv.conv_general_dilated(
+      x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
+  )
   hlo = jax.jit(jax.grad(f)).lower(x).as_text()
-  plain = lambda x: jnp.sum(lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+  plain = lambda x: jnp.sum(
+    lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  )
   assert 'lhs_dilate = [2, 2]' in jax.jit(jax.grad(plain)).lower(x).as_text()
-  assert 'lhs_dilate = [2, 2]' not in hlo and hlo.count('stablehlo.convolution') >= 4  # one per phase
+  assert (
+    'lhs_dilate = [2, 2]' not in hlo and hlo.count('stablehlo.convolution') >= 4
+  )  # one per phase
 
 
-@pytest.mark.parametrize('h,w', [(12, 10), (9, 7), (1, 3)])
+@pytest.mark.parametrize('h,w', [pytest.param(12, 10, marks=pytest.mark.slow), (9, 7), (1, 3)])
 def test_vgg_max_pool_equals_flax_max_pool_values_and_gradient(h, w):
   x = jax.random.normal(jax.random.key(0), (2, h, w, 5))  # continuous: no ties
   want, want_vjp = jax.vjp(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), x)
@@ -110,7 +137,7 @@ def test_vgg_max_pool_equals_flax_max_pool_values_and_gradient(h, w):
   np.testing.assert_array_equal(got_vjp(ct)[0], want_vjp(ct)[0])
 
 
-@pytest.mark.parametrize('h,w', [(5, 7), (8, 8)])
+@pytest.mark.parametrize('h,w', [(5, 7), pytest.param(8, 8, marks=pytest.mark.slow)])
 def test_subpixel_output_conv_equals_the_9x9_conv_after_the_shuffle(h, w):
   r, cin = 2, 3
   z = jax.random.normal(jax.random.key(0), (2, h, w, cin * r * r))

@@ -17,10 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from srgan_jax import run_log
 from srgan_jax import train
+from srgan_jax import update_step
 from srgan_jax.errors import UserError
 from tests import main_runs
 from tests.helpers import tiny_config
+
+pytestmark = pytest.mark.slow  # every test here trains, stops and resumes runs
 
 ENDLESS = '--config.num_train_steps=1000000'
 
@@ -87,8 +91,15 @@ def test_kill_9_during_a_save_resumes_from_the_newest_complete_checkpoint(tmp_pa
 
 
 def test_nonfinite_loss_stops_with_inputs_and_metrics_saved_and_no_poisoned_checkpoint(tmp_path):
-  config = tiny_config(**{'optim.learning_rate': 1e30, 'num_train_steps': 6, 'log_every': 1,
-                          'checkpoint_every': 1, 'sample_every': 0})
+  config = tiny_config(
+    **{
+      'optim.learning_rate': 1e30,
+      'num_train_steps': 6,
+      'log_every': 1,
+      'checkpoint_every': 1,
+      'sample_every': 0,
+    }
+  )
   with pytest.raises(FloatingPointError, match='non-finite .* at step 2') as e:
     train.train_and_evaluate(config, str(tmp_path))
   assert '\n' not in str(e.value) and 'nonfinite_step_2.json' in str(e.value)
@@ -106,7 +117,9 @@ def _metrics(workdir) -> list[dict]:
 
 
 def test_checkpoint_of_another_phase_is_refused_naming_the_field(tmp_path):
-  train.train_and_evaluate(tiny_config('srresnet', num_train_steps=2, sample_every=0), str(tmp_path))
+  train.train_and_evaluate(
+    tiny_config('srresnet', num_train_steps=2, sample_every=0), str(tmp_path)
+  )
   srgan = tiny_config('srgan', num_train_steps=4, sample_every=0, generator_init=str(tmp_path))
   with pytest.raises(UserError, match="phase: checkpoint 'srresnet' vs config 'srgan'") as e:
     train.train_and_evaluate(srgan, str(tmp_path))
@@ -118,8 +131,13 @@ def test_checkpoint_of_another_phase_is_refused_naming_the_field(tmp_path):
 def test_a_phase_change_keeps_g_and_starts_the_step_schedule_and_adam_afresh(tmp_path, caplog):
   # An SRResNet run whose step (4) and learning-rate schedule (decayed at 2) are past
   # what the SRGAN run that follows it in the same workdir asks for.
-  optim = {'optim.learning_rate': 1e-3, 'optim.decay_steps': (2,), 'sample_every': 0,
-           'log_every': 1, 'checkpoint_every': 1}
+  optim = {
+    'optim.learning_rate': 1e-3,
+    'optim.decay_steps': (2,),
+    'sample_every': 0,
+    'log_every': 1,
+    'checkpoint_every': 1,
+  }
   train.train_and_evaluate(tiny_config('srresnet', num_train_steps=4, **optim), str(tmp_path))
   srresnet = main_runs.read_state(tmp_path, 4)
   srgan = tiny_config('srgan', num_train_steps=1, restore_compatible_only=True, **optim)
@@ -135,8 +153,13 @@ def test_a_phase_change_keeps_g_and_starts_the_step_schedule_and_adam_afresh(tmp
   moved = np.abs(np.asarray(g_state.params['conv_in']['kernel']) - srresnet[kernel])
   assert moved.max() <= 1e-3 * 1.001 and np.median(moved) > 0.5e-3
   # The SRResNet run is kept beside it, in the demo's layout; the SRGAN run owns checkpoints/.
-  assert main_runs.complete_steps(tmp_path / 'srresnet') == [1, 2, 3, 4][-srgan.keep_checkpoints:]
-  assert main_runs.complete_steps(tmp_path) == [1] and (tmp_path / 'srresnet' / 'metrics.jsonl').exists()
+  assert main_runs.complete_steps(tmp_path / 'srresnet') == [1, 2, 3, 4][-srgan.keep_checkpoints :]
+  assert (
+    main_runs.complete_steps(tmp_path) == [1] and (tmp_path / 'srresnet' / 'metrics.jsonl').exists()
+  )
+  config_of = lambda path: json.loads(path.read_text())
+  assert config_of(tmp_path / 'srresnet' / 'config.json')['phase'] == 'srresnet'
+  assert config_of(tmp_path / 'config.json')['phase'] == 'srgan'
   # The same command, further: it resumes its own run (no second phase change).
   srgan.num_train_steps = 3
   caplog.clear()
@@ -144,7 +167,10 @@ def test_a_phase_change_keeps_g_and_starts_the_step_schedule_and_adam_afresh(tmp
     g_state, _ = train.train_and_evaluate(srgan, str(tmp_path))
   assert int(g_state.step) == 3 and not [r for r in caplog.records if 'moved it' in r.getMessage()]
   assert [l['step'] for l in _metrics(tmp_path)] == [1, 2, 3]
-  assert main_runs.complete_steps(tmp_path / 'srresnet') == [1, 2, 3, 4][-srgan.keep_checkpoints:]
+  assert main_runs.complete_steps(tmp_path / 'srresnet') == [1, 2, 3, 4][-srgan.keep_checkpoints :]
+  # Its config.json now says 3 steps; the one it resumed from is kept beside it.
+  assert config_of(tmp_path / 'config.json')['num_train_steps'] == 3
+  assert config_of(tmp_path / 'config.until_step_1.json')['num_train_steps'] == 1
 
 
 def test_resuming_with_another_crop(tmp_path):
@@ -158,7 +184,9 @@ def test_resuming_with_another_crop(tmp_path):
   # SRGAN: D's dense layer sees hr_crop^2 features, so the checkpoint is another config's:
   # refused as such (not as damaged), naming the field and the array.
   wd = tmp_path / 'srgan'
-  config = tiny_config('srgan', num_train_steps=2, sample_every=0, generator_init=str(tmp_path / 'srresnet'))
+  config = tiny_config(
+    'srgan', num_train_steps=2, sample_every=0, generator_init=str(tmp_path / 'srresnet')
+  )
   train.train_and_evaluate(config, str(wd))
   config.data.hr_crop, config.num_train_steps = 32, 4
   with pytest.raises(UserError) as e:
@@ -187,7 +215,8 @@ def _tree_bytes(path):
 
 
 def test_a_damaged_checkpoint_is_a_one_line_error_and_is_left_as_it_is(tmp_path):
-  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
+
   config = tiny_config('srresnet', num_train_steps=2, sample_every=0, checkpoint_every=1)
   train.train_and_evaluate(config, str(tmp_path))
   latest = tmp_path / 'checkpoints' / '2'
@@ -196,11 +225,17 @@ def test_a_damaged_checkpoint_is_a_one_line_error_and_is_left_as_it_is(tmp_path)
   before = _tree_bytes(tmp_path / 'checkpoints')
 
   config.num_train_steps = 3
-  for load in (lambda: train.train_and_evaluate(config, str(tmp_path)),
-               lambda: checkpointing.load_generator(tmp_path)):
+  for load in (
+    lambda: train.train_and_evaluate(config, str(tmp_path)),
+    lambda: checkpoint_files.load_generator(tmp_path),
+  ):
     with pytest.raises(UserError, match='checkpoints/2 cannot be read') as e:
       load()
-    assert '\n' not in str(e.value) and 'move it out of' in str(e.value) and 'also here: 1' in str(e.value)
+    assert (
+      '\n' not in str(e.value)
+      and 'move it out of' in str(e.value)
+      and 'also here: 1' in str(e.value)
+    )
   assert _tree_bytes(tmp_path / 'checkpoints') == before  # nothing rewritten or deleted
 
   # Doing what the error says: the run resumes from the checkpoint before it.
@@ -214,16 +249,20 @@ def test_a_stop_is_acted_on_within_two_steps_whatever_log_every(tmp_path, monkey
   # as the device has finished step 3. The host dispatches asynchronously: it must not be
   # far ahead of the device then, so the checkpoint is of a step within a few of step 3,
   # though the next log step (where the metrics are fetched) is step 50.
-  real_step, real_jit = train.train_step, train.make_jitted_step
+  real_step, real_compile = update_step.train_step, run_log.compile_step
   dispatched = []
 
   def slow_step(g_state, d_state, batch, vgg_params, **kw):
     g_state, d_state, metrics = real_step(g_state, d_state, batch, vgg_params, **kw)
     x = jax.lax.fori_loop(0, 40, lambda i, x: jnp.tanh(x @ x), jnp.full((384, 384), 0.01))
-    return g_state.replace(step=g_state.step + jnp.isnan(jnp.sum(x)).astype(jnp.int32)), d_state, metrics
+    return (
+      g_state.replace(step=g_state.step + jnp.isnan(jnp.sum(x)).astype(jnp.int32)),
+      d_state,
+      metrics,
+    )
 
-  def recording_jit(*args):
-    step = real_jit(*args)
+  def recording_compile(*args, **kwargs):
+    step = real_compile(*args, **kwargs)
     return lambda *a: (out := step(*a), dispatched.append(out[2]['g_loss']))[0]
 
   def send_sigterm_after_step_3():
@@ -231,11 +270,12 @@ def test_a_stop_is_acted_on_within_two_steps_whatever_log_every(tmp_path, monkey
       time.sleep(0.001)
     os.kill(os.getpid(), signal.SIGTERM)
 
-  monkeypatch.setattr(train, 'train_step', slow_step)
-  monkeypatch.setattr(train, 'make_jitted_step', recording_jit)
+  monkeypatch.setattr(update_step, 'train_step', slow_step)
+  monkeypatch.setattr(run_log, 'compile_step', recording_compile)
   threading.Thread(target=send_sigterm_after_step_3, daemon=True).start()
-  config = tiny_config('srresnet', num_train_steps=60, log_every=50, checkpoint_every=1000,
-                       sample_every=0)
+  config = tiny_config(
+    'srresnet', num_train_steps=60, log_every=50, checkpoint_every=1000, sample_every=0
+  )
   with caplog.at_level('WARNING'):
     g_state, _ = train.train_and_evaluate(config, str(tmp_path))
   [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith('Preempted')]

@@ -7,8 +7,14 @@ import pytest
 from PIL import Image, ImageFile
 
 from srgan_jax import image_io
-from srgan_jax.image_io import (IMAGE_EXTENSIONS, ImageReadError, is_grayscale_file,
-                                list_images, load_rgb, save_png)
+from srgan_jax.image_io import (
+  IMAGE_EXTENSIONS,
+  ImageReadError,
+  is_grayscale_file,
+  list_images,
+  load_rgb,
+  save_png,
+)
 
 
 def _noise(shape, seed=0):
@@ -38,8 +44,7 @@ def test_grayscale_becomes_three_equal_channels(tmp_path):
 
 def test_alpha_is_dropped_not_composited(tmp_path):
   Image.new('RGBA', (3, 2), (200, 100, 50, 0)).save(tmp_path / 'rgba.png')
-  np.testing.assert_array_equal(load_rgb(tmp_path / 'rgba.png'),
-                                np.full((2, 3, 3), [200, 100, 50]))
+  np.testing.assert_array_equal(load_rgb(tmp_path / 'rgba.png'), np.full((2, 3, 3), [200, 100, 50]))
   Image.new('LA', (3, 2), (77, 0)).save(tmp_path / 'la.png')
   np.testing.assert_array_equal(load_rgb(tmp_path / 'la.png'), np.full((2, 3, 3), 77))
 
@@ -100,7 +105,7 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_truncated_png_fails_with_one_line_naming_the_file(tmp_path, monkeypatch):
   Image.fromarray(_noise((64, 64, 3))).save(tmp_path / 'cut.png')
   data = (tmp_path / 'cut.png').read_bytes()
-  (tmp_path / 'cut.png').write_bytes(data[:len(data) // 2])
+  (tmp_path / 'cut.png').write_bytes(data[: len(data) // 2])
   # Even when someone switched Pillow to lenient mode, truncation is an error.
   monkeypatch.setattr(ImageFile, 'LOAD_TRUNCATED_IMAGES', True)
   with pytest.raises(ImageReadError, match='cut.png') as e:
@@ -123,17 +128,32 @@ def test_missing_file_fails(tmp_path):
 
 
 def test_list_images_recurses_filters_and_sorts(tmp_path):
-  names = ['b.jpg', 'a.PNG', 'notes.txt', 'sub/d.WebP', 'sub/deeper/e.tif',
-           'sub/x.jpeg', 'z.bmp', 'y.TIFF', 'noext']
+  names = [
+    'b.jpg',
+    'a.PNG',
+    'notes.txt',
+    'sub/d.WebP',
+    'sub/deeper/e.tif',
+    'sub/x.jpeg',
+    'z.bmp',
+    'y.TIFF',
+    'noext',
+  ]
   for n in names:
     (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / n).write_bytes(b'')
   (tmp_path / 'dir.png').mkdir()  # a folder with an image-like name
   got = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
-  assert got == ['a.PNG', 'b.jpg', 'sub/d.WebP', 'sub/deeper/e.tif', 'sub/x.jpeg',
-                 'y.TIFF', 'z.bmp']
-  assert set(IMAGE_EXTENSIONS) == {'.png', '.jpg', '.jpeg', '.bmp', '.tif',
-                                   '.tiff', '.webp'}
+  assert got == [
+    'a.PNG',
+    'b.jpg',
+    'sub/d.WebP',
+    'sub/deeper/e.tif',
+    'sub/x.jpeg',
+    'y.TIFF',
+    'z.bmp',
+  ]
+  assert set(IMAGE_EXTENSIONS) == {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'}
   with pytest.raises(FileNotFoundError, match='not a directory'):
     list_images(tmp_path / 'nope')
 
@@ -149,6 +169,7 @@ def test_save_png_writes_atomically(tmp_path, monkeypatch):
   # A failure mid-write leaves the old file whole and no temp file behind.
   def explode(*args, **kwargs):
     raise OSError('disk full')
+
   monkeypatch.setattr(image_io.Image.Image, 'save', explode)
   with pytest.raises(OSError, match='disk full'):
     save_png(out, first)

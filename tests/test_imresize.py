@@ -31,7 +31,7 @@ from srgan_jax.imresize import imresize, imresize_np, imresize_uint8, resize_mat
 
 def _row(n, start, values):
   r = np.zeros(n)
-  r[start:start + len(values)] = values
+  r[start : start + len(values)] = values
   return r
 
 
@@ -56,8 +56,7 @@ def test_upscale_x3_weights():
   # x = 6: u = 7/3, pixels 1..4 at offsets 4/3, 1/3, -2/3, -5/3.
   m = resize_matrix(8, 24, 3.0)
   np.testing.assert_allclose(m[4], _row(8, 1, [1.0]), atol=1e-12)
-  np.testing.assert_allclose(
-      m[5], _row(8, 0, [-2 / 27, 7 / 9, 1 / 3, -1 / 27]), atol=1e-12)
+  np.testing.assert_allclose(m[5], _row(8, 0, [-2 / 27, 7 / 9, 1 / 3, -1 / 27]), atol=1e-12)
 
 
 def test_upscale_x4_weights():
@@ -90,8 +89,16 @@ def test_downscale_by_4_weights():
   # h(d) = k(d / 4) / 4, width 16. x = 3: u = 4*3 - 1.5 = 10.5, pixels 3..18
   # at offsets 7.5 .. -7.5, k at 1.875, 1.625, ..., 0.125 on each side.
   m = resize_matrix(32, 8, 0.25)
-  side = [-0.0068359375, -0.0439453125, -0.0732421875, -0.0478515625,
-          0.0908203125, 0.3896484375, 0.7275390625, 0.9638671875]
+  side = [
+    -0.0068359375,
+    -0.0439453125,
+    -0.0732421875,
+    -0.0478515625,
+    0.0908203125,
+    0.3896484375,
+    0.7275390625,
+    0.9638671875,
+  ]
   expected = _row(32, 2, np.array(side + side[::-1]) / 4)
   np.testing.assert_allclose(m[2], expected, atol=1e-12)
 
@@ -126,8 +133,7 @@ def test_batch_dims_resize_each_image_alike():
   np.testing.assert_allclose(out[1, 2], imresize_np(x[1, 2], scale=0.5))
 
 
-@pytest.mark.parametrize('kw', [{'scale': 2}, {'scale': 1 / 3},
-                                {'output_shape': (20, 9)}])
+@pytest.mark.parametrize('kw', [{'scale': 2}, {'scale': 1 / 3}, {'output_shape': (20, 9)}])
 def test_jitted_jax_matches_float64_numpy(kw):
   x = np.random.default_rng(2).random((2, 13, 17, 3)).astype(np.float32)
   got = jax.jit(lambda v: imresize(v, **kw))(x)
@@ -171,5 +177,7 @@ def test_downscaling_hr_reproduces_matlab_lr_files(datasets, name, scale):
     mad = np.abs(ours - lr).mean()
     mads.append(mad)
     assert mad < 0.2, f'{hr_path.name}: mean abs diff {mad:.3f}'
-  print(f'\n{name} x{scale}: LR mean abs diff, mean {np.mean(mads):.4f}, '
-        f'worst {max(mads):.4f} grey levels')
+  print(
+    f'\n{name} x{scale}: LR mean abs diff, mean {np.mean(mads):.4f}, '
+    f'worst {max(mads):.4f} grey levels'
+  )

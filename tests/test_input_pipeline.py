@@ -57,8 +57,9 @@ def noise_folder(tmp_path_factory):
 
 
 def _config(folder, **overrides):
-  return tiny_config(**{'data.source': f'folder:{folder}', 'data.hr_crop': CROP,
-                        'data.batch_size': 4, **overrides})
+  return tiny_config(
+    **{'data.source': f'folder:{folder}', 'data.hr_crop': CROP, 'data.batch_size': 4, **overrides}
+  )
 
 
 def _take(it, n):
@@ -116,15 +117,19 @@ def test_data_shards_are_disjoint_and_together_cover_the_data(id_folder):
 def test_two_processes_together_batch_exactly_what_one_process_of_both_shards_batches(noise_folder):
   config = _config(noise_folder)
   one = _take(input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1]), 5)
-  halves = [_take(input_pipeline.create_train_iterator(config, p, 2, num_shards=2,
-                                                       local_shards=[p]), 5) for p in range(2)]
+  halves = [
+    _take(input_pipeline.create_train_iterator(config, p, 2, num_shards=2, local_shards=[p]), 5)
+    for p in range(2)
+  ]
   for t in range(5):  # crosses epochs: 3 images per shard, 2 crops per shard and step
     np.testing.assert_array_equal(np.concatenate([halves[0][t], halves[1][t]]), one[t])
 
 
 def test_seeking_a_step_gives_the_batch_that_iterating_to_it_gives(noise_folder):
   config = _config(noise_folder)
-  iterated = _take(input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1]), 7)
+  iterated = _take(
+    input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1]), 7
+  )
   for t in (0, 3, 6):
     it = input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1])
     input_pipeline.seek(it, t)
@@ -135,11 +140,11 @@ _ROWS_TO_DEVICES = """
 import sys, jax, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 sys.path.insert(0, sys.argv[1])
-from srgan_jax import input_pipeline, train
+from srgan_jax import input_pipeline, update_step
 from tests.helpers import tiny_config
 config = tiny_config(**{'data.source': 'folder:' + sys.argv[2], 'data.hr_crop': 16,
                         'data.batch_size': 8})
-mesh = train.make_mesh()
+mesh = update_step.make_mesh()
 local = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
 it = input_pipeline.create_train_iterator(config, num_shards=4, local_shards=local)
 batch = jax.make_array_from_process_local_data(NamedSharding(mesh, P('data')), next(it)['hr'])
@@ -152,10 +157,17 @@ print('checked', len(batch.addressable_shards))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_shard_s_rows_of_the_global_batch_land_on_mesh_device_s(noise_folder):
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=4')
-  r = subprocess.run([sys.executable, '-c', _ROWS_TO_DEVICES, str(REPO), str(noise_folder)],
-                     env=env, capture_output=True, text=True, timeout=120)
+  r = subprocess.run(
+    [sys.executable, '-c', _ROWS_TO_DEVICES, str(REPO), str(noise_folder)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert r.returncode == 0 and 'checked 4' in r.stdout, r.stderr[-3000:]
 
 
@@ -171,10 +183,13 @@ def _symmetry(crop, original):
 @pytest.mark.parametrize('augment', [True, False])
 def test_augmentation_covers_all_flips_and_rotations_only_when_enabled(tmp_path, augment):
   original = np.arange(CROP * CROP * 3, dtype=np.uint16).reshape(CROP, CROP, 3).astype(np.uint8)
-  original[..., 0] = np.arange(CROP)[:, None] * 7 + np.arange(CROP)[None, :]  # no symmetry of its own
+  original[..., 0] = (
+    np.arange(CROP)[:, None] * 7 + np.arange(CROP)[None, :]
+  )  # no symmetry of its own
   Image.fromarray(original).save(tmp_path / 'one.png')
-  it = input_pipeline.create_train_iterator(_config(tmp_path, **{'data.batch_size': 16,
-                                                                 'data.augment': augment}))
+  it = input_pipeline.create_train_iterator(
+    _config(tmp_path, **{'data.batch_size': 16, 'data.augment': augment})
+  )
   found = {_symmetry(crop, original) for batch in _take(it, 6) for crop in batch}
   assert None not in found
   assert found == ({(f, k) for f in (0, 1) for k in range(4)} if augment else {(0, 0)})
@@ -194,15 +209,16 @@ def _bad_and_odd_files(root):
   Image.fromarray(rgb).save(root / 'rotated.jpg', exif=exif)
   Image.fromarray(rgb[:8, :8]).save(root / 'smaller_than_crop.png')
   good = _png_bytes(rgb)
-  (root / 'truncated.png').write_bytes(good[:len(good) // 2])
+  (root / 'truncated.png').write_bytes(good[: len(good) // 2])
   (root / 'corrupt.jpg').write_bytes(b'\xff\xd8\xff' + bytes(range(256)) * 4)
   (root / 'notes.webp').write_text('not an image at all')
   (root / 'README.txt').write_text('ignored: no image extension')
   return 7, 4  # usable, skipped
 
 
-def test_bad_or_odd_files_are_converted_or_skipped_with_a_warning_and_training_continues(tmp_path,
-                                                                                      caplog):
+def test_bad_or_odd_files_are_converted_or_skipped_with_a_warning_and_training_continues(
+  tmp_path, caplog
+):
   usable, bad = _bad_and_odd_files(tmp_path)
   config = _config(tmp_path)
   with caplog.at_level(logging.WARNING):
@@ -235,8 +251,9 @@ def test_more_data_shards_than_images_or_shards_over_the_ram_budget_is_a_user_er
   with pytest.raises(UserError, match='fewer than the 16 data shards'):
     input_pipeline.create_train_iterator(_config(id_folder, **{'data.batch_size': 16}), 0, 16)
   with pytest.raises(UserError, match='fewer than the 16 data shards'):  # one process, 16 devices
-    input_pipeline.create_train_iterator(_config(id_folder, **{'data.batch_size': 16}),
-                                         num_shards=16, local_shards=list(range(16)))
+    input_pipeline.create_train_iterator(
+      _config(id_folder, **{'data.batch_size': 16}), num_shards=16, local_shards=list(range(16))
+    )
   with pytest.raises(UserError, match='cache_gb'):
     input_pipeline.create_train_iterator(_config(id_folder, **{'data.cache_gb': 1e-6}))
 
@@ -245,15 +262,26 @@ def test_more_data_shards_than_images_or_shards_over_the_ram_budget_is_a_user_er
 def tfds_dir(tmp_path_factory):
   """A prepared ArrayRecord TFDS dataset of 8 identifiable images, built without TensorFlow."""
   root = tmp_path_factory.mktemp('tfds')
-  data_sources.write_tfds_dataset(str(root), 'tiny_hr', {
+  data_sources.write_tfds_dataset(
+    str(root),
+    'tiny_hr',
+    {
       'train': [_png_bytes(_id_image(k)) for k in range(8)],
-      'validation': [_png_bytes(_id_image(20, 40, 40))]})
+      'validation': [_png_bytes(_id_image(20, 40, 40))],
+    },
+  )
   return root
 
 
 def test_a_tfds_source_is_read_by_random_access_and_sharded(tfds_dir):
-  config = tiny_config(**{'data.source': 'tfds:tiny_hr', 'data.tfds_data_dir': str(tfds_dir),
-                          'data.hr_crop': CROP, 'data.batch_size': 4})
+  config = tiny_config(
+    **{
+      'data.source': 'tfds:tiny_hr',
+      'data.tfds_data_dir': str(tfds_dir),
+      'data.hr_crop': CROP,
+      'data.batch_size': 4,
+    }
+  )
   seen = []
   for p in range(2):
     it = input_pipeline.create_train_iterator(config, process_index=p, process_count=2)
@@ -272,8 +300,9 @@ def test_tfds_mistakes_are_one_line_user_errors_that_say_what_to_do(tfds_dir, tm
     assert '\n' not in str(e.value)
     return str(e.value)
 
-  assert ('tfds build div2k/bicubic_x4 --file_format=array_record --data_dir='
-          in error('tfds:div2k/bicubic_x4', str(tmp_path)))
+  assert 'tfds build div2k/bicubic_x4 --file_format=array_record --data_dir=' in error(
+    'tfds:div2k/bicubic_x4', str(tmp_path)
+  )
   assert 'no split' in error('tfds:tiny_hr:test')
   assert "tfds_feature to one of ['hr']" in error('tfds:tiny_hr', **{'data.tfds_feature': 'lr'})
   assert 'neither a registered dataset' in error('tfds:no_such_dataset_xyz')
@@ -289,13 +318,16 @@ def test_the_demo_source_and_validation_crops():
 def test_streaming_gives_the_same_batches_as_the_ram_cache(noise_folder):
   shards = dict(num_shards=2, local_shards=[0, 1])
   cached = _take(input_pipeline.create_train_iterator(_config(noise_folder), **shards), 4)
-  streamed = _take(input_pipeline.create_train_iterator(
-      _config(noise_folder, **{'data.stream': True}), **shards), 4)
+  streamed = _take(
+    input_pipeline.create_train_iterator(_config(noise_folder, **{'data.stream': True}), **shards),
+    4,
+  )
   np.testing.assert_array_equal(np.stack(streamed), np.stack(cached))
 
 
 def test_streaming_replaces_bad_files_met_mid_run_with_one_warning_each_and_stays_step_indexed(
-    tmp_path, caplog):
+  tmp_path, caplog
+):
   _, bad = _bad_and_odd_files(tmp_path)
   config = _config(tmp_path, **{'data.stream': True, 'data.decode_threads': 2})
   with caplog.at_level(logging.WARNING):

@@ -37,4 +37,6 @@ def test_adversarial_terms_stay_finite_when_d_saturates():
   g = jax.grad(lambda z: losses.generator_adversarial(z))(z)
   assert np.all(np.isfinite(np.asarray(g)))
   # A fooled D (fake logit -> +inf) costs G nothing; a confident D (-> -inf) costs ~|z|.
-  np.testing.assert_allclose(float(losses.generator_adversarial(jnp.array([-50.0]))), 50.0, rtol=1e-6)
+  np.testing.assert_allclose(
+    float(losses.generator_adversarial(jnp.array([-50.0]))), 50.0, rtol=1e-6
+  )

@@ -33,16 +33,44 @@ def _torchvision_stub(torch, tree, net):
 
   def alexnet(**_):
     f = nn.Sequential(
-        nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+      nn.Conv2d(3, 64, 11, 4, 2),
+      nn.ReLU(inplace=True),
+      nn.MaxPool2d(3, 2),
+      nn.Conv2d(64, 192, 5, padding=2),
+      nn.ReLU(inplace=True),
+      nn.MaxPool2d(3, 2),
+      nn.Conv2d(192, 384, 3, padding=1),
+      nn.ReLU(inplace=True),
+      nn.Conv2d(384, 256, 3, padding=1),
+      nn.ReLU(inplace=True),
+      nn.Conv2d(256, 256, 3, padding=1),
+      nn.ReLU(inplace=True),
+      nn.MaxPool2d(3, 2),
+    )
     return types.SimpleNamespace(features=load(f, tree['AlexNet_0']))
 
   def vgg16(**_):
     layers, cin = [], 3
-    for v in (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512, 'M', 512, 512, 512, 'M'):
+    for v in (
+      64,
+      64,
+      'M',
+      128,
+      128,
+      'M',
+      256,
+      256,
+      256,
+      'M',
+      512,
+      512,
+      512,
+      'M',
+      512,
+      512,
+      512,
+      'M',
+    ):
       if v == 'M':
         layers.append(nn.MaxPool2d(2, 2))
       else:
@@ -60,15 +88,20 @@ def torch_lpips(request):
   stubbed = {}
 
   def make(net):
-    tree = pretrained.read_package_file(pretrained.package_file('alexnet' if net == 'alexnet' else 'vgg16'))
+    tree = pretrained.read_package_file(
+      pretrained.package_file('alexnet' if net == 'alexnet' else 'vgg16')
+    )
     tv = _torchvision_stub(torch, tree, net)
     for name, mod in (('torchvision', tv), ('torchvision.models', tv.models)):
       stubbed.setdefault(name, sys.modules.get(name))
       sys.modules[name] = mod
     for name in [m for m in sys.modules if m == 'lpips' or m.startswith('lpips.')]:
       del sys.modules[name]  # re-import against this stub
-    ref = pytest.importorskip('lpips', reason="parity needs the PyTorch lpips package: "
-                              "pip install --no-deps lpips==0.1.4 (as .ci/run does)")
+    ref = pytest.importorskip(
+      'lpips',
+      reason='parity needs the PyTorch lpips package: '
+      'pip install --no-deps lpips==0.1.4 (as .ci/run does)',
+    )
     return ref.LPIPS(net='alex' if net == 'alexnet' else 'vgg', version='0.1', verbose=False)
 
   yield make
@@ -82,16 +115,20 @@ def torch_lpips(request):
 def _pairs(datasets):
   """(HR, bicubic x4 of its LR, a blurrier x8 round trip) uint8 images of real photographs."""
   out = []
-  for hr_path, lr_path in hr_lr_pairs(datasets, 'Set5', 4)[:3] + hr_lr_pairs(datasets, 'Set14', 4)[:2]:
+  for hr_path, lr_path in (
+    hr_lr_pairs(datasets, 'Set5', 4)[:3] + hr_lr_pairs(datasets, 'Set14', 4)[:2]
+  ):
     hr = image_io.load_rgb(hr_path)
     up = imresize_uint8(image_io.load_rgb(lr_path), scale=4)
     out.append((hr, up))
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('net', ['alexnet', 'vgg16'])
 def test_lpips_equals_the_pytorch_package_on_benchmark_images(datasets, torch_lpips, net):
   import torch  # pylint: disable=g-import-not-at-top
+
   ref = torch_lpips(net)
   ours = lpips.make_lpips(net)
   for hr, up in _pairs(datasets):

@@ -29,7 +29,9 @@ def test_an_exported_file_is_the_same_generator_as_its_checkpoint(exported):
   a, b = inference.load_model(workdir), inference.load_model(str(path))
   assert (b.scale, b.step, b.phase, b.halo) == (a.scale, a.step, a.phase, a.halo)
   lr = np.random.default_rng(0).random((1, 13, 11, 3)).astype(np.float32)
-  np.testing.assert_array_equal(np.asarray(a.predict(a.variables, lr)), np.asarray(b.predict(b.variables, lr)))
+  np.testing.assert_array_equal(
+    np.asarray(a.predict(a.variables, lr)), np.asarray(b.predict(b.variables, lr))
+  )
 
 
 @pytest.mark.parametrize('damage', ['truncated', 'garbage', 'not-a-generator'])
@@ -37,8 +39,13 @@ def test_a_damaged_generator_file_is_a_one_line_error(exported, tmp_path, damage
   _, path = exported
   bad = tmp_path / 'bad.msgpack'
   data = path.read_bytes()
-  bad.write_bytes({'truncated': data[:len(data) // 2], 'garbage': b'\x00' * 100,
-                   'not-a-generator': model_zoo.serialization.msgpack_serialize({'meta': {'x': 1}})}[damage])
+  bad.write_bytes(
+    {
+      'truncated': data[: len(data) // 2],
+      'garbage': b'\x00' * 100,
+      'not-a-generator': model_zoo.serialization.msgpack_serialize({'meta': {'x': 1}}),
+    }[damage]
+  )
   with pytest.raises(model_zoo.ModelZooError) as e:
     inference.load_model(str(bad))
   assert '\n' not in str(e.value) and str(bad) in str(e.value)
@@ -63,12 +70,17 @@ def test_a_corrupt_or_missing_shipped_file_is_a_one_line_error(exported, tmp_pat
     inference.load_model('tiny_x4')
 
 
+@pytest.mark.subprocess
 def test_unknown_model_names_are_one_line_errors(capsys, tmp_path):
   assert upscale.main(['x.png', '--model=srgan_x5', f'--out={tmp_path}']) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith('error:') and len(err.splitlines()) == 1 and 'srgan_x5' in err
-  r = subprocess.run([sys.executable, '-m', 'srgan_jax.evaluate', '--model=nope', '--data=x', f'--out={tmp_path}'],
-                     cwd=REPO, capture_output=True, text=True)
+  r = subprocess.run(
+    [sys.executable, '-m', 'srgan_jax.evaluate', '--model=nope', '--data=x', f'--out={tmp_path}'],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+  )
   assert r.returncode == 2 and r.stderr.strip().count('\n') == 0 and 'nope' in r.stderr
 
 
@@ -86,7 +98,9 @@ def test_each_shipped_model_loads_and_beats_bicubic_on_a_set5_image(name, datase
   model = inference.load_model(name)
   assert model.scale == 4 and model.step > 0
   sample = validation.load_set(datasets / 'Set5', 4)[2]  # butterfly: edges everywhere
-  sr = validation.to_uint8(inference.upscale_float(model, sample.lr.astype(np.float32) / 255.0, None))
+  sr = validation.to_uint8(
+    inference.upscale_float(model, sample.lr.astype(np.float32) / 255.0, None)
+  )
   ours = validation.score(sr, sample, 4)['psnr_y']
   bicubic = validation.score(validation.bicubic(sample.lr, 4), sample, 4)['psnr_y']
   assert ours > bicubic, (name, ours, bicubic)

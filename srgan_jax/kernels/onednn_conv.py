@@ -1,7 +1,7 @@
 """2-D float32 convolutions on XLA:CPU through oneDNN, as XLA FFI custom calls.
 
 XLA:CPU runs convolutions on Eigen or YNNPACK kernels, 1.2-2.5x slower than
-oneDNN's on the paper's shapes (README, Performance); jaxlib ships oneDNN's
+oneDNN's on the paper's shapes (docs/performance.md); jaxlib ships oneDNN's
 conv kernels but does not route convolutions to them. `csrc/onednn_conv.cc`
 binds oneDNN's forward, backward-data and backward-weights convolutions
 (NHWC activations, HWIO kernels, as Flax) as three FFI handlers.
@@ -56,11 +56,15 @@ _state: dict = {}  # 'ok': bool, 'why': str, 'lib': the loaded library; set once
 # ----------------------------------------------------------------------------
 # Building, caching and loading the handlers.
 
+
 def _onednn_prefix() -> pathlib.Path | None:
   """The install prefix holding include/oneapi/dnnl/dnnl.hpp and lib/libdnnl.so."""
   for root in (os.environ.get('DNNL_ROOT'), sys.prefix, sys.base_prefix):
-    if root and (pathlib.Path(root) / 'include/oneapi/dnnl/dnnl.hpp').is_file() and any(
-        (pathlib.Path(root) / 'lib').glob('libdnnl.so*')):
+    if (
+      root
+      and (pathlib.Path(root) / 'include/oneapi/dnnl/dnnl.hpp').is_file()
+      and any((pathlib.Path(root) / 'lib').glob('libdnnl.so*'))
+    ):
       return pathlib.Path(root)
   return None
 
@@ -92,7 +96,7 @@ def _remove_dead_builds(cache: pathlib.Path) -> None:
   host = socket.gethostname()
   for p in cache.glob(f'{_TMP_PREFIX}{host}-*'):
     try:
-      pid = int(p.name[len(f'{_TMP_PREFIX}{host}-'):].split('-')[0])
+      pid = int(p.name[len(f'{_TMP_PREFIX}{host}-') :].split('-')[0])
       os.kill(pid, 0)
     except ProcessLookupError:  # no such process: its build was killed
       p.unlink(missing_ok=True)
@@ -104,15 +108,34 @@ def _build_plan() -> tuple[list[str], pathlib.Path]:
   """(the compiler command less its output path, the library it makes in the cache)."""
   prefix = _onednn_prefix()
   if prefix is None:
-    raise RuntimeError("oneDNN headers/library not found: pip install 'onednn-devel-cpu-gomp==2023.2.0' "
-                       '(x86-64 Linux) or set DNNL_ROOT')
+    raise RuntimeError(
+      "oneDNN headers/library not found: pip install 'onednn-devel-cpu-gomp==2023.2.0' "
+      '(x86-64 Linux) or set DNNL_ROOT'
+    )
   cxx = os.environ.get('CXX', 'g++')
-  flags = ['-O2', '-std=c++17', '-shared', '-fPIC', '-fopenmp', '-pthread', '-w',
-           f'-I{jax.ffi.include_dir()}', f'-I{prefix / "include"}']
+  flags = [
+    '-O2',
+    '-std=c++17',
+    '-shared',
+    '-fPIC',
+    '-fopenmp',
+    '-pthread',
+    '-w',
+    f'-I{jax.ffi.include_dir()}',
+    f'-I{prefix / "include"}',
+  ]
   libs = [f'-L{prefix / "lib"}', f'-Wl,-rpath,{prefix / "lib"}', '-ldnnl']
-  key = hashlib.sha256(_SOURCE.read_bytes() + repr((cxx, flags, libs, jax.__version__)).encode()
-                       + _onednn_identity(prefix))
-  return [cxx, *flags, str(_SOURCE), *libs], _cache_dir() / f'libsrgan_onednn_{key.hexdigest()[:16]}.so'
+  key = hashlib.sha256(
+    _SOURCE.read_bytes()
+    + repr((cxx, flags, libs, jax.__version__)).encode()
+    + _onednn_identity(prefix)
+  )
+  return [
+    cxx,
+    *flags,
+    str(_SOURCE),
+    *libs,
+  ], _cache_dir() / f'libsrgan_onednn_{key.hexdigest()[:16]}.so'
 
 
 def _library_path() -> pathlib.Path:
@@ -126,8 +149,9 @@ def _compile() -> tuple[pathlib.Path, bool]:
     return out, False
   cache, cxx = out.parent, command[0]
   _remove_dead_builds(cache)
-  fd, tmp = tempfile.mkstemp(prefix=f'{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-',
-                             suffix='.so', dir=cache)
+  fd, tmp = tempfile.mkstemp(
+    prefix=f'{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-', suffix='.so', dir=cache
+  )
   os.close(fd)
   try:
     try:
@@ -164,7 +188,11 @@ def _load() -> tuple[bool, str, ctypes.CDLL | None]:
   except (OSError, RuntimeError, ValueError, subprocess.SubprocessError, AttributeError) as e:
     return False, str(e).splitlines()[0], None
   how = f'built in {time.time() - t0:.1f}s' if built else 'cached'
-  return True, f'oneDNN convolutions from {path} ({how}; OpenMP teams of {threads} threads, at most two)', lib
+  return (
+    True,
+    f'oneDNN convolutions from {path} ({how}; OpenMP teams of {threads} threads, at most two)',
+    lib,
+  )
 
 
 def status() -> tuple[bool, str]:
@@ -173,8 +201,10 @@ def status() -> tuple[bool, str]:
     if not _state:
       _state['ok'], _state['why'], _state['lib'] = _load()
       log = logging.info if _state['ok'] or 'SRGAN_JAX_ONEDNN' in _state['why'] else logging.warning
-      log('XLA:CPU convolutions: %s', _state['why'] if _state['ok'] else
-          f"XLA's own (slower): {_state['why']}")
+      log(
+        'XLA:CPU convolutions: %s',
+        _state['why'] if _state['ok'] else f"XLA's own (slower): {_state['why']}",
+      )
     return _state['ok'], _state['why']
 
 
@@ -205,8 +235,9 @@ def set_cache_capacity(capacity: int) -> None:
 
 def applies(x, w) -> bool:
   """Whether `conv` takes a plain NHWC/HWIO conv (`fast_conv` checks that): float32 on one device."""
-  return (jax.device_count() == 1 and x.dtype == jnp.float32 and w.dtype == jnp.float32
-          and status()[0])
+  return (
+    jax.device_count() == 1 and x.dtype == jnp.float32 and w.dtype == jnp.float32 and status()[0]
+  )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -216,8 +247,11 @@ def _rejected(geometry: tuple[int, ...]) -> str:
   if _state['lib'].SrganConvProbe((ctypes.c_int64 * 15)(*geometry), why, len(why)) == 0:
     return ''
   reason = why.value.decode(errors='replace')
-  logging.warning('oneDNN rejects the convolution %s (%s): XLA\'s convolution runs it.',
-                  dict(zip('n h w c kh kw o ho wo sh sw pt pb pl pr'.split(), geometry)), reason)
+  logging.warning(
+    "oneDNN rejects the convolution %s (%s): XLA's convolution runs it.",
+    dict(zip('n h w c kh kw o ho wo sh sw pt pb pl pr'.split(), geometry)),
+    reason,
+  )
   return reason
 
 
@@ -226,6 +260,7 @@ def _rejected(geometry: tuple[int, ...]) -> str:
 # dx = D(dy, w), kernel gradient dw = W(x, dy). With T(x, w, dy) = <F(x, w), dy>
 # = <x, D(dy, w)> = <w, W(x, dy)>, each is bilinear and the transposes are
 # members of the family, so every order of differentiation stays on oneDNN.
+
 
 def _geometry(x_shape, w_shape, y_shape, strides, pads) -> tuple[int, ...]:
   (pt, pb), (pl, pr) = pads
@@ -246,14 +281,16 @@ def _ffi(target, out_shape, a, b, strides, pads):
   (pt, pb), (pl, pr) = pads
   i = lambda v: np.int64(v)
   return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, jnp.float32))(
-      a, b, sh=i(strides[0]), sw=i(strides[1]), pt=i(pt), pb=i(pb), pl=i(pl), pr=i(pr))
+    a, b, sh=i(strides[0]), sw=i(strides[1]), pt=i(pt), pb=i(pb), pl=i(pl), pr=i(pr)
+  )
 
 
 def _use_onednn(x_shape, w_shape, strides, pads, lax_only) -> bool:
   if lax_only or not _state.get('ok', False):
     return False
-  return not _rejected(_geometry(x_shape, w_shape, _y_shape(x_shape, w_shape, strides, pads),
-                                 strides, pads))
+  return not _rejected(
+    _geometry(x_shape, w_shape, _y_shape(x_shape, w_shape, strides, pads), strides, pads)
+  )
 
 
 def _fwd_impl(x, w, *, strides, pads, lax_only=False):
@@ -279,34 +316,48 @@ bwd_data_p = jex_core.Primitive('srgan_onednn_conv_bwd_data')
 bwd_weights_p = jex_core.Primitive('srgan_onednn_conv_bwd_weights')
 
 _aval = lambda shape: jax.core.ShapedArray(tuple(shape), jnp.float32)
-fwd_p.def_abstract_eval(lambda x, w, *, strides, pads: _aval(_y_shape(x.shape, w.shape, strides, pads)))
+fwd_p.def_abstract_eval(
+  lambda x, w, *, strides, pads: _aval(_y_shape(x.shape, w.shape, strides, pads))
+)
 bwd_data_p.def_abstract_eval(lambda dy, w, *, strides, pads, x_shape: _aval(x_shape))
 bwd_weights_p.def_abstract_eval(lambda x, dy, *, strides, pads, w_shape: _aval(w_shape))
 
-for _p, _impl in ((fwd_p, _fwd_impl), (bwd_data_p, _bwd_data_impl), (bwd_weights_p, _bwd_weights_impl)):
+for _p, _impl in (
+  (fwd_p, _fwd_impl),
+  (bwd_data_p, _bwd_data_impl),
+  (bwd_weights_p, _bwd_weights_impl),
+):
   _p.def_impl(_impl)
   mlir.register_lowering(_p, mlir.lower_fun(_impl, multiple_results=False), platform='cpu')
   # Elsewhere (fast_conv only routes CPU convolutions here): XLA's convolution.
-  mlir.register_lowering(_p, mlir.lower_fun(functools.partial(_impl, lax_only=True),
-                                            multiple_results=False))
+  mlir.register_lowering(
+    _p, mlir.lower_fun(functools.partial(_impl, lax_only=True), multiple_results=False)
+  )
 
 # Transposes: F -> (D, W); D(dy, w) -> (F, W); W(x, dy) -> (D, F).
 ad.defbilinear(
-    fwd_p,
-    lambda ct, x, w, *, strides, pads: bwd_data_p.bind(ct, w, strides=strides, pads=pads,
-                                                        x_shape=tuple(x.aval.shape)),
-    lambda ct, x, w, *, strides, pads: bwd_weights_p.bind(x, ct, strides=strides, pads=pads,
-                                                           w_shape=tuple(w.aval.shape)))
+  fwd_p,
+  lambda ct, x, w, *, strides, pads: bwd_data_p.bind(
+    ct, w, strides=strides, pads=pads, x_shape=tuple(x.aval.shape)
+  ),
+  lambda ct, x, w, *, strides, pads: bwd_weights_p.bind(
+    x, ct, strides=strides, pads=pads, w_shape=tuple(w.aval.shape)
+  ),
+)
 ad.defbilinear(
-    bwd_data_p,
-    lambda ct, dy, w, *, strides, pads, x_shape: fwd_p.bind(ct, w, strides=strides, pads=pads),
-    lambda ct, dy, w, *, strides, pads, x_shape: bwd_weights_p.bind(
-        ct, dy, strides=strides, pads=pads, w_shape=tuple(w.aval.shape)))
+  bwd_data_p,
+  lambda ct, dy, w, *, strides, pads, x_shape: fwd_p.bind(ct, w, strides=strides, pads=pads),
+  lambda ct, dy, w, *, strides, pads, x_shape: bwd_weights_p.bind(
+    ct, dy, strides=strides, pads=pads, w_shape=tuple(w.aval.shape)
+  ),
+)
 ad.defbilinear(
-    bwd_weights_p,
-    lambda ct, x, dy, *, strides, pads, w_shape: bwd_data_p.bind(
-        dy, ct, strides=strides, pads=pads, x_shape=tuple(x.aval.shape)),
-    lambda ct, x, dy, *, strides, pads, w_shape: fwd_p.bind(x, ct, strides=strides, pads=pads))
+  bwd_weights_p,
+  lambda ct, x, dy, *, strides, pads, w_shape: bwd_data_p.bind(
+    dy, ct, strides=strides, pads=pads, x_shape=tuple(x.aval.shape)
+  ),
+  lambda ct, x, dy, *, strides, pads, w_shape: fwd_p.bind(x, ct, strides=strides, pads=pads),
+)
 
 
 def _batch(prim, args, dims, **params):
@@ -326,6 +377,7 @@ def _batch(prim, args, dims, **params):
   def one(slices):
     it = iter(slices)
     return prim.bind(next(it) if da is not None else a, next(it) if db is not None else b, **params)
+
   return lax.map(one, mapped), 0
 
 
@@ -335,5 +387,6 @@ for _p in (fwd_p, bwd_data_p, bwd_weights_p):
 
 def conv(x, w, strides, pads):
   """lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))."""
-  return fwd_p.bind(x, w, strides=tuple(int(s) for s in strides),
-                    pads=tuple((int(lo), int(hi)) for lo, hi in pads))
+  return fwd_p.bind(
+    x, w, strides=tuple(int(s) for s in strides), pads=tuple((int(lo), int(hi)) for lo, hi in pads)
+  )

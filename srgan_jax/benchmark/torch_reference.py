@@ -1,4 +1,4 @@
-"""A PyTorch twin of `srgan_jax.models` and `srgan_jax.train.train_step`, for benchmarking only.
+"""A PyTorch twin of `srgan_jax.models` and `srgan_jax.update_step.train_step`, for benchmarking only.
 
 Same layers as the Flax modules (no bias before BN, one PReLU slope, PyTorch's
 pixel-shuffle channel order, TF-style 'SAME' padding for D's stride-2 convs),
@@ -30,7 +30,6 @@ def _prelu():
 
 
 class ResidualBlock(nn.Module):
-
   def __init__(self, c):
     super().__init__()
     self.conv1, self.bn1, self.act = nn.Conv2d(c, c, 3, padding=1, bias=False), _bn(c), _prelu()
@@ -49,9 +48,12 @@ class Generator(nn.Module):
     self.conv_in, self.act_in = nn.Conv2d(3, c, 9, padding=4), _prelu()
     self.blocks = nn.Sequential(*[ResidualBlock(c) for _ in range(num_blocks)])
     self.conv_mid, self.bn_mid = nn.Conv2d(c, c, 3, padding=1, bias=False), _bn(c)
-    self.up = nn.Sequential(*[
+    self.up = nn.Sequential(
+      *[
         nn.Sequential(nn.Conv2d(c, c * f * f, 3, padding=1), nn.PixelShuffle(f), _prelu())
-        for f in models.upsample_factors(scale)])
+        for f in models.upsample_factors(scale)
+      ]
+    )
     self.conv_out = nn.Conv2d(c, 3, 9, padding=4)
 
   def forward(self, lr):
@@ -72,8 +74,13 @@ class _SameConv(nn.Conv2d):
 class Discriminator(nn.Module):
   """As `models.Discriminator`; `hr_size` fixes the Dense input (HWC-flattened, as in Flax)."""
 
-  def __init__(self, hr_size, features=(64, 64, 128, 128, 256, 256, 512, 512),
-               strides=(1, 2, 1, 2, 1, 2, 1, 2), dense_features=1024):
+  def __init__(
+    self,
+    hr_size,
+    features=(64, 64, 128, 128, 256, 256, 512, 512),
+    strides=(1, 2, 1, 2, 1, 2, 1, 2),
+    dense_features=1024,
+  ):
     super().__init__()
     layers, cin, size = [], 3, hr_size
     for i, (f, s) in enumerate(zip(features, strides)):
@@ -112,6 +119,7 @@ class VGG19(nn.Module):
 
 # ----------------------------------------------------------------------------
 # Copying Flax variables in (HWIO -> OIHW).
+
 
 def _t(a):
   return torch.from_numpy(np.array(a, np.float32))
@@ -184,7 +192,7 @@ def vgg_content_loss(vgg_net, sr, hr, feature_scale=1 / 12.75):
 
 
 class Degrade:
-  """uint8 NHWC HR crops -> (LR in [0, 1], HR in [-1, 1]), NCHW: MATLAB bicubic, as `train.degrade`."""
+  """uint8 NHWC HR crops -> (LR in [0, 1], HR in [-1, 1]), NCHW: MATLAB bicubic, as `imresize.degrade`."""
 
   def __init__(self, hr_size, scale, memory_format, device='cpu'):
     m = _t(resize_matrix(hr_size, hr_size // scale, 1.0 / scale)).to(device)
@@ -194,12 +202,25 @@ class Degrade:
     hr01 = hr_uint8.to(self.m.device).permute(0, 3, 1, 2).float() / 255.0
     lr = torch.einsum('oh,nchw,pw->ncop', self.m, hr01, self.m).clamp(0, 1)
     lr = torch.round(lr * 255.0) / 255.0
-    return (lr.contiguous(memory_format=self.memory_format),
-            (hr01 * 2 - 1).contiguous(memory_format=self.memory_format))
+    return (
+      lr.contiguous(memory_format=self.memory_format),
+      (hr01 * 2 - 1).contiguous(memory_format=self.memory_format),
+    )
 
 
-def make_step(g, d, vgg_net, *, hr_size, scale, lr=1e-4, adversarial_weight=1e-3,
-              channels_last=False, device='cpu', autocast_dtype=None):
+def make_step(
+  g,
+  d,
+  vgg_net,
+  *,
+  hr_size,
+  scale,
+  lr=1e-4,
+  adversarial_weight=1e-3,
+  channels_last=False,
+  device='cpu',
+  autocast_dtype=None,
+):
   """(uint8 HR batch) -> metrics: one SRResNet (d is None) or SRGAN update, in place.
 
   autocast_dtype=torch.bfloat16: the forward passes under `torch.autocast` (fp32
@@ -215,8 +236,9 @@ def make_step(g, d, vgg_net, *, hr_size, scale, lr=1e-4, adversarial_weight=1e-3
     if net is not None:
       net.to(device=device, memory_format=fmt).train()
   degrade = Degrade(hr_size, scale, fmt, device)
-  autocast = lambda: torch.autocast(device.type, dtype=autocast_dtype,
-                                    enabled=autocast_dtype is not None)
+  autocast = lambda: torch.autocast(
+    device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+  )
   g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
   d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8) if d else None
 
@@ -235,7 +257,9 @@ def make_step(g, d, vgg_net, *, hr_size, scale, lr=1e-4, adversarial_weight=1e-3
       g_opt.step()
       return {'g_loss': loss.detach()}
     with autocast():
-      pair = torch.stack([hr.to(sr.dtype), sr], 1).flatten(0, 1).contiguous(memory_format=fmt)  # [HR, SR]
+      pair = (
+        torch.stack([hr.to(sr.dtype), sr], 1).flatten(0, 1).contiguous(memory_format=fmt)
+      )  # [HR, SR]
       real, fake = d(pair).float().view(-1, 2).T
       c = content(sr, hr)
     g_loss = c + adversarial_weight * -F.logsigmoid(fake).mean()

@@ -8,7 +8,7 @@
   * `SubpixelOutputConv`: the k9n3s1 output conv applied after the last pixel
     shuffle, computed on the coarse grid before it.
 
-Measured in `python -m srgan_jax.benchmark` (README, Performance).
+Measured in `python -m srgan_jax.benchmark` (docs/performance.md); when each runs: README.md here.
 """
 
 import functools
@@ -22,7 +22,7 @@ from jax import lax
 from jax.extend import core as jex_core
 from jax.interpreters import ad, batching, mlir
 
-from srgan_jax import onednn_conv
+from srgan_jax.kernels import onednn_conv
 
 # jaxlib 0.10's XLA:CPU hands dots, reductions and convolutions to YNNPACK by
 # default. On the paper's conv shapes YNNPACK's convolutions use one core (a
@@ -69,18 +69,20 @@ def strided_input_grad(x_shape, w, dy, s: int, pads):
       sub = w[p::s, q::s]  # the taps that touch input rows p mod s, columns q mod s
       th, tw = sub.shape[:2]
       conv = lambda xs, sub=sub, th=th, tw=tw: _plain_conv(
-          xs[:, :ho + th - 1, :wo + tw - 1], sub, (1, 1), ((0, 0), (0, 0)))
+        xs[:, : ho + th - 1, : wo + tw - 1], sub, (1, 1), ((0, 0), (0, 0))
+      )
       phases.append(jax.vjp(conv, jnp.zeros((n, xh, xw, c), dy.dtype))[1](dy)[0])
   # dxp[s*u + p, s*v + q] = phase (p, q) at [u, v]; then drop the padding.
   dxp = jnp.stack(phases, 3).reshape(n, xh, xw, s, s, c).transpose(0, 1, 3, 2, 4, 5)
   dxp = dxp.reshape(n, s * xh, s * xw, c)
   dxp = jnp.pad(dxp, ((0, 0), (0, max(0, pt + h - s * xh)), (0, max(0, pl + wd - s * xw)), (0, 0)))
-  return dxp[:, pt:pt + h, pl:pl + wd]
+  return dxp[:, pt : pt + h, pl : pl + wd]
 
 
 # The strided conv as a bilinear primitive (like lax's own convolution): its
 # transpose in x is `strided_input_grad`, in w lax's kernel gradient, both made
 # of lax ops, so jvp, vmap and every order of differentiation work.
+
 
 def _strided_fwd(x, w, *, s, pads):
   return _plain_conv(x, w, (s, s), pads)
@@ -108,8 +110,11 @@ def _strided_batch(args, dims, *, s, pads):
 
 strided_conv_p = jex_core.Primitive('srgan_strided_conv')
 strided_conv_p.def_impl(_strided_fwd)
-strided_conv_p.def_abstract_eval(lambda x, w, *, s, pads: jax.core.ShapedArray(
-    lax.conv_general_shape_tuple(x.shape, w.shape, (s, s), pads, _NHWC), x.dtype))
+strided_conv_p.def_abstract_eval(
+  lambda x, w, *, s, pads: jax.core.ShapedArray(
+    lax.conv_general_shape_tuple(x.shape, w.shape, (s, s), pads, _NHWC), x.dtype
+  )
+)
 mlir.register_lowering(strided_conv_p, mlir.lower_fun(_strided_fwd, multiple_results=False))
 ad.defbilinear(strided_conv_p, _strided_input_grad_rule, _strided_kernel_grad_rule)
 batching.primitive_batchers[strided_conv_p] = _strided_batch
@@ -119,8 +124,17 @@ def _strided_conv(x, w, s: int, pads):
   return strided_conv_p.bind(x, w, s=s, pads=pads)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, precision=None):
+def conv_general_dilated(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  precision=None,
+):
   """`lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`.
 
   On XLA:CPU a plain 2-D NHWC conv (no dilation or groups, no negative padding)
@@ -128,11 +142,15 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   conv with equal strides 1 < s <= kernel size gets the phase-wise input
   gradient. All else is lax's.
   """
-  plain = (jax.default_backend() == 'cpu' and lhs.ndim == 4 and feature_group_count == 1
-           and precision is None
-           and all(d == 1 for d in tuple(lhs_dilation or (1, 1)) + tuple(rhs_dilation or (1, 1)))
-           and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-           == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
+  plain = (
+    jax.default_backend() == 'cpu'
+    and lhs.ndim == 4
+    and feature_group_count == 1
+    and precision is None
+    and all(d == 1 for d in tuple(lhs_dilation or (1, 1)) + tuple(rhs_dilation or (1, 1)))
+    and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+  )
   if plain:
     strides = tuple(int(s) for s in window_strides)
     pads = padding
@@ -144,8 +162,17 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
         return onednn_conv.conv(lhs, rhs, strides, pads)
       if len(set(strides)) == 1 and 1 < strides[0] <= min(rhs.shape[:2]):
         return _strided_conv(lhs, rhs, strides[0], pads)
-  return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                  dimension_numbers, feature_group_count, precision=precision)
+  return lax.conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation,
+    rhs_dilation,
+    dimension_numbers,
+    feature_group_count,
+    precision=precision,
+  )
 
 
 # nn.Conv through `conv_general_dilated`; parameters and initialisers unchanged.
@@ -154,6 +181,7 @@ Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 # ----------------------------------------------------------------------------
 # The output conv on the coarse grid.
+
 
 def _polyphase_selection(k: int, r: int) -> np.ndarray:
   """S[d, u, p, a] = 1 where tap a of a k-tap kernel on the r-times finer grid links
@@ -178,6 +206,7 @@ class SubpixelOutputConv(nn.Module):
   outputs instead of a 3-output conv on r*r times the pixels, and no shuffle of the
   64-channel map. Parameters are the 9x9 kernel and bias of the plain conv.
   """
+
   features: int = 3
   kernel_size: int = 9
   factor: int = 2
