@@ -208,10 +208,9 @@ def generator_metadata(spec) -> tuple[dict, dict]:
 
 
 def describe_model(model) -> str:
-  """'scale 4, num_blocks 16, features 64, tiny False' of a model config or meta (for errors)."""
-  return ', '.join(
-    f'{k} {model[k]}' for k in ('scale', 'num_blocks', 'features', 'tiny') if k in model
-  )
+  """'arch srresnet, scale 4, num_blocks 16, features 64, tiny False' of a model config or meta."""
+  keys = ('arch', 'scale', 'num_blocks', 'features', 'growth', 'output', 'tiny')
+  return ', '.join(f'{k} {model[k]}' for k in keys if k in model)
 
 
 def generator_mismatch(have_shapes: dict, model_config) -> str | None:
@@ -224,12 +223,12 @@ def generator_mismatch(have_shapes: dict, model_config) -> str | None:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  from srgan_jax import models  # pylint: disable=g-import-not-at-top
+  from srgan_jax import generators  # pylint: disable=g-import-not-at-top
 
-  generator = models.make_generator(model_config, dtype=jnp.float32)
+  generator = generators.make_generator(model_config, dtype=jnp.float32)
   expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
-  want = checkpointing.leaf_shapes(
-    {'params': expected['params'], 'batch_stats': expected['batch_stats']}
+  want = checkpointing.leaf_shapes(  # BN-free generators have no batch_stats
+    {'params': expected['params'], 'batch_stats': expected.get('batch_stats', {})}
   )
   have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
   diff = checkpointing.shape_differences(have, want)
