@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
-from srgan_jax import train
+from srgan_jax import train_states
+from srgan_jax import update_step
 from srgan_jax.kernels import onednn_conv
 
 
@@ -45,8 +46,10 @@ def main():
     f'cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "(unset)")}, '
     f'convolutions: {onednn_conv.status()[1]}'
   )
-  g_state, d_state = train.create_train_states(config, jax.random.key(0))
-  step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+  g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
+  step = update_step.make_jitted_step(
+    config, update_step.make_mesh(), update_step.make_content_loss(config)
+  )
   crop = config.data.hr_crop
   hr = np.random.default_rng(0).integers(0, 256, (4, crop, crop, 3), dtype=np.uint8)
   batch = {'hr': jnp.asarray(hr)}

@@ -85,11 +85,12 @@ def step_rate(config, steps: int) -> float:
   """Crops/s of the jitted SRResNet step (compile and one warm-up step excluded)."""
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  from srgan_jax import train  # pylint: disable=g-import-not-at-top
+  from srgan_jax import train_states  # pylint: disable=g-import-not-at-top
+  from srgan_jax import update_step  # pylint: disable=g-import-not-at-top
 
-  mesh = train.make_mesh()
-  g_state, d_state = train.create_train_states(config, jax.random.key(0))
-  step = train.make_jitted_step(config, mesh, train.make_content_loss(config))
+  mesh = update_step.make_mesh()
+  g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
+  step = update_step.make_jitted_step(config, mesh, update_step.make_content_loss(config))
   batch = next(input_pipeline.create_train_iterator(config))
   batch = {'hr': jax.device_put(batch['hr'], NamedSharding(mesh, P('data')))}
   g_state, d_state, m = step(g_state, d_state, batch, None)

@@ -7,7 +7,7 @@ Layout of WORKDIR/checkpoints/<step>/ (one Orbax composite checkpoint per step):
   meta/           JSON: step, phase, RNG key data, the model config, the config
   data/           the Grain iterator state of each process
 WORKDIR/export/<step>/ holds only generator/ and meta/: the generator-only
-export written at the end of a run. `load_generator` reads either.
+export written at the end of a run. `checkpoint_files.load_generator` reads either.
 
 Orbax writes each checkpoint to a temporary directory (`<step>.orbax-checkpoint-tmp-*`)
 and renames it when complete (on GCS, where renames are not atomic, it writes a
@@ -25,7 +25,6 @@ function of t (see input_pipeline). Another device count means other shards,
 so another sample stream; the restore warns about it.
 """
 
-import contextlib
 import json
 
 import grain
@@ -35,8 +34,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from srgan_jax import checkpoint_files
 from srgan_jax import input_pipeline
-from srgan_jax import workdir as workdir_lib
 from srgan_jax.errors import UserError
 
 # The train-state items of a checkpoint, as restore_compatible_only names them.
@@ -50,36 +49,6 @@ _ITEM_NAMES = {
 def _model_meta(config) -> dict:
   m = config.model
   return {'scale': m.scale, 'num_blocks': m.num_blocks, 'features': m.features, 'tiny': m.tiny}
-
-
-def leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
-  """{'params/conv_in/kernel': shape, ...} of a pytree of arrays, shape structs or Orbax metadata."""
-  name = lambda k: str(next((getattr(k, a) for a in ('key', 'name', 'idx') if hasattr(k, a)), k))
-  return {
-    '/'.join(name(k) for k in path): tuple(getattr(leaf, 'shape', np.shape(leaf)))
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
-  }
-
-
-def shape_differences(have: dict | None, want: dict) -> list[str]:
-  """'path: checkpoint SHAPE vs this run SHAPE' for each array that differs or is on one side only."""
-  if have is None:
-    return ['not in the checkpoint']
-  show = lambda s: 'absent' if s is None else str(tuple(s))
-  order = lambda k: (not k.startswith('params/'), k)  # parameters first: they name the layer
-  return [
-    f'{k}: checkpoint {show(have.get(k))} vs this run {show(want.get(k))}'
-    for k in sorted(set(have) | set(want), key=order)
-    if have.get(k) != want.get(k)
-  ]
-
-
-def _saved_shapes(item_dir: epath.Path) -> dict | None:
-  """leaf_shapes of one saved item from its Orbax metadata (no array is read); None if absent."""
-  if not item_dir.exists():
-    return None
-  with ocp.PyTreeCheckpointer() as ckptr:
-    return leaf_shapes(ckptr.metadata(item_dir).item_metadata.tree)
 
 
 def _flat(d: dict, prefix='') -> dict:
@@ -159,7 +128,7 @@ class Checkpointer:
     damaged. With config.restore_compatible_only, a checkpoint of the same phase
     restores the networks whose shapes fit (G's Adam state and the step come with
     G's weights) and starts the others fresh. (A checkpoint of the other phase is
-    moved aside by the train loop first: see train.adopt_previous_phase.)
+    moved aside by the train loop first: see phases.adopt_previous_phase.)
     """
     step = self._mngr.latest_step()
     if step is None:
@@ -171,10 +140,12 @@ class Checkpointer:
     }
     if d_state is not None:
       targets['discriminator'] = _d_tree(d_state)
-    with _explain_unreadable(step_dir):
+    with checkpoint_files.explain_unreadable(step_dir):
       meta = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
       misfits = {
-        name: shape_differences(_saved_shapes(step_dir / name), leaf_shapes(tree))
+        name: checkpoint_files.shape_differences(
+          checkpoint_files.saved_shapes(step_dir / name), checkpoint_files.leaf_shapes(tree)
+        )
         for name, tree in targets.items()
       }
     misfits = {name: diff for name, diff in misfits.items() if diff}
@@ -192,7 +163,7 @@ class Checkpointer:
       same_processes and not misfits
     ):  # else each process's saved position belongs to another sharding
       items['data'] = grain.checkpoint.CheckpointRestore(data_iter)
-    with _explain_unreadable(step_dir):
+    with checkpoint_files.explain_unreadable(step_dir):
       r = self._mngr.restore(step, args=ocp.args.Composite(**items))
     if 'generator' in r:
       g_state = g_state.replace(
@@ -296,114 +267,3 @@ def _d_tree(d_state) -> dict:
     'step': d_state.step,
     'opt_state': d_state.opt_state,
   }
-
-
-@contextlib.contextmanager
-def _explain_unreadable(step_dir: epath.Path):
-  """Turns a failure to read checkpoint `step_dir` into one line; nothing is changed on disk."""
-  try:
-    yield
-  except Exception as error:  # damaged files: Orbax, TensorStore and json raise many kinds
-    why = ' '.join(str(error).split('See full TensorStore details')[0].split())[:200]
-    others = sorted(p.name for p in step_dir.parent.iterdir() if p.name.isdigit() and p != step_dir)
-    before = f' (also here: {", ".join(others)})' if others else ''
-    raise UserError(
-      f'{step_dir} cannot be read ({type(error).__name__}: {why}); if it is damaged, '
-      f'move it out of {step_dir.parent} to use the checkpoint before it{before}, or '
-      'restore it from a copy.'
-    ) from error
-
-
-# ----------------------------------------------------------------------------
-# Loading G from a run's checkpoints (model_zoo adds generator files and shipped models).
-
-
-def _latest_step_dir(manager_dir: epath.Path) -> epath.Path | None:
-  steps = [p for p in manager_dir.iterdir() if p.name.isdigit() and (p / 'generator').exists()]
-  return max(steps, key=lambda p: int(p.name)) if steps else None
-
-
-def resolve_generator_dir(path) -> epath.Path | None:
-  """The step directory holding generator/ for a workdir, a checkpoints/export dir or a step dir."""
-  path = workdir_lib.absolute(path)
-  if not path.is_dir():
-    return None
-  if (path / 'generator').is_dir():
-    return path
-  for sub in ('checkpoints', 'export'):
-    if (path / sub).is_dir():
-      found = _latest_step_dir(path / sub)
-      if found is not None:
-        return found
-  return _latest_step_dir(path)
-
-
-def has_checkpoint(manager_dir) -> bool:
-  manager_dir = epath.Path(manager_dir)
-  return manager_dir.is_dir() and _latest_step_dir(manager_dir) is not None
-
-
-def has_generator(path) -> bool:
-  """Whether a workdir, checkpoints/ or export/ dir or step dir holds a generator checkpoint."""
-  return resolve_generator_dir(path) is not None
-
-
-def load_generator(path) -> dict:
-  """{'params', 'batch_stats'} of G (host arrays) from a workdir, checkpoint or export."""
-  return load_generator_with_meta(path)[0]
-
-
-def _generator_step_dir(path) -> epath.Path:
-  step_dir = resolve_generator_dir(path)
-  if step_dir is None:
-    raise UserError(
-      f'no generator checkpoint under {path!s}; pass a training workdir, '
-      'its checkpoints/ or export/ directory, or one step directory.'
-    )
-  return step_dir
-
-
-def _read_meta(step_dir: epath.Path) -> dict:
-  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    return ckptr.restore(step_dir, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-
-
-def load_generator_with_meta(path) -> tuple[dict, dict]:
-  """(G variables, meta) where meta['model'] gives scale, num_blocks, features, tiny.
-
-  path: a workdir, checkpoints/ or export/ dir, or a step dir (model_zoo also
-  takes generator files and shipped models' names).
-  """
-  step_dir = _generator_step_dir(path)
-  with _explain_unreadable(step_dir):
-    variables = restore_as_numpy(step_dir / 'generator')
-    meta = _read_meta(step_dir)
-  return variables, meta
-
-
-def generator_metadata(path) -> tuple[dict, dict]:
-  """(leaf_shapes of G's saved variables, meta), read without loading the arrays."""
-  step_dir = _generator_step_dir(path)
-  with _explain_unreadable(step_dir):
-    return _saved_shapes(step_dir / 'generator'), _read_meta(step_dir)
-
-
-def latest_phase(manager_dir) -> str | None:
-  """The phase of the newest checkpoint in a checkpoints/ dir (None: no checkpoint there)."""
-  step_dir = _latest_step_dir(epath.Path(manager_dir)) if has_checkpoint(manager_dir) else None
-  if step_dir is None:
-    return None
-  with _explain_unreadable(step_dir):
-    return _read_meta(step_dir).get('phase')
-
-
-def restore_as_numpy(item_dir) -> dict:
-  """One saved pytree item (e.g. STEP/generator) as host numpy arrays.
-
-  Independent of the devices and processes that wrote it: a checkpoint of a
-  4-device or 2-process run loads on one CPU.
-  """
-  with ocp.PyTreeCheckpointer() as ckptr:
-    tree = ckptr.metadata(epath.Path(item_dir)).item_metadata.tree
-    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    return ckptr.restore(epath.Path(item_dir), args=ocp.args.PyTreeRestore(restore_args=as_numpy))

@@ -37,7 +37,7 @@ DEFAULT_TILE = 256  # LR pixels per window side (halo included) for tiled infere
 
 def _step_dirs(workdir) -> list[Path]:
   """Every checkpoint step directory holding a generator, oldest first."""
-  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
 
   root = Path(workdir)
   for sub in ('checkpoints', 'export', '.'):
@@ -49,8 +49,8 @@ def _step_dirs(workdir) -> list[Path]:
       )
       if steps:
         return steps
-  if checkpointing.resolve_generator_dir(root) is not None:
-    return [Path(str(checkpointing.resolve_generator_dir(root)))]
+  if checkpoint_files.resolve_generator_dir(root) is not None:
+    return [Path(str(checkpoint_files.resolve_generator_dir(root)))]
   raise UserError(f'--all-steps: no checkpoints under {workdir}; pass a training workdir.')
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from srgan_jax import checkpointing
+from srgan_jax import checkpoint_files
 from srgan_jax.kernels import fast_conv
 from srgan_jax import model_zoo
 from srgan_jax import generators
@@ -47,7 +47,7 @@ def make_predict(model_config) -> Callable:
 
 
 def _check_architecture(variables, model_config, where) -> None:
-  have = checkpointing.leaf_shapes(
+  have = checkpoint_files.leaf_shapes(
     {'params': variables.get('params', {}), 'batch_stats': variables.get('batch_stats', {})}
   )
   diff = model_zoo.generator_mismatch(have, model_config)

@@ -167,16 +167,16 @@ def _leaves(tree):
 
 # ----------------------------------------------------------------------------
 # Any generator: a shipped model's name, a generator file or a run's checkpoint.
-# (checkpointing reads checkpoints only; JAX and Orbax load only when one is read.)
+# (checkpoint_files reads checkpoints only; JAX and Orbax load only when one is read.)
 
 
 def has_generator(spec) -> bool:
   """Whether `spec` names a shipped model, a generator file or a dir holding a checkpoint."""
   if is_generator_file(spec):
     return is_model_name(spec) or Path(str(spec)).is_file()
-  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
 
-  return checkpointing.has_generator(spec)
+  return checkpoint_files.has_generator(spec)
 
 
 def load_generator_with_meta(spec) -> tuple[dict, dict]:
@@ -187,9 +187,9 @@ def load_generator_with_meta(spec) -> tuple[dict, dict]:
   """
   if is_generator_file(spec):
     return load_file(spec)
-  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
 
-  return checkpointing.load_generator_with_meta(spec)
+  return checkpoint_files.load_generator_with_meta(spec)
 
 
 def load_generator(spec) -> dict:
@@ -199,12 +199,12 @@ def load_generator(spec) -> dict:
 
 def generator_metadata(spec) -> tuple[dict, dict]:
   """(leaf shapes of G's variables, meta); a checkpoint's arrays are not read."""
-  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
 
   if is_generator_file(spec):  # one small file: read it
     variables, meta = load_file(spec)
-    return checkpointing.leaf_shapes(variables), meta
-  return checkpointing.generator_metadata(spec)
+    return checkpoint_files.leaf_shapes(variables), meta
+  return checkpoint_files.generator_metadata(spec)
 
 
 def describe_model(model) -> str:
@@ -216,22 +216,22 @@ def describe_model(model) -> str:
 def generator_mismatch(have_shapes: dict, model_config) -> str | None:
   """The first array of G's variables whose shape `model_config`'s generator does not have.
 
-  have_shapes: checkpointing.leaf_shapes of {'params', 'batch_stats'} (saved or loaded).
+  have_shapes: checkpoint_files.leaf_shapes of {'params', 'batch_stats'} (saved or loaded).
   Traces G's init abstractly: nothing is compiled or allocated.
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
   from srgan_jax import generators  # pylint: disable=g-import-not-at-top
 
   generator = generators.make_generator(model_config, dtype=jnp.float32)
   expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
-  want = checkpointing.leaf_shapes(  # BN-free generators have no batch_stats
+  want = checkpoint_files.leaf_shapes(  # BN-free generators have no batch_stats
     {'params': expected['params'], 'batch_stats': expected.get('batch_stats', {})}
   )
   have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
-  diff = checkpointing.shape_differences(have, want)
+  diff = checkpoint_files.shape_differences(have, want)
   return diff[0] if diff else None
 
 

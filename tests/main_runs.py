@@ -14,7 +14,7 @@ import tempfile
 import jax
 import numpy as np
 
-from srgan_jax import checkpointing
+from srgan_jax import checkpoint_files
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CACHE = pathlib.Path(tempfile.gettempdir()) / 'srgan_jax_test_compile_cache'
@@ -102,6 +102,6 @@ def tmp_dirs(workdir) -> list[str]:
 def read_state(workdir, step) -> dict:
   """Every array of G's checkpoint at `step` (params, BN statistics, Adam state), flat."""
   step_dir = pathlib.Path(workdir) / 'checkpoints' / str(step)
-  r = {item: checkpointing.restore_as_numpy(step_dir / item) for item in ('generator', 'g_opt')}
+  r = {item: checkpoint_files.restore_as_numpy(step_dir / item) for item in ('generator', 'g_opt')}
   leaves = jax.tree_util.tree_flatten_with_path(r)[0]
   return {jax.tree_util.keystr(path): np.asarray(v) for path, v in leaves}

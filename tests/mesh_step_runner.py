@@ -14,19 +14,20 @@ import numpy as np  # noqa: E402
 from flax import traverse_util  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
-from srgan_jax import train  # noqa: E402
+from srgan_jax import train_states  # noqa: E402
+from srgan_jax import update_step  # noqa: E402
 from tests.helpers import tiny_config  # noqa: E402
 
 
 def main(out):
   config = tiny_config('srgan', **{'data.batch_size': 8})
-  mesh = train.make_mesh()
-  g_state, d_state = train.create_train_states(config, jax.random.key(0))
+  mesh = update_step.make_mesh()
+  g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
   replicated = NamedSharding(mesh, P())
   g_state, d_state = jax.device_put((g_state, d_state), replicated)
   hr = np.random.default_rng(0).integers(0, 256, (8, 24, 24, 3), dtype=np.uint8)
   batch = {'hr': jax.device_put(hr, NamedSharding(mesh, P('data')))}
-  step = train.make_jitted_step(config, mesh, train.make_content_loss(config))
+  step = update_step.make_jitted_step(config, mesh, update_step.make_content_loss(config))
   for _ in range(2):
     g_state, d_state, _ = step(g_state, d_state, batch, None)
   flat = {}

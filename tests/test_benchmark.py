@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import models, train
+from srgan_jax import models, train_states, update_step
 from srgan_jax.benchmark import curves as curves_lib
 from srgan_jax.benchmark import figures, flops
 from srgan_jax.kernels import fast_conv, onednn_conv
@@ -123,8 +123,10 @@ def test_bfloat16_compute_trains_like_float32():
   curves, states = {}, {}
   for dtype in ('float32', 'bfloat16'):
     config = tiny_config('srresnet', **{'optim.learning_rate': 1e-3, 'model.compute_dtype': dtype})
-    g_state, _ = train.create_train_states(config, jax.random.key(0))
-    step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+    g_state, _ = train_states.create_train_states(config, jax.random.key(0))
+    step = update_step.make_jitted_step(
+      config, update_step.make_mesh(), update_step.make_content_loss(config)
+    )
     hr = np.random.default_rng(0).integers(0, 256, (4, 24, 24, 3), dtype=np.uint8)
     batch = {'hr': jnp.asarray(hr)}
     losses = []

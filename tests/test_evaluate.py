@@ -209,9 +209,9 @@ def test_a_scale_that_is_not_the_checkpoints_is_a_one_line_error(workdir, tmp_pa
 
 def test_a_checkpoint_of_another_architecture_is_a_one_line_error(workdir, tmp_path, capsys):
   import shutil
-  from srgan_jax import checkpointing
+  from srgan_jax import checkpoint_files
 
-  step = pathlib.Path(str(checkpointing.resolve_generator_dir(workdir)))
+  step = pathlib.Path(str(checkpoint_files.resolve_generator_dir(workdir)))
   fake = tmp_path / 'fake' / '2'
   shutil.copytree(step, fake)
   meta_file = next(

@@ -11,7 +11,8 @@ from jax import lax
 
 from srgan_jax.kernels import fast_conv
 from srgan_jax.kernels import onednn_conv
-from srgan_jax import train
+from srgan_jax import train_states
+from srgan_jax import update_step
 from srgan_jax import vgg
 from srgan_jax.models import pixel_shuffle
 from tests.helpers import tiny_config
@@ -55,14 +56,14 @@ def test_no_convolution_of_the_srgan_step_runs_in_ynnpack(monkeypatch):
   # oneDNN's do not apply (bf16, several devices, no oneDNN build).
   monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
   config = tiny_config('srgan', **{'loss.content': 'vgg54'})
-  g_state, d_state = train.create_train_states(config, jax.random.key(0))
+  g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
   vgg_params = vgg.VGG19(taps=('relu5_4',)).init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))[
     'params'
   ]
   content_loss = lambda sr, hr, p: vgg.content_loss(
     p, sr, hr, preprocess='torch', taps=('relu5_4',)
   )
-  step = train.make_jitted_step(config, train.make_mesh(), content_loss)
+  step = update_step.make_jitted_step(config, update_step.make_mesh(), content_loss)
   batch = {'hr': jnp.zeros((4, 24, 24, 3), jnp.uint8)}
   hlo = step.lower(g_state, d_state, batch, vgg_params).compile().as_text()
   assert hlo.count(' convolution(') > 16  # G, D and the 16 VGG convs are in the module

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from srgan_jax import train
+from srgan_jax import update_step
 from srgan_jax.errors import UserError
 from tests import main_runs
 from tests.helpers import tiny_config
@@ -205,7 +206,7 @@ def _tree_bytes(path):
 
 
 def test_a_damaged_checkpoint_is_a_one_line_error_and_is_left_as_it_is(tmp_path):
-  from srgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
 
   config = tiny_config('srresnet', num_train_steps=2, sample_every=0, checkpoint_every=1)
   train.train_and_evaluate(config, str(tmp_path))
@@ -217,7 +218,7 @@ def test_a_damaged_checkpoint_is_a_one_line_error_and_is_left_as_it_is(tmp_path)
   config.num_train_steps = 3
   for load in (
     lambda: train.train_and_evaluate(config, str(tmp_path)),
-    lambda: checkpointing.load_generator(tmp_path),
+    lambda: checkpoint_files.load_generator(tmp_path),
   ):
     with pytest.raises(UserError, match='checkpoints/2 cannot be read') as e:
       load()
@@ -239,7 +240,7 @@ def test_a_stop_is_acted_on_within_two_steps_whatever_log_every(tmp_path, monkey
   # as the device has finished step 3. The host dispatches asynchronously: it must not be
   # far ahead of the device then, so the checkpoint is of a step within a few of step 3,
   # though the next log step (where the metrics are fetched) is step 50.
-  real_step, real_jit = train.train_step, train.make_jitted_step
+  real_step, real_jit = update_step.train_step, update_step.make_jitted_step
   dispatched = []
 
   def slow_step(g_state, d_state, batch, vgg_params, **kw):
@@ -260,8 +261,8 @@ def test_a_stop_is_acted_on_within_two_steps_whatever_log_every(tmp_path, monkey
       time.sleep(0.001)
     os.kill(os.getpid(), signal.SIGTERM)
 
-  monkeypatch.setattr(train, 'train_step', slow_step)
-  monkeypatch.setattr(train, 'make_jitted_step', recording_jit)
+  monkeypatch.setattr(update_step, 'train_step', slow_step)
+  monkeypatch.setattr(update_step, 'make_jitted_step', recording_jit)
   threading.Thread(target=send_sigterm_after_step_3, daemon=True).start()
   config = tiny_config(
     'srresnet', num_train_steps=60, log_every=50, checkpoint_every=1000, sample_every=0

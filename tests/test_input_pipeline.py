@@ -140,11 +140,11 @@ _ROWS_TO_DEVICES = """
 import sys, jax, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 sys.path.insert(0, sys.argv[1])
-from srgan_jax import input_pipeline, train
+from srgan_jax import input_pipeline, update_step
 from tests.helpers import tiny_config
 config = tiny_config(**{'data.source': 'folder:' + sys.argv[2], 'data.hr_crop': 16,
                         'data.batch_size': 8})
-mesh = train.make_mesh()
+mesh = update_step.make_mesh()
 local = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
 it = input_pipeline.create_train_iterator(config, num_shards=4, local_shards=local)
 batch = jax.make_array_from_process_local_data(NamedSharding(mesh, P('data')), next(it)['hr'])

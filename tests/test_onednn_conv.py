@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from srgan_jax import train
+from srgan_jax import train_states
+from srgan_jax import update_step
 from srgan_jax.kernels import fast_conv, onednn_conv
 from tests.helpers import tiny_config
 
@@ -79,13 +80,15 @@ def test_forward_and_gradients_equal_lax(n, h, w, c, kh, kw, o, strides, padding
 @needs_onednn
 def test_every_convolution_of_an_srgan_step_runs_through_onednn():
   config = tiny_config('srgan', **{'loss.content': 'vgg22'})
-  g_state, d_state = train.create_train_states(config, jax.random.key(0))
+  g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
   from srgan_jax import vgg
 
   vgg_params = vgg.VGG19(taps=('relu2_2',)).init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))[
     'params'
   ]
-  step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config, 'torch'))
+  step = update_step.make_jitted_step(
+    config, update_step.make_mesh(), update_step.make_content_loss(config, 'torch')
+  )
   batch = {'hr': jnp.zeros((4, 24, 24, 3), jnp.uint8)}
   text = step.lower(g_state, d_state, batch, vgg_params).as_text()
   assert 'stablehlo.convolution' not in text
@@ -101,8 +104,10 @@ def test_an_srgan_step_through_onednn_equals_one_through_lax(monkeypatch):
   for use in (True, False):
     if not use:
       monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
-    g_state, d_state = train.create_train_states(config, jax.random.key(0))
-    step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+    g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
+    step = update_step.make_jitted_step(
+      config, update_step.make_mesh(), update_step.make_content_loss(config)
+    )
     text = step.lower(g_state, d_state, {'hr': jnp.asarray(hr)}, None).as_text()
     assert ('SrganConvFwd' in text) == use
     g_state, d_state, metrics = step(g_state, d_state, {'hr': jnp.asarray(hr)}, None)

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 from srgan_jax import train
+from srgan_jax import config_checks
+from srgan_jax import train_states
+from srgan_jax import update_step
 from srgan_jax.imresize import degrade
 from tests.helpers import tiny_config
 
@@ -28,9 +31,9 @@ def _fixed_batch(n=4, size=24):
 @pytest.mark.parametrize('phase', ['srresnet', 'srgan'])
 def test_jitted_step_lowers_the_content_loss_on_a_fixed_batch(phase):
   config = tiny_config(phase, **{'optim.learning_rate': 1e-3})
-  mesh = train.make_mesh()
-  g_state, d_state = train.create_train_states(config, jax.random.key(0))
-  step = train.make_jitted_step(config, mesh, train.make_content_loss(config))
+  mesh = update_step.make_mesh()
+  g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
+  step = update_step.make_jitted_step(config, mesh, update_step.make_content_loss(config))
   batch = _fixed_batch()
   losses = []
   for _ in range(15):
@@ -46,10 +49,10 @@ def test_jitted_step_lowers_the_content_loss_on_a_fixed_batch(phase):
 
 def test_srgan_step_moves_both_networks_and_the_bn_statistics():
   config = tiny_config('srgan')
-  g0, d0 = train.create_train_states(config, jax.random.key(0))
+  g0, d0 = train_states.create_train_states(config, jax.random.key(0))
   g1, d1, _ = jax.jit(
-    lambda g, d, b: train.train_step(
-      g, d, b, None, config=config, content_loss=train.make_content_loss(config)
+    lambda g, d, b: update_step.train_step(
+      g, d, b, None, config=config, content_loss=update_step.make_content_loss(config)
     )
   )(g0, d0, _fixed_batch())
   moved = lambda a, b: any(
@@ -106,9 +109,9 @@ def test_same_step_on_one_and_four_devices_gives_the_same_parameters(tmp_path):
 def test_bad_configs_fail_with_one_line_before_compiling(bad, match, tmp_path):
   config = tiny_config(**bad)
   if match is None:  # a batch of 3 is fine on one device: no error expected
-    train.validate_config(config)
+    config_checks.validate_config(config)
     return
-  with pytest.raises(train.ConfigError, match=match) as e:
+  with pytest.raises(config_checks.ConfigError, match=match) as e:
     train.train_and_evaluate(config, str(tmp_path))
   assert '\n' not in str(e.value)
   assert not (tmp_path / 'checkpoints').exists()
@@ -116,16 +119,16 @@ def test_bad_configs_fail_with_one_line_before_compiling(bad, match, tmp_path):
 
 def test_srgan_without_srresnet_checkpoint_is_refused(tmp_path):
   config = tiny_config('srgan')
-  with pytest.raises(train.ConfigError, match='generator_init'):
+  with pytest.raises(config_checks.ConfigError, match='generator_init'):
     train.train_and_evaluate(config, str(tmp_path))
   config.generator_init = str(tmp_path / 'missing')
-  with pytest.raises(train.ConfigError, match='holds no SRResNet checkpoint'):
+  with pytest.raises(config_checks.ConfigError, match='holds no SRResNet checkpoint'):
     train.train_and_evaluate(config, str(tmp_path))
 
 
 def test_vgg_loss_without_weights_is_refused_not_replaced_by_mse(tmp_path):
   config = tiny_config('srresnet', **{'loss.content': 'vgg54'})
-  with pytest.raises(train.ConfigError, match='convert_vgg'):
+  with pytest.raises(config_checks.ConfigError, match='convert_vgg'):
     train.train_and_evaluate(config, str(tmp_path))
 
 
@@ -279,7 +282,7 @@ def test_training_scores_the_configured_benchmark_sets(tmp_path, shared_datasets
 
 def test_missing_benchmark_set_is_a_config_error(tmp_path):
   config = tiny_config('srresnet', **{'eval.every': 2, 'eval.sets': (str(tmp_path / 'nope'),)})
-  with pytest.raises(train.ConfigError, match='eval.sets'):
+  with pytest.raises(config_checks.ConfigError, match='eval.sets'):
     train.train_and_evaluate(config, str(tmp_path))
 
 
@@ -312,7 +315,7 @@ def _export_generator(workdir, **model):
   from srgan_jax import checkpointing
 
   config = tiny_config('srresnet', **{f'model.{k}': v for k, v in model.items()})
-  g_state, _ = train.create_train_states(config, jax.random.key(0))
+  g_state, _ = train_states.create_train_states(config, jax.random.key(0))
   ckpt = checkpointing.Checkpointer(workdir / 'checkpoints', config)
   ckpt.save_export(1, g_state)
   ckpt.close()
@@ -340,8 +343,10 @@ def test_generator_init_of_another_architecture_is_a_one_line_error_before_compi
 ):
   init = _export_generator(tmp_path / 'init', **theirs)
   config = tiny_config('srgan', generator_init=str(init), **ours)
-  monkeypatch.setattr(train, 'make_jitted_step', lambda *a: pytest.fail('compiled a step'))
-  with pytest.raises(train.ConfigError, match='holds a generator of another architecture') as e:
+  monkeypatch.setattr(update_step, 'make_jitted_step', lambda *a: pytest.fail('compiled a step'))
+  with pytest.raises(
+    config_checks.ConfigError, match='holds a generator of another architecture'
+  ) as e:
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert '\n' not in str(e.value) and all(n in str(e.value) for n in named), str(e.value)
   assert not (tmp_path / 'run' / 'checkpoints').exists()
@@ -353,9 +358,11 @@ def test_learning_rate_decays_at_the_configured_step_and_the_updates_follow_it()
     'srresnet',
     **{'optim.learning_rate': 1e-3, 'optim.decay_steps': (1,), 'optim.decay_factor': 0.1},
   )
-  g0, _ = train.create_train_states(config, jax.random.key(0))
+  g0, _ = train_states.create_train_states(config, jax.random.key(0))
   kernel0 = np.asarray(g0.params['conv_in']['kernel'])
-  step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+  step = update_step.make_jitted_step(
+    config, update_step.make_mesh(), update_step.make_content_loss(config)
+  )
   batch = _fixed_batch()
   g1, _, m1 = step(g0, None, batch, None)
   kernel1 = np.asarray(g1.params['conv_in']['kernel'])
@@ -370,9 +377,11 @@ def test_learning_rate_decays_at_the_configured_step_and_the_updates_follow_it()
 
 def test_a_bfloat16_srgan_step_trains_both_networks_and_keeps_float32_state():
   config = tiny_config('srgan', **{'model.compute_dtype': 'bfloat16'})
-  g0, d0 = train.create_train_states(config, jax.random.key(0))
+  g0, d0 = train_states.create_train_states(config, jax.random.key(0))
   before = jax.device_get((g0.params, d0.params))  # the step donates its input states
-  step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+  step = update_step.make_jitted_step(
+    config, update_step.make_mesh(), update_step.make_content_loss(config)
+  )
   g1, d1, metrics = step(g0, d0, _fixed_batch(), None)
   assert all(np.isfinite(float(v)) for v in metrics.values())
   for params, after in zip(before, (g1, d1)):
@@ -386,7 +395,7 @@ def test_a_bfloat16_srgan_step_trains_both_networks_and_keeps_float32_state():
 @pytest.mark.parametrize('scale', [3, 8])
 def test_x3_and_x8_srgan_steps_train(scale):
   config = tiny_config('srgan', **{'model.scale': scale})
-  g0, d0 = train.create_train_states(config, jax.random.key(0))
+  g0, d0 = train_states.create_train_states(config, jax.random.key(0))
   lr = jnp.zeros((1, 24 // scale, 24 // scale, 3))
   assert g0.apply_fn({'params': g0.params, 'batch_stats': g0.batch_stats}, lr).shape == (
     1,
@@ -394,7 +403,9 @@ def test_x3_and_x8_srgan_steps_train(scale):
     24,
     3,
   )
-  step = train.make_jitted_step(config, train.make_mesh(), train.make_content_loss(config))
+  step = update_step.make_jitted_step(
+    config, update_step.make_mesh(), update_step.make_content_loss(config)
+  )
   g, d = g0, d0
   losses = []
   for _ in range(3):

@@ -408,7 +408,7 @@ def test_cli_converts_and_prints_a_summary(tmp_path, capsys):
 
 
 def test_training_content_loss_runs_vgg_in_the_compute_dtype(params, monkeypatch):
-  from srgan_jax import train
+  from srgan_jax import update_step
   from srgan_jax.kernels import onednn_conv
   from tests.helpers import tiny_config
 
@@ -419,7 +419,7 @@ def test_training_content_loss_runs_vgg_in_the_compute_dtype(params, monkeypatch
   sr = jnp.zeros((1, 32, 32, 3))
   for dtype in ('float32', 'bfloat16'):
     config = tiny_config('srgan', **{'model.compute_dtype': dtype, 'loss.content': 'vgg22'})
-    loss_fn = train.make_content_loss(config, vgg_preprocess='torch')
+    loss_fn = update_step.make_content_loss(config, vgg_preprocess='torch')
     jaxpr = jax.make_jaxpr(loss_fn)(sr, sr, params)
     conv_dtypes = {
       e.invars[0].aval.dtype for e in jaxpr.jaxpr.eqns if e.primitive.name == 'conv_general_dilated'

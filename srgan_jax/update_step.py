@@ -1,0 +1,165 @@
+"""The update step: content (+ adversarial) loss to new G and D states, jitted over the mesh.
+
+A pure function `train_step(g_state, d_state, batch, vgg_params) -> (states, metrics)`;
+`make_jitted_step` replicates the states, shards the batch on 'data' and donates the states.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from srgan_jax import losses
+from srgan_jax import train_states
+from srgan_jax.imresize import degrade
+from srgan_jax.kernels import fast_conv
+
+
+def make_content_loss(config, vgg_preprocess: str | None = None):
+  """l^SR_X as a pure function (sr, hr, vgg_params) -> scalar; vgg_params is a jit argument.
+
+  vgg_preprocess: the converted VGG file's input convention ('torch' or 'caffe').
+  """
+  if config.loss.content == 'mse':
+    return lambda sr, hr, vgg_params: losses.pixel_mse(sr, hr)
+  from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
+
+  preprocess = vgg_preprocess
+  arch, taps = vgg.loss_network(config.loss.content)
+  # phi runs in the compute dtype like G and D (bf16: the bulk of an SRGAN step's FLOPs);
+  # the loss itself is float32.
+  dtype = jnp.dtype(config.model.get('compute_dtype', 'float32'))
+  return lambda sr, hr, vgg_params: vgg.content_loss(
+    vgg_params,
+    sr,
+    hr,
+    preprocess=preprocess,
+    taps=taps,
+    feature_scale=config.loss.vgg_feature_scale,
+    dtype=dtype,
+    arch=arch,
+  )
+
+
+def load_content_loss(config):
+  """(content_loss, vgg_params) of config.loss: VGG's frozen weights are loaded here, once."""
+  vgg_weights = None
+  content_label = 'pixel MSE'
+  if config.loss.content != 'mse':
+    from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
+
+    arch, _ = vgg.loss_network(config.loss.content)
+    # frozen: a jit argument, never optimised; a file of the other network is a one-line error
+    vgg_weights = vgg.load_vgg(config.loss.vgg_weights, arch=arch)
+    content_label = (
+      f'{config.loss.content} ({vgg.loss_label(config.loss.content)}, {vgg_weights.source})'
+    )
+  logging.info(
+    'Phase %s: content loss %s%s',
+    config.phase,
+    content_label,
+    f' + {config.loss.adversarial_weight:g} x adversarial' if config.phase == 'srgan' else '',
+  )
+  content_loss = make_content_loss(config, vgg_weights and vgg_weights.preprocess)
+  return content_loss, vgg_weights and vgg_weights.params
+
+
+def train_step(
+  g_state: train_states.TrainState,
+  d_state: train_states.TrainState | None,
+  batch,
+  vgg_params,
+  *,
+  config,
+  content_loss,
+):
+  """One update of G (and D). Pure: (states, batch) -> (new states, metrics).
+
+  SRResNet phase: G minimises the content loss alone.
+  SRGAN phase: one forward pass of G and one of D on the interleaved [HR, SR]
+  batch serve both losses; G's gradient comes from l^SR = content + w * l^SR_Gen,
+  D's from its cross-entropy, both at the current parameters (simultaneous update).
+  """
+  lr_img, hr = degrade(batch['hr'], config.model.scale, config.data.quantize_lr)
+
+  def generate(g_params):
+    return g_state.apply_fn(
+      {'params': g_params, 'batch_stats': g_state.batch_stats},
+      lr_img,
+      train=True,
+      mutable=['batch_stats'],
+    )
+
+  if d_state is None:
+
+    def g_loss_fn(g_params):
+      sr, g_updates = generate(g_params)
+      content = content_loss(sr, hr, vgg_params)
+      return content, (g_updates, content)
+
+    g_grads, (g_updates, content) = jax.grad(g_loss_fn, has_aux=True)(g_state.params)
+    g_state = g_state.apply_gradients(grads=g_grads, batch_stats=g_updates['batch_stats'])
+    metrics = {'g_loss': content, 'content_loss': content}
+  else:
+    w = config.loss.adversarial_weight
+
+    def both_losses(g_params, d_params):
+      sr, g_updates = generate(g_params)
+      # Interleave along the batch so each device keeps its own rows (no resharding).
+      pair = jnp.stack([hr, sr], axis=1).reshape((-1,) + hr.shape[1:])
+      logits, d_updates = d_state.apply_fn(
+        {'params': d_params, 'batch_stats': d_state.batch_stats},
+        pair,
+        train=True,
+        mutable=['batch_stats'],
+      )
+      real, fake = logits.reshape(-1, 2).T
+      content = content_loss(sr, hr, vgg_params)
+      adversarial = losses.generator_adversarial(fake)
+      g_loss = content + w * adversarial  # l^SR, Eq. (3)
+      d_loss = losses.discriminator_bce(real, fake)
+      aux = dict(
+        g_updates=g_updates,
+        d_updates=d_updates,
+        content_loss=content,
+        adversarial_loss=adversarial,
+        d_real=jnp.mean(jax.nn.sigmoid(real)),
+        d_fake=jnp.mean(jax.nn.sigmoid(fake)),
+      )
+      return (g_loss, d_loss), aux
+
+    (g_loss, d_loss), vjp, aux = jax.vjp(both_losses, g_state.params, d_state.params, has_aux=True)
+    one, zero = jnp.ones_like(g_loss), jnp.zeros_like(d_loss)
+    g_grads, _ = vjp((one, zero))  # d l^SR / d theta_G
+    _, d_grads = vjp((zero, one))  # d l_D / d theta_D
+    g_state = g_state.apply_gradients(grads=g_grads, batch_stats=aux['g_updates']['batch_stats'])
+    d_state = d_state.apply_gradients(grads=d_grads, batch_stats=aux['d_updates']['batch_stats'])
+    metrics = {
+      'g_loss': g_loss,
+      'd_loss': d_loss,
+      **{k: aux[k] for k in ('content_loss', 'adversarial_loss', 'd_real', 'd_fake')},
+    }
+  metrics['learning_rate'] = train_states.learning_rate_schedule(config)(g_state.step - 1)
+  metrics['g_grad_norm'] = optax.tree.norm(g_grads)
+  return g_state, d_state, metrics
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """A 1-D data-parallel mesh over every device of every process."""
+  return jax.make_mesh((jax.device_count(),), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def make_jitted_step(config, mesh, content_loss):
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
+  step = functools.partial(train_step, config=config, content_loss=content_loss)
+  return jax.jit(
+    step,
+    in_shardings=(replicated, replicated, {'hr': batch_sharding}, replicated),
+    out_shardings=(replicated, replicated, replicated),
+    donate_argnums=(0, 1),
+    compiler_options=fast_conv.compiler_options(mesh.devices.flat[0].platform),
+  )
