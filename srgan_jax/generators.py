@@ -40,7 +40,7 @@ def check(model_config) -> None:
     raise ValueError(f'model.arch={arch!r}; use one of {ARCHS}.')
   scale = model_config.get('scale')
   if scale not in SCALES[arch]:
-    raise ValueError(f'model.scale={scale!r}: {arch} upsamples x{SCALES[arch]} only.')
+    raise ValueError(f"model.scale={scale!r}: {arch}'s scale must be one of {list(SCALES[arch])}.")
   if arch == 'srresnet' and model_config.get('output', 'tanh') not in OUTPUTS:
     raise ValueError(f'model.output={model_config.get("output")!r}; use one of {OUTPUTS}.')
   for field in ('num_blocks', 'features') + (('growth',) if arch == 'rrdbnet' else ()):

@@ -155,20 +155,7 @@ TinyDiscriminator = functools.partial(
 
 
 # ----------------------------------------------------------------------------
-# The networks a config names (config.model).
-
-
-def make_generator(model_config, dtype=None) -> Generator:
-  """G of `model_config` (scale, num_blocks, features, tiny; compute_dtype unless `dtype`)."""
-  dtype = dtype or jnp.dtype(model_config.get('compute_dtype', 'float32'))
-  if model_config.get('tiny', False):
-    return TinyGenerator(scale=model_config.scale, dtype=dtype)
-  return Generator(
-    scale=model_config.scale,
-    num_blocks=model_config.num_blocks,
-    features=model_config.features,
-    dtype=dtype,
-  )
+# The discriminator a config names (generators.make_generator builds G).
 
 
 def make_discriminator(config) -> Discriminator:

@@ -188,7 +188,10 @@ def test_tiled_inference_is_exact_for_every_arch(cfg):
   'cfg,match',
   [
     ({'arch': 'esrgan', 'scale': 4, 'num_blocks': 1, 'features': 8}, 'model.arch'),
-    ({'arch': 'rrdbnet', 'scale': 2, 'num_blocks': 1, 'features': 8, 'growth': 4}, 'x.4'),
+    (
+      {'arch': 'rrdbnet', 'scale': 2, 'num_blocks': 1, 'features': 8, 'growth': 4},
+      r'rrdbnet.s scale must be one of \[4\]',
+    ),
     ({'arch': 'msrresnet', 'scale': 8, 'num_blocks': 1, 'features': 8}, 'model.scale'),
     ({'arch': 'rrdbnet', 'scale': 4, 'num_blocks': 1, 'features': 8, 'growth': 0}, 'growth'),
     ({'scale': 4, 'num_blocks': 1, 'features': 8, 'output': 'sigmoid'}, 'model.output'),
