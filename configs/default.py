@@ -108,6 +108,9 @@ def get_config() -> ml_collections.ConfigDict:
     False  # workdir holds another config's checkpoint: restore the parts that fit.
   )
   c.sample_every = 5_000  # PNG grid of validation crops (bicubic | SR | HR) every N steps.
+  # Steps to trace with jax.profiler, e.g. (10, 11, 12), into WORKDIR/tensorboard (TensorBoard's
+  # profile tab); () = off. Process 0 only; an SRGAN run's pretrain_steps phase is not traced.
+  c.profile_steps = ()
   return c
 
 

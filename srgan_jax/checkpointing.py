@@ -64,12 +64,12 @@ def _flat(d: dict, prefix='') -> dict:
   return out
 
 
-def config_differences(theirs: dict, mine: dict) -> list[str]:
-  """'field: checkpoint X vs config Y' for each differing field; phase, model, data first."""
+def config_differences(theirs: dict, mine: dict, labels=('checkpoint', 'config')) -> list[str]:
+  """'field: checkpoint X vs config Y' (labels) for each differing field; phase, model, data first."""
   theirs, mine = _flat(theirs), _flat(mine)
   rank = lambda f: (0 if f == 'phase' else 1 if f.startswith(('model.', 'data.')) else 2, f)
   return [
-    f'{f}: checkpoint {theirs.get(f)!r} vs config {mine.get(f)!r}'
+    f'{f}: {labels[0]} {theirs.get(f)!r} vs {labels[1]} {mine.get(f)!r}'
     for f in sorted(set(theirs) | set(mine), key=rank)
     if theirs.get(f) != mine.get(f)
   ]

@@ -77,6 +77,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       'the SRGAN phase starts from an SRResNet: set --config.generator_init=DIR '
       '(a workdir trained with configs/srresnet_x4.py) or --config.pretrain_steps=N.'
     )
+  steps = config.profile_steps
+  if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in steps):
+    raise ConfigError(
+      f'config.profile_steps={tuple(steps)!r}; use step numbers from 1, e.g. (10, 11, 12), '
+      'or () for no profile.'
+    )
   for spec in config.eval.sets:
     if not epath.Path(spec).exists():
       raise ConfigError(

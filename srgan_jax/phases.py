@@ -29,6 +29,7 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
   pre.optim.learning_rate = pretrain.get('learning_rate') or config.optim.learning_rate
   pre.optim.decay_steps = tuple(pretrain.get('decay_steps', ()))
   pre.optim.decay_factor = pretrain.get('decay_factor', config.optim.decay_factor)
+  pre.profile_steps = ()  # config.profile_steps are the SRGAN phase's steps
   return pre
 
 

@@ -1,11 +1,13 @@
 """SRResNet pre-training and SRGAN training: the run, told top to bottom.
 
 train_and_evaluate is one function in stages, each under a banner:
-  phases and config -> mesh and input -> models and optimizers (restore or init)
-  -> the update step -> loop: step, log, sample grid, eval, checkpoint -> the end.
+  phases and config -> mesh and input -> models and optimizers (restore or init;
+  WORKDIR/config.json) -> the update step (compiled up front, its memory logged)
+  -> loop: step, log, sample grid, eval, checkpoint (profile steps) -> the end.
 The parts live beside it: config_checks (the one-line errors), train_states (G, D and
 Adam), update_step (the losses and the jitted step), phases (SRResNet before SRGAN),
-checkpointing, input_pipeline, writers, validation.
+run_log (config.json, the compile log, the profiler), checkpointing, input_pipeline,
+writers, validation.
 """
 
 import collections
@@ -27,6 +29,7 @@ from srgan_jax import model_zoo
 from srgan_jax import nonfinite
 from srgan_jax import phases
 from srgan_jax import preemption
+from srgan_jax import run_log
 from srgan_jax import train_states
 from srgan_jax import update_step
 from srgan_jax import validation
@@ -118,17 +121,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       logging.info('Initialised G from the generator in %s', config.generator_init)
   g_state, d_state = jax.device_put((g_state, d_state), replicated)
   vgg_params = jax.device_put(vgg_params, replicated)
+  first_step = int(g_state.step)
+  total = config.num_train_steps
+  run_log.write_config(workdir, config, first_step)  # the config as this run resolved it
 
   # --------------------------------------------------------------------------
-  # The update step: jitted over the mesh, states replicated and donated.
+  # The update step: jitted over the mesh, states replicated and donated; compiled
+  # here, before step 1, with its compile time and memory in the log.
   step_fn = update_step.make_jitted_step(config, mesh, content_loss)
+  if first_step < total:
+    crop = config.data.hr_crop
+    batch_spec = jax.ShapeDtypeStruct(
+      (config.data.batch_size, crop, crop, 3), np.uint8, sharding=batch_sharding
+    )
+    step_fn = run_log.compile_step(step_fn, g_state, d_state, {'hr': batch_spec}, vgg_params)
 
   # --------------------------------------------------------------------------
   # Metrics: fetched every log_every steps, checked finite before any checkpoint.
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   predict = inference.jit_predict()
-  first_step = int(g_state.step)
-  total = config.num_train_steps
   done_marker = workdir / 'DONE'  # written at the final step; launchers stop re-queueing on it
   if first_step < total and jax.process_index() == 0 and done_marker.exists():
     done_marker.unlink()  # an earlier, shorter run's marker
@@ -165,11 +176,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
   # --------------------------------------------------------------------------
   # The loop: step, log, sample grid, eval, checkpoint; SIGTERM saves and returns.
-  with preemption.watch_sigterm() as stop_flag:
+  profiler = run_log.StepProfiler(workdir, config.profile_steps, jax.process_index() == 0)
+  with preemption.watch_sigterm() as stop_flag, profiler:
     for step in range(first_step + 1, total + 1):
       local = next(train_iter)
       batch = {'hr': jax.make_array_from_process_local_data(batch_sharding, local['hr'])}
-      g_state, d_state, metrics = step_fn(g_state, d_state, batch, vgg_params)
+      profiler.start(step)
+      with profiler.annotate(step):
+        g_state, d_state, metrics = step_fn(g_state, d_state, batch, vgg_params)
+      profiler.stop(step, metrics)
       pending.append(({**metrics, 'step': step}, local['hr']))
       in_flight.append(metrics['g_loss'])
       while len(in_flight) > MAX_STEPS_AHEAD:  # so that a stop is acted on within a step or two

@@ -33,7 +33,15 @@ def check_writable(workdir: str) -> epath.Path:
 
 
 # What a run writes into its workdir (README, "What a run writes").
-RUN_OUTPUTS = ('export', 'metrics.jsonl', 'tensorboard', 'samples', 'DONE', 'checkpoints')
+RUN_OUTPUTS = (
+  'config.json',
+  'export',
+  'metrics.jsonl',
+  'tensorboard',
+  'samples',
+  'DONE',
+  'checkpoints',
+)
 
 
 def move_run(workdir, destination) -> list[str]:
@@ -45,6 +53,7 @@ def move_run(workdir, destination) -> list[str]:
   workdir, destination = epath.Path(workdir), epath.Path(destination)
   names = [n for n in RUN_OUTPUTS[:-1] if (workdir / n).exists()]
   names += sorted(p.name for p in workdir.glob('nonfinite_step_*'))
+  names += sorted(p.name for p in workdir.glob('config.until_step_*'))
   names += [RUN_OUTPUTS[-1]] if (workdir / RUN_OUTPUTS[-1]).exists() else []
   clash = [n for n in names if (destination / n).exists()]
   if clash:

@@ -30,6 +30,8 @@ ALL_ROWS = {'srresnet_step', 'srgan_step', 'inference_16', 'inference_32'} | {
 FAST_ROWS = {'srresnet_step', 'inference_16', 'inference_32'}
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize('with_torch', [False, True])
 def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, with_torch):
   if with_torch and torch is None:
@@ -75,6 +77,7 @@ def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, wit
   assert all(len(l.split()) == (12 if with_torch else 7) for l in table), table
 
 
+@pytest.mark.slow
 def test_analytic_flops_match_xla_cost_analysis_for_the_generator(monkeypatch):
   # x3: the plain k9n3 output conv (x2/x4/x8 compute it as a sub-pixel 5x5 conv, 1.23x the FLOPs).
   # XLA's own convolutions: its cost analysis counts no FLOPs in oneDNN's custom calls.
@@ -100,6 +103,7 @@ def test_analytic_flops_match_xla_cost_analysis_for_rrdbnet(monkeypatch):
   assert 0.85 * analytic < cost['flops'] <= analytic
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch is None, reason='torch not installed')
 def test_torch_reference_computes_the_same_generator_and_discriminator():
   from srgan_jax.benchmark import torch_reference as tr
@@ -134,6 +138,7 @@ def test_torch_reference_computes_the_same_generator_and_discriminator():
   np.testing.assert_allclose(logit_t, logit_j, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_trains_like_float32():
   """30 steps on a fixed batch: bf16 compute (fp32 params, Adam state, BN stats) tracks fp32."""
   curves, states = {}, {}
@@ -173,6 +178,7 @@ def test_torch_flag_without_torch_installed_is_a_one_line_usage_error(monkeypatc
     figures.run(tiny_config(), use_torch=True)
 
 
+@pytest.mark.slow
 def test_loss_curves_compare_bf16_with_fp32_on_the_same_photo_batches():
   config = tiny_config('srresnet', **{'optim.learning_rate': 1e-3})
   report = curves_lib.loss_curves(config, steps=12, window=4)
@@ -196,6 +202,8 @@ def test_photo_crops_are_crops_of_the_demo_photographs():
   assert crops.std() > 10  # photographs, not constant fill
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.skipif(
   torch is None or torch.cuda.is_available(), reason='needs a PyTorch without CUDA'
 )

@@ -86,6 +86,7 @@ def _transforms():
   }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('transform', list(_transforms()))
 def test_jvp_vmap_and_grad_of_grad_of_g_and_d_equal_lax(conv_path, transform, monkeypatch):
   f = _transforms()[transform]
@@ -101,6 +102,7 @@ def test_jvp_vmap_and_grad_of_grad_of_g_and_d_equal_lax(conv_path, transform, mo
       np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5 * scale, err_msg=f'{name} {transform}')
 
 
+@pytest.mark.slow
 def test_the_oneDNN_path_is_the_one_taken(conv_path):
   """The comparison above is not lax against lax: the jaxprs hold the intended convolutions."""
   _, apply, p, x = _networks()[1]  # D: strided convs

@@ -10,19 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.bicubic_table import PUBLISHED  # ../shared/datasets/README.md
 from srgan_jax import evaluate
 from srgan_jax import validation
 from tests.tiny_checkpoint import tiny_workdir
-
-# ../shared/datasets/README.md: bicubic (PSNR-Y dB, SSIM-Y).
-PUBLISHED = {
-  ('Set5', 2): (33.66, 0.9299),
-  ('Set5', 3): (30.39, 0.8682),
-  ('Set5', 4): (28.42, 0.8104),
-  ('Set14', 2): (30.24, 0.8688),
-  ('Set14', 3): (27.55, 0.7742),
-  ('Set14', 4): (26.00, 0.7027),
-}
 
 
 @pytest.fixture
@@ -34,6 +25,7 @@ def datasets(request) -> pathlib.Path:
   return request.getfixturevalue('shared_datasets')
 
 
+@pytest.mark.slow
 def test_bicubic_reproduces_the_published_set5_set14_table(datasets):
   rows = []
   for scale in (2, 3, 4):

@@ -49,6 +49,7 @@ def test_compiler_options_keep_convolutions_in_xla_and_dots_in_ynnpack():
   assert fast_conv.compiler_options('gpu') == {} and fast_conv.compiler_options('tpu') == {}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='XLA:CPU compiler options')
 def test_no_convolution_of_the_srgan_step_runs_in_ynnpack(monkeypatch):
   # The VGG max-pool is written elementwise so that YNNPACK's reduce-window fusion
@@ -126,7 +127,7 @@ def test_the_discriminator_strided_convs_take_the_phase_wise_input_gradient(monk
   )  # one per phase
 
 
-@pytest.mark.parametrize('h,w', [(12, 10), (9, 7), (1, 3)])
+@pytest.mark.parametrize('h,w', [pytest.param(12, 10, marks=pytest.mark.slow), (9, 7), (1, 3)])
 def test_vgg_max_pool_equals_flax_max_pool_values_and_gradient(h, w):
   x = jax.random.normal(jax.random.key(0), (2, h, w, 5))  # continuous: no ties
   want, want_vjp = jax.vjp(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), x)
@@ -136,7 +137,7 @@ def test_vgg_max_pool_equals_flax_max_pool_values_and_gradient(h, w):
   np.testing.assert_array_equal(got_vjp(ct)[0], want_vjp(ct)[0])
 
 
-@pytest.mark.parametrize('h,w', [(5, 7), (8, 8)])
+@pytest.mark.parametrize('h,w', [(5, 7), pytest.param(8, 8, marks=pytest.mark.slow)])
 def test_subpixel_output_conv_equals_the_9x9_conv_after_the_shuffle(h, w):
   r, cin = 2, 3
   z = jax.random.normal(jax.random.key(0), (2, h, w, cin * r * r))

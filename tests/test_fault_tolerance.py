@@ -17,11 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from srgan_jax import run_log
 from srgan_jax import train
 from srgan_jax import update_step
 from srgan_jax.errors import UserError
 from tests import main_runs
 from tests.helpers import tiny_config
+
+pytestmark = pytest.mark.slow  # every test here trains, stops and resumes runs
 
 ENDLESS = '--config.num_train_steps=1000000'
 
@@ -154,6 +157,9 @@ def test_a_phase_change_keeps_g_and_starts_the_step_schedule_and_adam_afresh(tmp
   assert (
     main_runs.complete_steps(tmp_path) == [1] and (tmp_path / 'srresnet' / 'metrics.jsonl').exists()
   )
+  config_of = lambda path: json.loads(path.read_text())
+  assert config_of(tmp_path / 'srresnet' / 'config.json')['phase'] == 'srresnet'
+  assert config_of(tmp_path / 'config.json')['phase'] == 'srgan'
   # The same command, further: it resumes its own run (no second phase change).
   srgan.num_train_steps = 3
   caplog.clear()
@@ -162,6 +168,9 @@ def test_a_phase_change_keeps_g_and_starts_the_step_schedule_and_adam_afresh(tmp
   assert int(g_state.step) == 3 and not [r for r in caplog.records if 'moved it' in r.getMessage()]
   assert [l['step'] for l in _metrics(tmp_path)] == [1, 2, 3]
   assert main_runs.complete_steps(tmp_path / 'srresnet') == [1, 2, 3, 4][-srgan.keep_checkpoints :]
+  # Its config.json now says 3 steps; the one it resumed from is kept beside it.
+  assert config_of(tmp_path / 'config.json')['num_train_steps'] == 3
+  assert config_of(tmp_path / 'config.until_step_1.json')['num_train_steps'] == 1
 
 
 def test_resuming_with_another_crop(tmp_path):
@@ -240,7 +249,7 @@ def test_a_stop_is_acted_on_within_two_steps_whatever_log_every(tmp_path, monkey
   # as the device has finished step 3. The host dispatches asynchronously: it must not be
   # far ahead of the device then, so the checkpoint is of a step within a few of step 3,
   # though the next log step (where the metrics are fetched) is step 50.
-  real_step, real_jit = update_step.train_step, update_step.make_jitted_step
+  real_step, real_compile = update_step.train_step, run_log.compile_step
   dispatched = []
 
   def slow_step(g_state, d_state, batch, vgg_params, **kw):
@@ -252,8 +261,8 @@ def test_a_stop_is_acted_on_within_two_steps_whatever_log_every(tmp_path, monkey
       metrics,
     )
 
-  def recording_jit(*args):
-    step = real_jit(*args)
+  def recording_compile(*args, **kwargs):
+    step = real_compile(*args, **kwargs)
     return lambda *a: (out := step(*a), dispatched.append(out[2]['g_loss']))[0]
 
   def send_sigterm_after_step_3():
@@ -262,7 +271,7 @@ def test_a_stop_is_acted_on_within_two_steps_whatever_log_every(tmp_path, monkey
     os.kill(os.getpid(), signal.SIGTERM)
 
   monkeypatch.setattr(update_step, 'train_step', slow_step)
-  monkeypatch.setattr(update_step, 'make_jitted_step', recording_jit)
+  monkeypatch.setattr(run_log, 'compile_step', recording_compile)
   threading.Thread(target=send_sigterm_after_step_3, daemon=True).start()
   config = tiny_config(
     'srresnet', num_train_steps=60, log_every=50, checkpoint_every=1000, sample_every=0

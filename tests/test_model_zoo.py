@@ -70,6 +70,7 @@ def test_a_corrupt_or_missing_shipped_file_is_a_one_line_error(exported, tmp_pat
     inference.load_model('tiny_x4')
 
 
+@pytest.mark.subprocess
 def test_unknown_model_names_are_one_line_errors(capsys, tmp_path):
   assert upscale.main(['x.png', '--model=srgan_x5', f'--out={tmp_path}']) == 2
   err = capsys.readouterr().err.strip()

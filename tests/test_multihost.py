@@ -28,6 +28,9 @@ def _assert_same_state(a: dict, b: dict, **tol):
     np.testing.assert_allclose(a[k], b[k], err_msg=k, **tol)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
+@pytest.mark.subprocess
 def test_two_processes_match_one_process_and_their_checkpoint_resumes_in_one(tmp_path):
   two, one, handover = tmp_path / 'two', tmp_path / 'one', tmp_path / 'handover'
   r = main_runs.run(two, '--config.num_train_steps=4', processes=2, devices=2)
@@ -70,6 +73,9 @@ def _child_with_process_id(parent_pid: int, process_id: int) -> int:
   raise AssertionError(f'no child of {parent_pid} has --process_id={process_id}')
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
+@pytest.mark.subprocess
 def test_sigterm_to_one_process_makes_every_process_save_at_the_same_step(tmp_path):
   cmd = main_runs.local_command(
     tmp_path,
@@ -100,6 +106,9 @@ def test_sigterm_to_one_process_makes_every_process_save_at_the_same_step(tmp_pa
   assert len(list((tmp_path / 'checkpoints' / saved[0] / 'data').glob('process_*-of-2.json'))) == 2
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
   'process_id',
   [

@@ -78,6 +78,7 @@ def test_forward_and_gradients_equal_lax(n, h, w, c, kh, kw, o, strides, padding
 
 
 @needs_onednn
+@pytest.mark.slow
 def test_every_convolution_of_an_srgan_step_runs_through_onednn():
   config = tiny_config('srgan', **{'loss.content': 'vgg22'})
   g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
@@ -96,6 +97,7 @@ def test_every_convolution_of_an_srgan_step_runs_through_onednn():
     assert target in text
 
 
+@pytest.mark.slow
 @needs_onednn
 def test_an_srgan_step_through_onednn_equals_one_through_lax(monkeypatch):
   config = tiny_config('srgan')
@@ -224,6 +226,7 @@ def test_the_build_cache_key_follows_the_onednn_wheel(monkeypatch, tmp_path):
   assert len(set(paths)) == 3, paths
 
 
+@pytest.mark.subprocess
 @needs_onednn_wheel
 def test_a_build_killed_midway_leaves_no_temp_file_after_the_next_build(monkeypatch, tmp_path):
   cache = tmp_path / 'cache'
@@ -275,6 +278,7 @@ for name, x, k, out in [('rank', (4, 4, 3), (3, 3, 3, 2), (4, 4, 2)),
 """
 
 
+@pytest.mark.subprocess
 @needs_onednn
 def test_the_handlers_check_buffer_ranks_and_shapes(tmp_path):
   # In a subprocess: unchecked, such calls read and write out of bounds.
@@ -335,6 +339,8 @@ def _threads_after_steps(**env) -> list[int]:
   return [int(n) for n in re.findall(r'threads after step \d+: (\d+)', r.stdout)]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @needs_onednn
 def test_onednn_adds_at_most_two_thread_teams_of_at_most_the_cores_whatever_calls_it():
   # XLA:CPU calls the handlers from any thread of its pool; asked for 8 OpenMP threads
@@ -349,6 +355,7 @@ def test_onednn_adds_at_most_two_thread_teams_of_at_most_the_cores_whatever_call
   assert with_onednn[-1] == with_onednn[1]  # and it does not grow with more steps
 
 
+@pytest.mark.slow
 def test_entry_points_build_the_handlers_at_start_not_in_the_first_trace(
   monkeypatch, tmp_path_factory, tmp_path
 ):

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -16,6 +18,7 @@ def _pinned_ruff() -> str:
   return pin.split('==')[1]
 
 
+@pytest.mark.subprocess
 def test_the_tree_is_formatted_by_the_pinned_ruff():
   version = subprocess.run(
     [sys.executable, '-m', 'ruff', '--version'], capture_output=True, text=True

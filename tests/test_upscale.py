@@ -42,7 +42,7 @@ def test_receptive_radius_of_srresnet_x4_is_40_lr_pixels():
   assert tiling.receptive_radius(TINY_X4) == 12
 
 
-@pytest.mark.parametrize('scale', [4, 3])
+@pytest.mark.parametrize('scale', [pytest.param(4, marks=pytest.mark.slow), 3])
 def test_tiled_inference_equals_one_pass_on_an_odd_sized_image(scale):
   cfg = {**TINY_X4, 'scale': scale}
   predict = _random_generator(cfg)

@@ -71,6 +71,7 @@ def torch_model_and_file(tmp_path_factory):
   return features, vgg.load_vgg(dst)
 
 
+@pytest.mark.slow
 def test_torchvision_weights_match_torch_on_every_tap(torch_model_and_file):
   torch = pytest.importorskip('torch')
   features, weights = torch_model_and_file
@@ -125,6 +126,7 @@ def keras_vgg19():
   return keras.applications.VGG19(weights=None, include_top=False, input_shape=(40, 40, 3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   'full_model', [False, True], ids=['notop-keras1-names', 'full-model-keras2-names']
 )
@@ -162,6 +164,7 @@ def test_keras_weights_match_keras_on_every_tap(keras_vgg19, tmp_path, full_mode
   assert max(errs.values()) <= 1e-4, errs
 
 
+@pytest.mark.slow
 def test_caffe_preprocess_matches_keras(keras_vgg19):
   keras = pytest.importorskip('keras')
   ref = keras.applications.vgg19.preprocess_input(((IMAGES + 1) / 2 * 255).copy())
@@ -221,6 +224,7 @@ def test_feature_scale_is_loss_times_its_square(params):
   np.testing.assert_allclose(b, a / 12.75**2, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_step_along_minus_gradient_lowers_the_loss(params):
   loss = loss_fn()
   hr = jnp.asarray(IMAGES)
@@ -230,6 +234,7 @@ def test_step_along_minus_gradient_lowers_the_loss(params):
   assert float(loss(params, sr - step * g, hr)) < float(loss(params, sr, hr))
 
 
+@pytest.mark.slow
 def test_no_gradient_reaches_vgg_params(params):
   hr = jnp.asarray(IMAGES)
   state = {'gen': jnp.float32(0.5), 'vgg': params}  # a one-scalar "generator"
@@ -333,6 +338,7 @@ def test_full_torch_checkpoint_dict_is_accepted(tmp_path):
   assert '16 conv layers' in convert_vgg.convert(str(src), str(tmp_path / 'out'))
 
 
+@pytest.mark.slow  # builds Keras models (importing Keras takes seconds)
 def test_keras_vgg16_converts_as_vgg16_and_bad_keras_files_are_refused(tmp_path, keras_vgg19):
   keras = pytest.importorskip('keras')
   vgg16 = keras.applications.VGG16(weights=None, include_top=False, input_shape=(40, 40, 3))
@@ -383,6 +389,7 @@ def test_missing_converter_dependency_says_what_to_install(tmp_path, monkeypatch
   assert_one_line_error(e, src)
 
 
+@pytest.mark.subprocess
 def test_cli_exits_2_with_just_the_message(tmp_path):
   junk = tmp_path / 'random.pth'
   junk.write_bytes(b'not weights at all')

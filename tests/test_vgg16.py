@@ -47,6 +47,7 @@ def test_converted_file_holds_exactly_the_package_arrays(vgg16_file):
     np.testing.assert_array_equal(weights.params[name]['bias'], tree[f'Conv_{k}']['bias'])
 
 
+@pytest.mark.slow
 def test_flax_vgg16_equals_torchvision_vgg16_with_the_same_weights_on_a_photo(vgg16_file, datasets):
   torch = pytest.importorskip('torch', reason='parity needs torch==2.13.0 (test extra)')
   weights = vgg.load_vgg(vgg16_file, arch='vgg16')
