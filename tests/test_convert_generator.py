@@ -44,6 +44,7 @@ def parity(tmp_path, net, state, name='g', lr_shape=(2, 11, 13, 3)):
   return float(np.abs(ours - ref).max()), float(np.abs(ref).max()), model, summary
 
 
+@pytest.mark.slow
 def test_basicsr_rrdbnet_x4_full_size_prefers_params_ema(tmp_path):
   """ESRGAN's / Real-ESRGAN's x4 generator: 23 RRDBs, 64 features, growth 32."""
   ema, live = ta.randomize_(ta.RRDBNet(), seed=0), ta.randomize_(ta.RRDBNet(), seed=1)

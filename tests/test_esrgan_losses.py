@@ -67,6 +67,7 @@ def test_ragan_stays_finite_when_d_saturates():
     assert np.all(np.isfinite(np.asarray(jax.grad(fn, argnums=(0, 1))(z, -z))))
 
 
+@pytest.mark.slow
 def test_vgg_loss_before_activation_and_with_the_l1_criterion():
   params = vgg.VGG16(taps=('conv2_2',)).init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))['params']
   k1, k2 = jax.random.split(jax.random.key(1))

@@ -154,6 +154,7 @@ TINY_CONFIGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('cfg', TINY_CONFIGS)
 def test_the_receptive_radius_is_exactly_the_reach_of_the_input_gradient(cfg):
   """With positive weights and inputs nothing cancels: the gradient's support is the field."""

@@ -1,6 +1,9 @@
 """ESRGAN's options in the paper's trainer: the loss terms, BN-free generators, the EMA of G."""
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +21,7 @@ from srgan_jax import train
 from srgan_jax import train_states
 from srgan_jax import update_step
 from srgan_jax import writers
+from tests.conftest import REPO
 from tests.helpers import tiny_config
 
 ESRGAN_LOSS = {
@@ -60,6 +64,7 @@ def test_the_papers_configs_leave_every_esrgan_option_off(module):
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('phase', ['srresnet', 'srgan'])
 def test_the_papers_step_is_content_plus_1e_3_adversarial_and_nothing_else(phase):
   config = tiny_config(phase)
@@ -77,6 +82,7 @@ def test_the_papers_step_is_content_plus_1e_3_adversarial_and_nothing_else(phase
   assert set(m) == keys
 
 
+@pytest.mark.slow
 def test_the_esrgan_generator_loss_is_weighted_content_plus_pixel_plus_ragan():
   config = tiny_config('srgan', **ESRGAN_LOSS)
   g, d = train_states.create_train_states(config, jax.random.key(0))
@@ -102,6 +108,7 @@ def test_the_esrgan_generator_loss_is_weighted_content_plus_pixel_plus_ragan():
   np.testing.assert_allclose(m['d_loss'], losses.ragan_discriminator(real, fake), rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('arch', ['rrdbnet', 'msrresnet'])
 def test_bn_free_generators_train_with_l1(arch):
   config = tiny_config(
@@ -120,6 +127,7 @@ def test_bn_free_generators_train_with_l1(arch):
   assert float(m['content_loss']) < (0.7 if arch == 'rrdbnet' else 0.95) * first
 
 
+@pytest.mark.slow
 def test_the_ema_follows_each_update_with_its_decay():
   config = tiny_config('srgan', ema_decay=0.9, **ESRGAN_LOSS)
   g0, d0 = train_states.create_train_states(config, jax.random.key(0))
@@ -135,6 +143,7 @@ def _metrics(workdir):
   return [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_the_ema_is_checkpointed_resumed_validated_and_exported(tmp_path, monkeypatch):
   shown = []
   real_grid = writers.write_sample_grid
@@ -167,6 +176,7 @@ def test_the_ema_is_checkpointed_resumed_validated_and_exported(tmp_path, monkey
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_ema_restores_into_a_run_with_ema_and_back(tmp_path):
   config = tiny_config('srresnet', num_train_steps=2, checkpoint_every=2, sample_every=0)
   g2, _ = train.train_and_evaluate(config, str(tmp_path))
@@ -182,6 +192,7 @@ def test_a_checkpoint_without_ema_restores_into_a_run_with_ema_and_back(tmp_path
   assert int(g4.step) == 4 and g4.ema_params is None
 
 
+@pytest.mark.slow
 def test_pretraining_uses_its_own_loss_and_learning_rate_schedule(tmp_path):
   config = tiny_config(
     'srgan',
@@ -238,3 +249,28 @@ def test_the_esrgan_config_variants_build_and_unknown_ones_are_refused():
   assert demo.ema_decay > 0 and demo.pretrain_steps > 0 and demo.data.source == 'demo'
   with pytest.raises(ValueError, match='unknown config variant'):
     esrgan_x4.get_config('x8')
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_the_esrgan_demo_runs_both_phases_with_ema(tmp_path):
+  """configs/esrgan_x4.py:demo as documented, cut to a few steps of each phase."""
+  wd = tmp_path / 'demo'
+  overrides = ['pretrain_steps=3', 'num_train_steps=2', 'sample_every=2', 'checkpoint_every=2']
+  r = subprocess.run(
+    [sys.executable, '-m', 'srgan_jax.main', '--config=configs/esrgan_x4.py:demo']
+    + [f'--workdir={wd}']
+    + [f'--config.{o}' for o in overrides],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    env=dict(os.environ, JAX_PLATFORMS='cpu'),
+  )
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'Phase srresnet: content loss pixel L1' in r.stderr
+  assert '+ 0.01 x pixel l1 + 0.005 x ragan adversarial' in r.stderr
+  for phase_dir in (wd / 'srresnet', wd):
+    assert (phase_dir / 'export').is_dir() and (phase_dir / 'DONE').exists()
+    _, meta = checkpoint_files.load_generator_with_meta(phase_dir / 'export')
+    assert meta['ema_decay'] == 0.9 and meta['model']['arch'] == 'rrdbnet'
