@@ -87,6 +87,17 @@ def load_model(path) -> Model:
   )
 
 
+DEFAULT_TILE = 256  # LR pixels per window side, halo included
+
+
+def default_tile(model: Model) -> int:
+  """The window side `upscale` and `evaluate` use unless told: 256 LR pixels, or, where the
+  halo would leave a small core (RRDBNet x4, 23 blocks: 349 pixels each side), 2 x halo + 256."""
+  if DEFAULT_TILE >= 2 * model.halo + DEFAULT_TILE // 2:
+    return DEFAULT_TILE
+  return 2 * model.halo + DEFAULT_TILE
+
+
 def upscale_float(model: Model, lr01: np.ndarray, tile: int | None) -> np.ndarray:
   """SR in [-1, 1] (float32 [H*s, W*s, 3]) of LR [H, W, 3] in [0, 1], tiled if tile is set."""
   lr01 = np.asarray(lr01, np.float32)

@@ -219,3 +219,13 @@ def test_upscale_runs_an_imported_rrdbnet_tiled_and_seam_free(tmp_path):
   assert upscale.main([str(tmp_path / args[0]), *args[1:], f'--tile={2 * model.halo + 5}']) == 0
   out = Image.open(tmp_path / 'up' / 'photo_x4.png')
   assert out.size == (lr.shape[1] * 4, lr.shape[0] * 4)
+
+
+def test_the_default_tile_leaves_a_core_for_rrdbnets_wide_receptive_field():
+  """upscale / evaluate without --tile: 256 for the paper's G, wider where the halo needs it."""
+  from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
+
+  assert inference.default_tile(SimpleNamespace(halo=40)) == inference.DEFAULT_TILE  # unchanged
+  for halo in (349, 200, 100):  # RRDBNet 23 blocks: 349
+    tile = inference.default_tile(SimpleNamespace(halo=halo))
+    assert tile - 2 * halo >= inference.DEFAULT_TILE // 2  # a core of at least 128 LR pixels
