@@ -82,9 +82,14 @@ _ESRGAN_2019 = [
 def _esrgan_2018(state: dict) -> dict:
   """model.0 / model.1.sub.N.RDBK.convJ.0 / model.1.sub.B / model.3,6,8,10 -> BasicSR names."""
   nb = max(int(m.group(1)) for k in state if (m := re.match(r'model\.1\.sub\.(\d+)\.RDB', k)))
-  fixed = {'model.0.': 'conv_first.', f'model.1.sub.{nb + 1}.': 'conv_body.'}
-  fixed.update({'model.3.': 'conv_up1.', 'model.6.': 'conv_up2.', 'model.8.': 'conv_hr.'})
-  fixed['model.10.'] = 'conv_last.'
+  fixed = {
+    'model.0.': 'conv_first.',
+    f'model.1.sub.{nb + 1}.': 'conv_body.',
+    'model.3.': 'conv_up1.',
+    'model.6.': 'conv_up2.',
+    'model.8.': 'conv_hr.',
+    'model.10.': 'conv_last.',
+  }
   out = {}
   for k, v in state.items():
     m = re.match(r'model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|bias)$', k)
@@ -144,26 +149,28 @@ def _count(state, pattern) -> int:
 def _rrdbnet(state: dict, used: set) -> tuple[dict, dict]:
   cin = state['conv_first.weight'].shape[1]
   if cin != 3:
+    scale = {12: 2, 48: 1}.get(cin, '?')  # BasicSR pixel-unshuffles the input for x2 / x1
     raise ConvertError(
-      f'conv_first takes {cin} channels: an RRDBNet for scale '
-      f'{ {12: 2, 48: 1}.get(cin, "?") } (pixel-unshuffled input, e.g. RealESRGAN_x2plus); '
-      'only the x4 RRDBNet (3 input channels) is supported.'
+      f'conv_first takes {cin} channels: an RRDBNet for scale {scale} (pixel-unshuffled '
+      'input, e.g. RealESRGAN_x2plus); only the x4 RRDBNet (3 input channels) is supported.'
     )
   nb = _count(state, r'body\.(\d+)\.')
-  params = {n: _conv(state, n, used) for n in ('conv_first', 'conv_body', 'conv_hr', 'conv_last')}
-  params['conv_up1'], params['conv_up2'] = (
-    _conv(state, 'conv_up1', used),
-    _conv(state, 'conv_up2', used),
-  )
+  names = ('conv_first', 'conv_body', 'conv_up1', 'conv_up2', 'conv_hr', 'conv_last')
+  params = {n: _conv(state, n, used) for n in names}
   for i in range(nb):
     params[f'body_{i}'] = {
       f'rdb{k}': {f'conv{j}': _conv(state, f'body.{i}.rdb{k}.conv{j}', used) for j in range(1, 6)}
       for k in range(1, 4)
     }
-  model = {'arch': 'rrdbnet', 'scale': 4, 'num_blocks': nb}
-  model.update(features=state['conv_first.weight'].shape[0])
-  model['growth'] = state['body.0.rdb1.conv1.weight'].shape[0] if nb else 32
-  return params, model
+  growth = state['body.0.rdb1.conv1.weight'].shape[0] if nb else 32
+  features = state['conv_first.weight'].shape[0]
+  return params, {
+    'arch': 'rrdbnet',
+    'scale': 4,
+    'num_blocks': nb,
+    'features': features,
+    'growth': growth,
+  }
 
 
 def _msrresnet(state: dict, used: set) -> tuple[dict, dict]:

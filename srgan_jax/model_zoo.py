@@ -5,9 +5,10 @@
   python -m srgan_jax.model_zoo export runs/srresnet_x4 srresnet.msgpack   # your own run
 
 A generator file is msgpack of {'params', 'batch_stats', 'meta'}: G's
-variables (the parameter names of models.Generator) and meta = {'format':
-'srgan_jax.generator', 'format_version', 'model': {scale, num_blocks,
-features, tiny}, 'phase', 'step', ...}. Anything that takes a checkpoint
+variables (the parameter names of the generator, models.Generator or
+esrgan_models) and meta = {'format': 'srgan_jax.generator', 'format_version',
+'model': {arch, scale, num_blocks, features, tiny, ...: generators.describe},
+'phase', 'step', ...}; a 'model' without 'arch' is the paper's SRResNet. Anything that takes a checkpoint
 (`--checkpoint`, `--workdir`, `config.generator_init`) also takes such a file
 or a shipped model's name. Shipped files are checked against the SHA-256 in
 MODELS before use; each has a model card beside it (srgan_jax/weights/NAME.md).
