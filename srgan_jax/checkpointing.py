@@ -2,12 +2,13 @@
 
 Layout of WORKDIR/checkpoints/<step>/ (one Orbax composite checkpoint per step):
   generator/      {'params', 'batch_stats'} of G: all that inference needs
+  generator_ema/  {'params'}: their moving average, with config.ema_decay (inference uses it)
   g_opt/          {'step', 'opt_state'} of G's Adam
   discriminator/  D's {'params', 'batch_stats', 'step', 'opt_state'} (SRGAN phase)
   meta/           JSON: step, phase, RNG key data, the model config, the config
   data/           the Grain iterator state of each process
 WORKDIR/export/<step>/ holds only generator/ and meta/: the generator-only
-export written at the end of a run. `checkpoint_files.load_generator` reads either.
+export written at the end of a run (the moving average's params, where kept). `checkpoint_files.load_generator` reads either.
 
 Orbax writes each checkpoint to a temporary directory (`<step>.orbax-checkpoint-tmp-*`)
 and renames it when complete (on GCS, where renames are not atomic, it writes a
@@ -29,12 +30,14 @@ import json
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
 from srgan_jax import checkpoint_files
+from srgan_jax import generators
 from srgan_jax import input_pipeline
 from srgan_jax.errors import UserError
 
@@ -43,12 +46,12 @@ _ITEM_NAMES = {
   'generator': "G's weights",
   'g_opt': "G's Adam state and the step",
   'discriminator': 'D',
+  'generator_ema': "G's moving average",
 }
 
 
 def _model_meta(config) -> dict:
-  m = config.model
-  return {'scale': m.scale, 'num_blocks': m.num_blocks, 'features': m.features, 'tiny': m.tiny}
+  return generators.describe(config.model)
 
 
 def _flat(d: dict, prefix='') -> dict:
@@ -92,6 +95,7 @@ class Checkpointer:
       'step': int(step),
       'phase': self._config.phase,
       'model': _model_meta(self._config),
+      **_ema_meta(self._config),
       'rng': np.asarray(jax.random.key_data(rng)).tolist(),
       'process_count': jax.process_count(),
       'device_count': jax.device_count(),
@@ -109,6 +113,8 @@ class Checkpointer:
     }
     if d_state is not None:
       items['discriminator'] = ocp.args.StandardSave(_d_tree(d_state))
+    if g_state.ema_params is not None:
+      items['generator_ema'] = ocp.args.StandardSave({'params': g_state.ema_params})
     self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
 
   def latest_step(self) -> int | None:
@@ -140,6 +146,11 @@ class Checkpointer:
     }
     if d_state is not None:
       targets['discriminator'] = _d_tree(d_state)
+    # A checkpoint without a moving average (one from before config.ema_decay was set) still
+    # restores: the average starts from G's restored weights.
+    ema_saved = (step_dir / 'generator_ema').exists()
+    if g_state.ema_params is not None and ema_saved:
+      targets['generator_ema'] = {'params': g_state.ema_params}
     with checkpoint_files.explain_unreadable(step_dir):
       meta = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
       misfits = {
@@ -155,6 +166,8 @@ class Checkpointer:
       self._refuse(step, meta, misfits)
     if 'generator' in misfits:
       misfits.setdefault('g_opt', ["the step and G's Adam state go with its weights"])
+      if 'generator_ema' in targets:
+        misfits.setdefault('generator_ema', ['the moving average goes with its weights'])
     items = {
       name: ocp.args.StandardRestore(tree) for name, tree in targets.items() if name not in misfits
     }
@@ -167,8 +180,18 @@ class Checkpointer:
       r = self._mngr.restore(step, args=ocp.args.Composite(**items))
     if 'generator' in r:
       g_state = g_state.replace(
-        params=r['generator']['params'], batch_stats=r['generator']['batch_stats']
+        params=r['generator']['params'], batch_stats=r['generator'].get('batch_stats', {})
       )
+      if g_state.ema_params is not None:
+        if 'generator_ema' in r:
+          g_state = g_state.replace(ema_params=r['generator_ema']['params'])
+        else:  # own buffers: the step donates params and average separately
+          g_state = g_state.replace(ema_params=jax.tree.map(jnp.copy, g_state.params))
+          logging.warning(
+            '%s has no moving average of G (written with config.ema_decay=0); it starts '
+            "from G's restored weights.",
+            step_dir,
+          )
     if 'g_opt' in r:
       g_state = g_state.replace(step=r['g_opt']['step'], opt_state=r['g_opt']['opt_state'])
     if d_state is not None and 'discriminator' in r:
@@ -237,15 +260,13 @@ class Checkpointer:
         max_to_keep=1, create=True, enable_async_checkpointing=False
       ),
     )
+    params = g_state.params if g_state.ema_params is None else g_state.ema_params
+    meta = {'step': int(step), 'phase': self._config.phase, 'model': _model_meta(self._config)}
     mngr.save(
       step,
       args=ocp.args.Composite(
-        generator=ocp.args.StandardSave(
-          {'params': g_state.params, 'batch_stats': g_state.batch_stats}
-        ),
-        meta=ocp.args.JsonSave(
-          {'step': int(step), 'phase': self._config.phase, 'model': _model_meta(self._config)}
-        ),
+        generator=ocp.args.StandardSave({'params': params, 'batch_stats': g_state.batch_stats}),
+        meta=ocp.args.JsonSave({**meta, **_ema_meta(self._config)}),
       ),
       force=True,
     )
@@ -258,6 +279,11 @@ class Checkpointer:
   def close(self) -> None:
     self._mngr.wait_until_finished()
     self._mngr.close()
+
+
+def _ema_meta(config) -> dict:
+  """{'ema_decay': d} where G's moving average is kept (and is what inference loads)."""
+  return {'ema_decay': config.ema_decay} if config.get('ema_decay', 0.0) else {}
 
 
 def _d_tree(d_state) -> dict:

@@ -5,8 +5,8 @@ import ml_collections
 from absl import logging
 from etils import epath
 
+from srgan_jax import generators
 from srgan_jax import model_zoo
-from srgan_jax import models
 from srgan_jax.errors import UserError
 
 
@@ -15,7 +15,29 @@ class ConfigError(UserError):
 
 
 PHASES = ('srresnet', 'srgan')
-CONTENT_LOSSES = ('mse', 'vgg22', 'vgg54', 'vgg16_22', 'vgg16_53')  # vgg22/54: the paper's VGG-19
+# vgg22/54: the paper's VGG-19; l1: ESRGAN's PSNR-oriented pixel loss.
+CONTENT_LOSSES = ('mse', 'vgg22', 'vgg54', 'vgg16_22', 'vgg16_53', 'l1')
+PIXEL_LOSSES = ('', 'l1', 'mse')
+GANS = ('standard', 'ragan')
+
+
+def _check_losses(config) -> None:
+  """The ESRGAN-family loss options (defaults: the paper's losses)."""
+  loss = config.loss
+  if loss.get('vgg_criterion', 'mse') not in ('mse', 'l1'):
+    raise ConfigError(f'config.loss.vgg_criterion={loss.vgg_criterion!r}; use mse or l1.')
+  if loss.get('pixel', '') not in PIXEL_LOSSES:
+    raise ConfigError(f'config.loss.pixel={loss.pixel!r}; use one of {PIXEL_LOSSES}.')
+  if loss.get('gan', 'standard') not in GANS:
+    raise ConfigError(f'config.loss.gan={loss.gan!r}; use one of {GANS}.')
+  for name in ('content_weight', 'pixel_weight', 'adversarial_weight'):
+    if loss.get(name, 0.0) < 0:
+      raise ConfigError(f'config.loss.{name}={loss[name]}; use a weight >= 0.')
+  if not 0.0 <= config.get('ema_decay', 0.0) < 1.0:
+    raise ConfigError(f'config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1).')
+  pretrain = config.get('pretrain') or {}
+  if config.get('pretrain_steps') and pretrain.get('content', 'mse') not in ('mse', 'l1'):
+    raise ConfigError(f'config.pretrain.content={pretrain.content!r}; use mse or l1.')
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -23,9 +45,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.phase not in PHASES:
     raise ConfigError(f'config.phase={config.phase!r}; use one of {PHASES}.')
   try:
-    models.upsample_factors(config.model.scale)
+    generators.check(config.model)
   except ValueError as e:
-    raise ConfigError(f'config.model.scale: {e}') from None
+    raise ConfigError(f'config.{e}') from None
   if config.data.hr_crop % config.model.scale:
     raise ConfigError(
       f'config.data.hr_crop={config.data.hr_crop} is not divisible by the scale '
@@ -45,8 +67,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
   if config.loss.content not in CONTENT_LOSSES:
     raise ConfigError(f'config.loss.content={config.loss.content!r}; use one of {CONTENT_LOSSES}.')
-  if config.loss.get('pixel_weight', 0.0) < 0:
-    raise ConfigError(f'config.loss.pixel_weight={config.loss.pixel_weight}; use 0 (none) or more.')
+  _check_losses(config)
   if config.model.compute_dtype not in ('float32', 'bfloat16'):
     raise ConfigError(
       f'config.model.compute_dtype={config.model.compute_dtype!r}; use float32 or bfloat16.'
@@ -81,14 +102,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(
         f'config.generator_init={config.generator_init!r} holds a generator of another architecture '
         f'({model_zoo.describe_model(theirs) if theirs else "no model description"}) than config.model '
-        f'({model_zoo.describe_model(config.model)}; first difference {diff}); pass an SRResNet trained '
+        f'({model_zoo.describe_model(generators.describe(config.model))}; first difference {diff}); pass an SRResNet trained '
         'with the same config.model, or set config.model to match it.'
       )
 
 
 def check_vgg_weights(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A VGG content loss needs its weights: a one-line error, or (demo) pixel MSE with a warning."""
-  if config.loss.content == 'mse' or config.loss.vgg_weights:
+  if config.loss.content in ('mse', 'l1') or config.loss.vgg_weights:
     return config
   if not config.loss.demo_allow_mse:
     if config.loss.content.startswith('vgg16'):

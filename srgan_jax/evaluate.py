@@ -99,7 +99,7 @@ def evaluate(
   scale: int | None = None,
   checkpoint=None,
   method: str = 'generator',
-  tile: int | None = DEFAULT_TILE,
+  tile: int | None | str = 'auto',
   all_steps: bool = False,
   lpips: str | None = 'alexnet',
   log=print,
@@ -109,7 +109,8 @@ def evaluate(
   method='bicubic' needs `scale` and no checkpoint; otherwise `checkpoint` is a
   workdir, checkpoints/ or export/ dir or step dir (or a shipped model's name,
   e.g. 'srresnet_x4'), and `scale` (if given) must be the checkpoint's. lpips:
-  the LPIPS network ('alexnet', 'vgg16') or None.
+  the LPIPS network ('alexnet', 'vgg16') or None. tile: LR window side, None for
+  whole images, 'auto' for inference.default_tile.
   """
   if method == 'bicubic':
     if checkpoint:
@@ -199,6 +200,7 @@ def _check_same(m, ref, path):
 def _upscaler(model, tile):
   from srgan_jax import inference  # pylint: disable=g-import-not-at-top
 
+  tile = inference.default_tile(model) if tile == 'auto' else tile
   return lambda lr: validation.to_uint8(
     inference.upscale_float(model, lr.astype(np.float32) / 255.0, tile)
   )
@@ -268,8 +270,8 @@ def main(argv=None) -> int:
   parser.add_argument(
     '--tile',
     type=int,
-    default=DEFAULT_TILE,
-    help='LR window side for tiled inference (0: whole images)',
+    help=f'LR window side for tiled inference (0: whole images; default {DEFAULT_TILE}, or '
+    '2 x halo + 256 for generators with a wide receptive field such as RRDBNet)',
   )
   parser.add_argument(
     '--all-steps',
@@ -299,7 +301,7 @@ def main(argv=None) -> int:
       scale=args.scale,
       checkpoint=args.workdir or args.checkpoint or args.model,
       method=method,
-      tile=args.tile or None,
+      tile='auto' if args.tile is None else (args.tile or None),
       all_steps=args.all_steps,
       lpips=None if args.lpips == 'none' else args.lpips,
     )

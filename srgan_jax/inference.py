@@ -12,7 +12,7 @@ import numpy as np
 from srgan_jax import checkpoint_files
 from srgan_jax.kernels import fast_conv
 from srgan_jax import model_zoo
-from srgan_jax import models
+from srgan_jax import generators
 from srgan_jax import tiling
 from srgan_jax.errors import UserError
 
@@ -42,7 +42,7 @@ def jit_predict() -> Callable:
 
 def make_predict(model_config) -> Callable:
   """jit of G in inference mode (running BN statistics); compiles once per input shape."""
-  generator = models.make_generator(model_config, dtype=jnp.float32)
+  generator = generators.make_generator(model_config, dtype=jnp.float32)
   return functools.partial(jit_predict(), generator.apply)
 
 
@@ -69,6 +69,12 @@ def load_model(path) -> Model:
       're-export it with this version of srgan_jax.'
     )
   model_config = ml_collections.ConfigDict(model_meta)
+  try:
+    generators.check(model_config)
+  except ValueError as e:
+    raise UserError(
+      f'{path}: its meta describes no generator this srgan_jax builds ({e})'
+    ) from None
   _check_architecture(variables, model_config, path)
   return Model(
     variables=jax.device_put(variables),
@@ -79,6 +85,17 @@ def load_model(path) -> Model:
     halo=tiling.receptive_radius(model_meta),
     source=str(path),
   )
+
+
+DEFAULT_TILE = 256  # LR pixels per window side, halo included
+
+
+def default_tile(model: Model) -> int:
+  """The window side `upscale` and `evaluate` use unless told: 256 LR pixels, or, where the
+  halo would leave a small core (RRDBNet x4, 23 blocks: 349 pixels each side), 2 x halo + 256."""
+  if DEFAULT_TILE >= 2 * model.halo + DEFAULT_TILE // 2:
+    return DEFAULT_TILE
+  return 2 * model.halo + DEFAULT_TILE
 
 
 def upscale_float(model: Model, lr01: np.ndarray, tile: int | None) -> np.ndarray:

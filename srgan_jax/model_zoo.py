@@ -5,9 +5,10 @@
   python -m srgan_jax.model_zoo export runs/srresnet_x4 srresnet.msgpack   # your own run
 
 A generator file is msgpack of {'params', 'batch_stats', 'meta'}: G's
-variables (the parameter names of models.Generator) and meta = {'format':
-'srgan_jax.generator', 'format_version', 'model': {scale, num_blocks,
-features, tiny}, 'phase', 'step', ...}. Anything that takes a checkpoint
+variables (the parameter names of the generator, models.Generator or
+esrgan_models) and meta = {'format': 'srgan_jax.generator', 'format_version',
+'model': {arch, scale, num_blocks, features, tiny, ...: generators.describe},
+'phase', 'step', ...}; a 'model' without 'arch' is the paper's SRResNet. Anything that takes a checkpoint
 (`--checkpoint`, `--workdir`, `config.generator_init`) also takes such a file
 or a shipped model's name. Shipped files are checked against the SHA-256 in
 MODELS before use; each has a model card beside it (srgan_jax/weights/NAME.md).
@@ -208,10 +209,9 @@ def generator_metadata(spec) -> tuple[dict, dict]:
 
 
 def describe_model(model) -> str:
-  """'scale 4, num_blocks 16, features 64, tiny False' of a model config or meta (for errors)."""
-  return ', '.join(
-    f'{k} {model[k]}' for k in ('scale', 'num_blocks', 'features', 'tiny') if k in model
-  )
+  """'arch srresnet, scale 4, num_blocks 16, features 64, tiny False' of a model config or meta."""
+  keys = ('arch', 'scale', 'num_blocks', 'features', 'growth', 'output', 'tiny')
+  return ', '.join(f'{k} {model[k]}' for k in keys if k in model)
 
 
 def generator_mismatch(have_shapes: dict, model_config) -> str | None:
@@ -224,12 +224,12 @@ def generator_mismatch(have_shapes: dict, model_config) -> str | None:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
-  from srgan_jax import models  # pylint: disable=g-import-not-at-top
+  from srgan_jax import generators  # pylint: disable=g-import-not-at-top
 
-  generator = models.make_generator(model_config, dtype=jnp.float32)
+  generator = generators.make_generator(model_config, dtype=jnp.float32)
   expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
-  want = checkpoint_files.leaf_shapes(
-    {'params': expected['params'], 'batch_stats': expected['batch_stats']}
+  want = checkpoint_files.leaf_shapes(  # BN-free generators have no batch_stats
+    {'params': expected['params'], 'batch_stats': expected.get('batch_stats', {})}
   )
   have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
   diff = checkpoint_files.shape_differences(have, want)

@@ -95,6 +95,9 @@ class Generator(nn.Module):
   num_blocks: int = 16  # B residual blocks
   features: int = 64
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
+  # 'tanh': the paper's [-1, 1] output. 'clamp': SRGAN-PyTorch's clip of the same conv to
+  # [0, 1] (for its converted weights), returned as 2y - 1 in [-1, 1] like tanh's.
+  output: str = 'tanh'
 
   @nn.compact
   def __call__(self, lr, train: bool = False):
@@ -117,6 +120,8 @@ class Generator(nn.Module):
       x = pixel_shuffle(x, factors[-1])
     else:
       x = Conv(3, (9, 9), dtype=self.dtype, name='conv_out')(x)  # k9n3s1
+    if self.output == 'clamp':
+      return 2.0 * jnp.clip(x.astype(jnp.float32), 0.0, 1.0) - 1.0
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -150,20 +155,7 @@ TinyDiscriminator = functools.partial(
 
 
 # ----------------------------------------------------------------------------
-# The networks a config names (config.model).
-
-
-def make_generator(model_config, dtype=None) -> Generator:
-  """G of `model_config` (scale, num_blocks, features, tiny; compute_dtype unless `dtype`)."""
-  dtype = dtype or jnp.dtype(model_config.get('compute_dtype', 'float32'))
-  if model_config.get('tiny', False):
-    return TinyGenerator(scale=model_config.scale, dtype=dtype)
-  return Generator(
-    scale=model_config.scale,
-    num_blocks=model_config.num_blocks,
-    features=model_config.features,
-    dtype=dtype,
-  )
+# The discriminator a config names (generators.make_generator builds G).
 
 
 def make_discriminator(config) -> Discriminator:

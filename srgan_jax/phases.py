@@ -19,11 +19,16 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
   """The SRResNet phase that precedes an SRGAN run with config.pretrain_steps > 0."""
   pre = ml_collections.ConfigDict(config.to_dict())
   pre.phase = 'srresnet'
-  pre.loss.content = 'mse'
+  pretrain = config.get('pretrain') or {}
+  pre.loss.content = pretrain.get('content', 'mse')  # the paper: MSE; ESRGAN: L1
+  pre.loss.content_weight = 1.0
+  pre.loss.pixel = ''  # the pixel term is the content loss here
   pre.num_train_steps = config.pretrain_steps
   pre.pretrain_steps = 0
   pre.generator_init = ''
-  pre.optim.decay_steps = ()
+  pre.optim.learning_rate = pretrain.get('learning_rate') or config.optim.learning_rate
+  pre.optim.decay_steps = tuple(pretrain.get('decay_steps', ()))
+  pre.optim.decay_factor = pretrain.get('decay_factor', config.optim.decay_factor)
   pre.profile_steps = ()  # config.profile_steps are the SRGAN phase's steps
   return pre
 

@@ -14,32 +14,16 @@ same as zero-padding every layer). All windows of an image share one shape,
 shape: once for every image larger than the tile.
 """
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 
-from srgan_jax import models
+from srgan_jax import generators
 
 
 def receptive_radius(model_config) -> int:
-  """LR pixels of context each side that one SR pixel depends on (rounded up).
-
-  k9 conv (4) + two k3 convs per residual block (2B) + the k3 conv before the
-  long skip (1) + one k3 conv per upsampling block, at its own resolution
-  (1 / product of the earlier factors) + the final k9 conv at SR resolution
-  (4 / scale). SRResNet x4, B = 16: 4 + 32 + 1 + 1 + 1/2 + 1 = 39.5 -> 40.
-  """
-  cfg = dict(model_config)
-  num_blocks = 2 if cfg.get('tiny') else cfg['num_blocks']
-  scale = cfg['scale']
-  radius = 4.0 + 2 * num_blocks + 1
-  resolution = 1
-  for f in models.upsample_factors(scale):
-    radius += 1.0 / resolution
-    resolution *= f
-  radius += 4.0 / scale
-  return int(math.ceil(radius))
+  """LR pixels of context each side that one SR pixel depends on (rounded up; generators.py)."""
+  return generators.receptive_radius(model_config)
 
 
 def windows(size: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:

@@ -110,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     logging.info('Resumed from %s at step %d', ckpt.directory, int(g_state.step))
   elif config.generator_init:
     g_vars = model_zoo.load_generator(config.generator_init)
-    g_state = g_state.replace(params=g_vars['params'], batch_stats=g_vars['batch_stats'])
+    g_state = train_states.with_params(g_state, g_vars['params'], g_vars['batch_stats'])
     if model_zoo.is_model_name(config.generator_init):
       logging.info(
         'Initialised G from the shipped model %s: %s',
@@ -191,12 +191,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         preemption.wait_until_ready(in_flight.popleft())
       if step % config.log_every == 0 or step == total:
         flush(step)
+      g_used = train_states.inference_state(g_state)  # G's moving average, where kept
       if val_hr is not None and (step % config.sample_every == 0 or step == total):
-        writers.write_sample_grid(writer, workdir, step, val_hr, config, g_state, predict)
+        writers.write_sample_grid(writer, workdir, step, val_hr, config, g_used, predict)
       if eval_sets and (step % config.eval.every == 0 or step == total):
         scores = validation.evaluate_sets(
           functools.partial(predict, g_state.apply_fn),
-          {'params': g_state.params, 'batch_stats': g_state.batch_stats},
+          {'params': g_used.params, 'batch_stats': g_used.batch_stats},
           eval_sets,
           config.model.scale,
           lpips_fn,

@@ -7,11 +7,28 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from srgan_jax import generators
 from srgan_jax import models
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
+  # G with config.ema_decay > 0: the moving average of its params (else None, as for D).
+  ema_params: Any = None
+
+
+def with_params(g_state: TrainState, params, batch_stats) -> TrainState:
+  """G's state with new weights (e.g. config.generator_init); the average restarts from them."""
+  # (its own buffers: the step donates params and average separately)
+  ema = None if g_state.ema_params is None else jax.tree.map(jnp.array, params)
+  return g_state.replace(params=params, batch_stats=batch_stats, ema_params=ema)
+
+
+def inference_state(g_state: TrainState) -> TrainState:
+  """The G that validation, sample grids and the export use: the moving average where kept."""
+  if g_state.ema_params is None:
+    return g_state
+  return g_state.replace(params=g_state.ema_params)
 
 
 def learning_rate_schedule(config) -> optax.Schedule:
@@ -31,13 +48,14 @@ def create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
   g_rng, d_rng = jax.random.split(rng)
   hr = config.data.hr_crop
   lr = hr // config.model.scale
-  g_model = models.make_generator(config.model)
+  g_model = generators.make_generator(config.model)
   g_vars = g_model.init(g_rng, jnp.zeros((1, lr, lr, 3)), train=False)
   g_state = TrainState.create(
     apply_fn=g_model.apply,
     params=g_vars['params'],
-    batch_stats=g_vars['batch_stats'],
+    batch_stats=g_vars.get('batch_stats', {}),  # BN-free generators have none
     tx=make_optimizer(config),
+    ema_params=g_vars['params'] if config.get('ema_decay', 0.0) else None,
   )
   if config.phase == 'srresnet':
     return g_state, None

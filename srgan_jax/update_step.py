@@ -25,54 +25,93 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
   """
   if config.loss.content == 'mse':
     return lambda sr, hr, vgg_params: losses.pixel_mse(sr, hr)
+  if config.loss.content == 'l1':  # ESRGAN's PSNR-oriented loss, on [0, 1] images
+    return lambda sr, hr, vgg_params: losses.pixel_loss('l1', sr, hr)
   from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
 
   preprocess = vgg_preprocess
   arch, taps = vgg.loss_network(config.loss.content)
+  if config.loss.get('vgg_before_activation', False):  # ESRGAN: conv5_4, before its ReLU
+    taps = tuple('conv' + t[len('relu') :] for t in taps)
   # phi runs in the compute dtype like G and D (bf16: the bulk of an SRGAN step's FLOPs);
   # the loss itself is float32.
   dtype = jnp.dtype(config.model.get('compute_dtype', 'float32'))
-  pixel_weight = config.loss.get('pixel_weight', 0.0)
-
-  def vgg_loss(sr, hr, vgg_params):
-    phi = vgg.content_loss(
-      vgg_params,
-      sr,
-      hr,
-      preprocess=preprocess,
-      taps=taps,
-      feature_scale=config.loss.vgg_feature_scale,
-      dtype=dtype,
-      arch=arch,
-    )
-    return phi + pixel_weight * losses.pixel_mse(sr, hr) if pixel_weight else phi
-
-  return vgg_loss
+  return lambda sr, hr, vgg_params: vgg.content_loss(
+    vgg_params,
+    sr,
+    hr,
+    preprocess=preprocess,
+    taps=taps,
+    feature_scale=config.loss.vgg_feature_scale,
+    dtype=dtype,
+    arch=arch,
+    criterion=config.loss.get('vgg_criterion', 'mse'),
+  )
 
 
 def load_content_loss(config):
   """(content_loss, vgg_params) of config.loss: VGG's frozen weights are loaded here, once."""
   vgg_weights = None
-  content_label = 'pixel MSE'
-  if config.loss.content != 'mse':
+  content_label = {'mse': 'pixel MSE', 'l1': 'pixel L1'}.get(config.loss.content)
+  if content_label is None:
     from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
 
     arch, _ = vgg.loss_network(config.loss.content)
     # frozen: a jit argument, never optimised; a file of the other network is a one-line error
     vgg_weights = vgg.load_vgg(config.loss.vgg_weights, arch=arch)
-    content_label = (
-      f'{config.loss.content} ({vgg.loss_label(config.loss.content)}, {vgg_weights.source})'
-    )
-    if config.loss.get('pixel_weight', 0.0):
-      content_label += f' + {config.loss.pixel_weight:g} x pixel MSE'
-  logging.info(
-    'Phase %s: content loss %s%s',
-    config.phase,
-    content_label,
-    f' + {config.loss.adversarial_weight:g} x adversarial' if config.phase == 'srgan' else '',
-  )
+    label = vgg.loss_label(config.loss.content)
+    if config.loss.get('vgg_before_activation', False):
+      label = label.replace('phi_', 'pre-activation phi_')
+    content_label = f'{config.loss.content} ({label}, {vgg_weights.source})'
+    if config.loss.get('vgg_criterion', 'mse') != 'mse':
+      content_label += f', {config.loss.vgg_criterion} of the features'
+  logging.info('Phase %s: content loss %s', config.phase, loss_label(config, content_label))
   content_loss = make_content_loss(config, vgg_weights and vgg_weights.preprocess)
   return content_loss, vgg_weights and vgg_weights.params
+
+
+def loss_label(config, content_label: str) -> str:
+  """'1 x content (...) + 0.01 x pixel l1 + 0.005 x ragan adversarial' (the paper's: 2 terms)."""
+  w = config.loss.get('content_weight', 1.0)
+  terms = [f'{w:g} x {content_label}' if w != 1 else content_label]
+  if config.loss.get('pixel'):
+    terms.append(f'{config.loss.pixel_weight:g} x pixel {config.loss.pixel}')
+  if config.phase == 'srgan':
+    gan = config.loss.get('gan', 'standard')
+    terms.append(
+      f'{config.loss.adversarial_weight:g} x {"" if gan == "standard" else gan + " "}adversarial'
+    )
+  return ' + '.join(terms)
+
+
+def generator_loss_terms(config, sr, hr, vgg_params, content_loss) -> tuple[jnp.ndarray, dict]:
+  """(content_weight x content + pixel_weight x pixel, {'content_loss', 'pixel_loss'}).
+
+  The paper's configs have weight 1 and no pixel term: exactly its content loss.
+  """
+  content = content_loss(sr, hr, vgg_params)
+  total = config.loss.get('content_weight', 1.0) * content
+  terms = {'content_loss': content}
+  if config.loss.get('pixel'):
+    terms['pixel_loss'] = losses.pixel_loss(config.loss.pixel, sr, hr)
+    total = total + config.loss.pixel_weight * terms['pixel_loss']
+  return total, terms
+
+
+def adversarial_losses(config, real, fake) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """(G's adversarial loss, D's loss): the paper's GAN (Eqs. 2, 6) or ESRGAN's RaGAN."""
+  if config.loss.get('gan', 'standard') == 'ragan':
+    return losses.ragan_generator(real, fake), losses.ragan_discriminator(real, fake)
+  return losses.generator_adversarial(fake), losses.discriminator_bce(real, fake)
+
+
+def update_ema(config, g_state):
+  """ema <- decay * ema + (1 - decay) * params, after each update (BasicSR's model_ema)."""
+  if g_state.ema_params is None:
+    return g_state
+  d = config.ema_decay
+  ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, g_state.ema_params, g_state.params)
+  return g_state.replace(ema_params=ema)
 
 
 def train_step(
@@ -90,32 +129,37 @@ def train_step(
   SRGAN phase: one forward pass of G and one of D on the interleaved [HR, SR]
   batch serve both losses; G's gradient comes from l^SR = content + w * l^SR_Gen,
   D's from its cross-entropy, both at the current parameters (simultaneous update).
+  (ESRGAN's options add a weighted pixel term and swap in the RaGAN losses; with
+  config.ema_decay G's moving average follows each update.)
   """
   lr_img, hr = degrade(batch['hr'], config.model.scale, config.data.quantize_lr)
 
   def generate(g_params):
-    return g_state.apply_fn(
+    sr, updates = g_state.apply_fn(
       {'params': g_params, 'batch_stats': g_state.batch_stats},
       lr_img,
       train=True,
       mutable=['batch_stats'],
     )
+    return sr, updates.get('batch_stats', g_state.batch_stats)  # BN-free generators: none
 
   if d_state is None:
 
     def g_loss_fn(g_params):
-      sr, g_updates = generate(g_params)
-      content = content_loss(sr, hr, vgg_params)
-      return content, (g_updates, content)
+      sr, g_stats = generate(g_params)
+      g_loss, terms = generator_loss_terms(config, sr, hr, vgg_params, content_loss)
+      return g_loss, (g_stats, terms)
 
-    g_grads, (g_updates, content) = jax.grad(g_loss_fn, has_aux=True)(g_state.params)
-    g_state = g_state.apply_gradients(grads=g_grads, batch_stats=g_updates['batch_stats'])
-    metrics = {'g_loss': content, 'content_loss': content}
+    (g_loss, (g_stats, terms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+      g_state.params
+    )
+    g_state = update_ema(config, g_state.apply_gradients(grads=g_grads, batch_stats=g_stats))
+    metrics = {'g_loss': g_loss, **terms}
   else:
     w = config.loss.adversarial_weight
 
     def both_losses(g_params, d_params):
-      sr, g_updates = generate(g_params)
+      sr, g_stats = generate(g_params)
       # Interleave along the batch so each device keeps its own rows (no resharding).
       pair = jnp.stack([hr, sr], axis=1).reshape((-1,) + hr.shape[1:])
       logits, d_updates = d_state.apply_fn(
@@ -125,14 +169,13 @@ def train_step(
         mutable=['batch_stats'],
       )
       real, fake = logits.reshape(-1, 2).T
-      content = content_loss(sr, hr, vgg_params)
-      adversarial = losses.generator_adversarial(fake)
-      g_loss = content + w * adversarial  # l^SR, Eq. (3)
-      d_loss = losses.discriminator_bce(real, fake)
+      g_content, terms = generator_loss_terms(config, sr, hr, vgg_params, content_loss)
+      adversarial, d_loss = adversarial_losses(config, real, fake)
+      g_loss = g_content + w * adversarial  # l^SR, Eq. (3)
       aux = dict(
-        g_updates=g_updates,
+        g_stats=g_stats,
         d_updates=d_updates,
-        content_loss=content,
+        terms=terms,
         adversarial_loss=adversarial,
         d_real=jnp.mean(jax.nn.sigmoid(real)),
         d_fake=jnp.mean(jax.nn.sigmoid(fake)),
@@ -143,12 +186,13 @@ def train_step(
     one, zero = jnp.ones_like(g_loss), jnp.zeros_like(d_loss)
     g_grads, _ = vjp((one, zero))  # d l^SR / d theta_G
     _, d_grads = vjp((zero, one))  # d l_D / d theta_D
-    g_state = g_state.apply_gradients(grads=g_grads, batch_stats=aux['g_updates']['batch_stats'])
+    g_state = update_ema(config, g_state.apply_gradients(grads=g_grads, batch_stats=aux['g_stats']))
     d_state = d_state.apply_gradients(grads=d_grads, batch_stats=aux['d_updates']['batch_stats'])
     metrics = {
       'g_loss': g_loss,
       'd_loss': d_loss,
-      **{k: aux[k] for k in ('content_loss', 'adversarial_loss', 'd_real', 'd_fake')},
+      **aux['terms'],
+      **{k: aux[k] for k in ('adversarial_loss', 'd_real', 'd_fake')},
     }
   metrics['learning_rate'] = train_states.learning_rate_schedule(config)(g_state.step - 1)
   metrics['g_grad_norm'] = optax.tree.norm(g_grads)

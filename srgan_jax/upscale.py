@@ -162,8 +162,8 @@ def main(argv=None) -> int:
   parser.add_argument(
     '--tile',
     type=int,
-    default=DEFAULT_TILE,
-    help='LR window side incl. halo (0: whole image in one pass)',
+    help=f'LR window side incl. halo (0: whole image in one pass; default {DEFAULT_TILE}, '
+    'or 2 x halo + 256 for generators with a wide receptive field such as RRDBNet)',
   )
   args = parser.parse_args(argv)
   from srgan_jax import inference  # pylint: disable=g-import-not-at-top
@@ -175,12 +175,13 @@ def main(argv=None) -> int:
     model = inference.load_model(source)
     if source in model_zoo.MODELS:
       print(f'model: {source} ({model_zoo.MODELS[source][2]})')
-    if args.tile and args.tile < 2 * model.halo + 1:
+    tile = inference.default_tile(model) if args.tile is None else args.tile
+    if tile and tile < 2 * model.halo + 1:
       raise UserError(
         f'--tile={args.tile} is too small for a receptive radius of {model.halo} LR pixels; '
         f'use at least {2 * model.halo + 16} (or 0 for whole images).'
       )
-    failed = upscale_files(args.inputs, args.out, model, args.tile or None)
+    failed = upscale_files(args.inputs, args.out, model, tile or None)
     if failed:
       raise UserError(
         f'{failed} input(s) could not be read (see the warnings above); the others were written.'

@@ -203,8 +203,12 @@ def content_loss(
   feature_scale: float = 1 / 12.75,
   dtype: Any = jnp.float32,
   arch: str = 'vgg19',
+  criterion: str = 'mse',
 ) -> jax.Array:
   """The paper's VGG loss l_VGG/i,j: MSE between phi(G(I_LR)) and phi(I_HR).
+
+  criterion='l1': the mean absolute difference instead (ESRGAN's perceptual loss,
+  BasicSR's PerceptualLoss criterion 'l1', on conv5_4 before its ReLU).
 
   sr, hr: float NHWC in [-1, 1]. params: `VGGWeights.params`, passed as a jit
   argument. Features are multiplied by `feature_scale` (paper: "rescaled by
@@ -221,10 +225,13 @@ def content_loss(
   variables = {'params': jax.lax.stop_gradient(params)}
   f_sr = vgg.apply(variables, _preprocess(sr, preprocess))
   f_hr = jax.lax.stop_gradient(vgg.apply(variables, _preprocess(hr, preprocess)))
+  if criterion not in ('mse', 'l1'):
+    raise ValueError(f'unknown VGG loss criterion {criterion!r}; use mse or l1')
+  distance = jnp.square if criterion == 'mse' else jnp.abs
   loss = jnp.zeros((), jnp.float32)
   for tap, w in zip(taps, tap_weights):
     diff = feature_scale * (f_sr[tap].astype(jnp.float32) - f_hr[tap].astype(jnp.float32))
-    loss = loss + w * jnp.mean(jnp.square(diff))
+    loss = loss + w * jnp.mean(distance(diff))
   return loss
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import models, train_states, update_step
+from srgan_jax import generators, models, train_states, update_step
 from srgan_jax.benchmark import curves as curves_lib
 from srgan_jax.benchmark import figures, flops
 from srgan_jax.kernels import fast_conv, onednn_conv
@@ -22,7 +22,11 @@ try:
 except ImportError:  # torch is an optional extra
   torch = None
 
-ALL_ROWS = {'srresnet_step', 'srgan_step', 'inference_16', 'inference_32'}
+ALL_ROWS = {'srresnet_step', 'srgan_step', 'inference_16', 'inference_32'} | {
+  'rrdbnet_step',
+  'rrdbnet_inference_16',
+  'rrdbnet_inference_32',
+}
 FAST_ROWS = {'srresnet_step', 'inference_16', 'inference_32'}
 
 
@@ -85,6 +89,18 @@ def test_analytic_flops_match_xla_cost_analysis_for_the_generator(monkeypatch):
   analytic = flops.generator_flops((32, 32), 3, 2, 64)
   # XLA skips the taps that fall on SAME padding; the analytic count includes them.
   assert 0.9 * analytic < cost['flops'] <= analytic
+
+
+def test_analytic_flops_match_xla_cost_analysis_for_rrdbnet(monkeypatch):
+  monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
+  cfg = {'arch': 'rrdbnet', 'scale': 4, 'num_blocks': 2, 'features': 16, 'growth': 8}
+  g = generators.make_generator(cfg)
+  x = jnp.zeros((1, 16, 16, 3))
+  variables = g.init(jax.random.key(0), x)
+  cost = jax.jit(lambda v, x: g.apply(v, x)).lower(variables, x).compile().cost_analysis()
+  analytic = flops.any_generator_flops(cfg, (16, 16))
+  assert analytic == flops.rrdbnet_flops((16, 16), 2, 16, 8)
+  assert 0.85 * analytic < cost['flops'] <= analytic
 
 
 @pytest.mark.slow

@@ -1,29 +1,31 @@
-"""The content loss l^SR_X as training builds it: the VGG term, plus an optional pixel term."""
+"""The generator's loss as training builds it: the VGG content term, plus an optional pixel term."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from srgan_jax import config_checks, losses, update_step, vgg
+from srgan_jax import losses, update_step, vgg
 from tests.helpers import tiny_config
 
 
-def test_pixel_weight_adds_that_many_pixel_mses_to_the_vgg_loss():
+def test_the_demo_pixel_term_is_the_papers_pixel_mse_on_minus_one_to_one():
+  """configs/x4.py:demo adds pixel 'mse' x 4 on [0, 1] images: 1 x Eq. 4's MSE on G's [-1, 1]."""
+  from configs import x4
+
+  demo = x4.get_config('demo')
   rng = np.random.default_rng(0)
   sr, hr = (jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32) for _ in range(2))
   params = vgg.VGG16(taps=('relu2_2',)).init(jax.random.key(0), sr)['params']
-  phi = update_step.make_content_loss(tiny_config('srgan', **{'loss.content': 'vgg16_22'}), 'torch')
-  mixed = update_step.make_content_loss(
-    tiny_config('srgan', **{'loss.content': 'vgg16_22', 'loss.pixel_weight': 2.5}), 'torch'
+  config = tiny_config(
+    'srgan',
+    **{
+      'loss.content': 'vgg16_22',
+      'loss.pixel': demo.loss.pixel,
+      'loss.pixel_weight': demo.loss.pixel_weight,
+    },
   )
-  vgg_only, mse = float(phi(sr, hr, params)), float(losses.pixel_mse(sr, hr))
-  assert vgg_only > 0 and mse > 0
-  np.testing.assert_allclose(float(mixed(sr, hr, params)), vgg_only + 2.5 * mse, rtol=1e-5)
-
-
-def test_a_negative_pixel_weight_is_a_config_error():
-  with pytest.raises(config_checks.ConfigError, match='pixel_weight'):
-    config_checks.validate_config(
-      tiny_config('srgan', **{'generator_init': 'x', 'loss.pixel_weight': -1.0})
-    )
+  content = update_step.make_content_loss(config, 'torch')
+  total, terms = update_step.generator_loss_terms(config, sr, hr, params, content)
+  phi = float(content(sr, hr, params))
+  assert phi > 0 and float(terms['content_loss']) == phi
+  np.testing.assert_allclose(float(total), phi + float(losses.pixel_mse(sr, hr)), rtol=1e-5)

@@ -492,7 +492,7 @@ def test_the_readme_demo_starts_from_the_shipped_srresnet_and_says_so(tmp_path):
   )
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'Initialised G from the shipped model srresnet_x4' in r.stderr
-  assert 'content loss vgg16_22 (VGG-16 phi_2,2' in r.stderr and '+ 1 x pixel MSE' in r.stderr
+  assert 'content loss vgg16_22 (VGG-16 phi_2,2' in r.stderr and '+ 4 x pixel mse' in r.stderr
   assert 'PIXEL MSE' not in r.stderr  # the no-VGG-weights fallback's warning
   val = [
     json.loads(l) for l in (wd / 'metrics.jsonl').read_text().splitlines() if 'val/psnr_y_sr' in l

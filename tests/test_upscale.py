@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srgan_jax import models
+from srgan_jax import generators
 from srgan_jax import tiling
 from srgan_jax import upscale
 from tests.tiny_checkpoint import tiny_workdir
@@ -17,7 +17,7 @@ TINY_X4 = {'scale': 4, 'num_blocks': 2, 'features': 8, 'tiny': True}
 
 def _random_generator(model_config, seed=0):
   """G with random weights and non-trivial BN statistics and affine parameters."""
-  g = models.make_generator(ml_collections.ConfigDict(model_config))
+  g = generators.make_generator(ml_collections.ConfigDict(model_config))
   v = g.init(jax.random.key(seed), jnp.zeros((1, 8, 8, 3)))
   keys = iter(jax.random.split(jax.random.key(seed + 1), 1000))
   jitter = lambda x: (

@@ -1,4 +1,4 @@
-r"""Times the SRResNet step, the SRGAN step and inference; optionally against PyTorch.
+r"""Times the SRResNet and SRGAN steps, inference, and ESRGAN's RRDBNet; optionally against PyTorch.
 
   python -m srgan_jax.benchmark                      # paper config: B=16, batch 16, 96x96 HR, x4
   python -m srgan_jax.benchmark --torch --json=bench.json
@@ -19,7 +19,10 @@ default float32 precision does; `--dtype=bfloat16` runs PyTorch under
 `torch.autocast(bfloat16)`. The matmul peak is measured in the compute dtype.
 
 The SRGAN step uses a randomly initialised VGG-19 (timing does not depend on
-the weights); the content loss is VGG54 as in the paper.
+the weights); the content loss is VGG54 as in the paper. The rrdbnet figures
+time ESRGAN's RRDBNet x4 (--rrdb_blocks RRDBs, 64 features, growth 32): its
+PSNR-oriented L1 step on the same batch and its inference at --infer_sizes;
+the PyTorch side is BasicSR's RRDBNet (benchmark/torch_archs.py).
 """
 
 import json
@@ -45,7 +48,12 @@ _TINY = flags.DEFINE_bool('tiny', False, 'Tiny G and D (tests only).')
 _SIZES = flags.DEFINE_list(
   'infer_sizes', ['256', '512', '1024'], 'Inference output sizes (square).'
 )
-_ONLY = flags.DEFINE_list('only', ['srresnet', 'srgan', 'inference'], 'Figures to run.')
+_ONLY = flags.DEFINE_list(
+  'only',
+  ['srresnet', 'srgan', 'inference', 'rrdbnet'],
+  "Figures to run (rrdbnet: ESRGAN's G, its L1 step and inference at --infer_sizes).",
+)
+_RRDB_BLOCKS = flags.DEFINE_integer('rrdb_blocks', 23, 'RRDBs in the rrdbnet figures (ESRGAN: 23).')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs per figure (the median is reported).')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed runs after compilation.')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch reference, alternating with JAX.')
@@ -103,7 +111,7 @@ def main(argv):
   del argv
   config = _config()
   if _TORCH_WORKER.value:
-    return torch_worker.serve(config, _TORCH_DEVICE.value, _TORCH_FORMAT.value)
+    return torch_worker.serve(config, _TORCH_DEVICE.value, _TORCH_FORMAT.value, _RRDB_BLOCKS.value)
   options = figures.Options(
     repeats=_REPEATS.value,
     warmup=_WARMUP.value,
@@ -112,6 +120,7 @@ def main(argv):
     torch_device=_TORCH_DEVICE.value,
     peak_n=_PEAK_N.value,
     curve_steps=_CURVE_STEPS.value,
+    rrdb_blocks=_RRDB_BLOCKS.value,
     argv=tuple(sys.argv[1:]),
   )
   report = figures.run(config, _TORCH.value, options)

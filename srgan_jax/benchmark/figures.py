@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from absl import app
 
 from srgan_jax import inference
-from srgan_jax import models
+from srgan_jax import generators
 from srgan_jax import train_states
 from srgan_jax import update_step
 from srgan_jax import vgg
@@ -27,11 +27,12 @@ class Options:
 
   repeats: int = 5  # timed runs per figure (the median is reported)
   warmup: int = 2  # untimed runs after compilation
-  only: tuple[str, ...] = ('srresnet', 'srgan', 'inference')
+  only: tuple[str, ...] = ('srresnet', 'srgan', 'inference', 'rrdbnet')
   infer_sizes: tuple[int, ...] = (256, 512, 1024)
   torch_device: str = 'auto'  # auto: cuda when JAX runs on a GPU, else cpu
   peak_n: int | None = None  # matmul peak size (default 2048 on CPU, 8192 on accelerators)
   curve_steps: int = 0
+  rrdb_blocks: int = 23  # RRDBNet's B in the rrdbnet figures (ESRGAN: 23)
   argv: tuple[str, ...] = ()  # the command line's flags, handed to the PyTorch worker
 
 
@@ -41,16 +42,20 @@ def _random_vgg(config, dtype):
   )['params']
 
 
-def train_figure(config, phase, options, torch_worker, log):
-  """One train step's row: JAX (and the PyTorch worker's) time, compile time, FLOPs, memory."""
+def train_figure(config, phase, options, torch_worker, log, name=None):
+  """One train step's row: JAX (and the PyTorch worker's) time, compile time, FLOPs, memory.
+
+  The SRResNet phase's loss: pixel MSE, or for RRDBNet ESRGAN's PSNR-oriented L1.
+  """
   c = config.copy_and_resolve_references()
   c.phase = phase
+  name = name or f'{phase}_step'
   n, hr = c.data.batch_size, c.data.hr_crop
   dtype = jnp.dtype(c.model.compute_dtype)
   g_state, d_state = train_states.create_train_states(c, jax.random.key(0))
   vgg_params = None
   if phase == 'srresnet':
-    c.loss.content = 'mse'
+    c.loss.content = 'l1' if c.model.arch == 'rrdbnet' else 'mse'
   else:
     vgg_params = _random_vgg(c, jnp.float32)
   content_loss = update_step.make_content_loss(c, vgg_preprocess='torch')  # as training builds it
@@ -69,9 +74,9 @@ def train_figure(config, phase, options, torch_worker, log):
     jax.block_until_ready(metrics)
     states[:] = [g, d]
 
-  torch_fn, fmt = torch_worker_lib.figure_timer(torch_worker, f'{phase}_step', log)
+  torch_fn, fmt = torch_worker_lib.figure_timer(torch_worker, name, log)
   row = measure.run_figure(
-    f'{phase}_step',
+    name,
     jax_fn,
     compile_fn,
     torch_fn,
@@ -85,11 +90,12 @@ def train_figure(config, phase, options, torch_worker, log):
   return row
 
 
-def inference_figure(config, out_size, options, torch_worker, log):
+def inference_figure(config, out_size, options, torch_worker, log, prefix=''):
   """One inference row (one LR image to `out_size` squared output pixels)."""
   s = config.model.scale
+  name = f'{prefix}inference_{out_size}'
   lr_size = out_size // s
-  g_model = models.make_generator(config.model)
+  g_model = generators.make_generator(config.model)
   variables = g_model.init(jax.random.key(0), jnp.zeros((1, lr_size, lr_size, 3)))
   lr_np = measure.lr_image(lr_size)
   lr = jnp.asarray(lr_np)
@@ -102,10 +108,10 @@ def inference_figure(config, out_size, options, torch_worker, log):
   def jax_fn():
     compiled['f'](variables, lr).block_until_ready()
 
-  torch_fn, fmt = torch_worker_lib.figure_timer(torch_worker, f'inference_{out_size}', log)
-  flops = flops_lib.generator_flops((lr_size, lr_size), s, g_model.num_blocks, g_model.features)
+  torch_fn, fmt = torch_worker_lib.figure_timer(torch_worker, name, log)
+  flops = flops_lib.any_generator_flops(config.model, (lr_size, lr_size))
   row = measure.run_figure(
-    f'inference_{out_size}',
+    name,
     jax_fn,
     compile_fn,
     torch_fn,
@@ -122,14 +128,14 @@ def inference_figure(config, out_size, options, torch_worker, log):
 def format_table(rows, peak):
   """A fixed-width table: one line per figure."""
   head = (
-    f'{"figure":<16} {"compile s":>9} {"JAX s":>8} {"JAX rate":>14} {"MFU":>6} '
+    f'{"figure":<22} {"compile s":>9} {"JAX s":>8} {"JAX rate":>14} {"MFU":>6} '
     f'{"RSS MB":>7} {"torch s":>8} {"torch rate":>14} {"torch MFU":>9} {"JAX/torch":>9}'
   )
   lines = [head, '-' * len(head)]
   for r in rows:
     mfu = r['flops'] / r['jax_s'] / peak
     line = (
-      f'{r["name"]:<16} {r["compile_s"]:9.2f} {r["jax_s"]:8.3f} '
+      f'{r["name"]:<22} {r["compile_s"]:9.2f} {r["jax_s"]:8.3f} '
       f'{r["jax_throughput"]:9.2f} {r["unit"]:<4} {mfu:6.1%} {r["host_rss_delta_mb"]:7.0f}'
     )
     if 'torch_s' in r:
@@ -176,6 +182,13 @@ def run(config, use_torch: bool, options: Options = Options(), log=print) -> dic
       for size in options.infer_sizes:
         log(f'inference {size}x{size} ...')
         rows.append(inference_figure(config, int(size), options, worker, log))
+    if 'rrdbnet' in options.only:  # ESRGAN's G: the PSNR-oriented L1 step and inference
+      rrdb = measure.rrdbnet_config(config, options.rrdb_blocks)
+      log(f'rrdbnet step ({options.rrdb_blocks} RRDBs) ...')
+      rows.append(train_figure(rrdb, 'srresnet', options, worker, log, name='rrdbnet_step'))
+      for size in options.infer_sizes:
+        log(f'rrdbnet inference {size}x{size} ...')
+        rows.append(inference_figure(rrdb, int(size), options, worker, log, prefix='rrdbnet_'))
   finally:
     if worker:
       worker.close()

@@ -3,6 +3,7 @@
 MFU = these FLOPs / time / the matmul peak measured in the same run (measure.py).
 """
 
+from srgan_jax import generators
 from srgan_jax import models
 from srgan_jax import vgg
 
@@ -21,6 +22,27 @@ def generator_flops(lr_hw, scale, num_blocks, features):
     total += conv_flops(3, f, f * r * r, h, w)
     h, w = h * r, w * r
   return total + conv_flops(9, f, 3, h, w)  # k9n3s1
+
+
+def rrdbnet_flops(lr_hw, num_blocks, features, growth):
+  """One forward pass of ESRGAN's RRDBNet (x4) on one LR image."""
+  h, w = lr_hw
+  f, g = features, growth
+  rdb = sum(conv_flops(3, f + i * g, g, h, w) for i in range(4)) + conv_flops(3, f + 4 * g, f, h, w)
+  total = conv_flops(3, 3, f, h, w) + 3 * num_blocks * rdb + conv_flops(3, f, f, h, w)
+  total += conv_flops(3, f, f, 2 * h, 2 * w)  # conv_up1 after the first nearest x2
+  total += 2 * conv_flops(3, f, f, 4 * h, 4 * w)  # conv_up2, conv_hr
+  return total + conv_flops(3, f, 3, 4 * h, 4 * w)  # conv_last
+
+
+def any_generator_flops(model_config, lr_hw):
+  """generator_flops or rrdbnet_flops, per config.model.arch (with the tiny sizes)."""
+  d = generators.resolved(model_config)
+  if d['arch'] == 'rrdbnet':
+    return rrdbnet_flops(lr_hw, d['num_blocks'], d['features'], d['growth'])
+  if d['arch'] != 'srresnet':
+    raise ValueError(f'no analytic FLOPs for {d["arch"]}')
+  return generator_flops(lr_hw, d['scale'], d['num_blocks'], d['features'])
 
 
 def discriminator_flops(hw, features, strides, dense_features):
@@ -48,10 +70,10 @@ def vgg54_flops(hw):
 def step_flops(config):
   """Analytic FLOPs of one update: a trained net costs ~3x its forward (fwd + 2 bwd)."""
   n, hr, s = config.data.batch_size, config.data.hr_crop, config.model.scale
-  g_model, d_model = models.make_generator(config.model), models.make_discriminator(config)
-  g = n * generator_flops((hr // s, hr // s), s, g_model.num_blocks, g_model.features)
+  g = n * any_generator_flops(config.model, (hr // s, hr // s))
   if config.phase == 'srresnet':
     return 3 * g
+  d_model = models.make_discriminator(config)
   d = (
     2 * n * discriminator_flops((hr, hr), d_model.features, d_model.strides, d_model.dense_features)
   )  # D sees [HR, SR]

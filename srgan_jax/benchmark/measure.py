@@ -121,3 +121,10 @@ def cpu_model() -> str:
   except OSError:
     pass
   return 'unknown'
+
+
+def rrdbnet_config(config, num_blocks: int):
+  """ESRGAN's G (x4; 64 features, growth 32, `num_blocks` RRDBs) on the benchmark's batch."""
+  c = config.copy_and_resolve_references()
+  c.model.update(arch='rrdbnet', scale=4, num_blocks=num_blocks, features=64, growth=32)
+  return c

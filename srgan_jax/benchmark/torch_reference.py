@@ -220,8 +220,12 @@ def make_step(
   channels_last=False,
   device='cpu',
   autocast_dtype=None,
+  l1_01=False,
 ):
   """(uint8 HR batch) -> metrics: one SRResNet (d is None) or SRGAN update, in place.
+
+  l1_01: G returns [0, 1] images (BasicSR's RRDBNet) and the content loss is L1
+  against the HR in [0, 1], as ESRGAN's PSNR-oriented step (update_step with 'l1').
 
   autocast_dtype=torch.bfloat16: the forward passes under `torch.autocast` (fp32
   parameters and Adam state), PyTorch's counterpart of `compute_dtype='bfloat16'`.
@@ -243,6 +247,8 @@ def make_step(
   d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8) if d else None
 
   def content(sr, hr):
+    if l1_01:
+      return F.l1_loss(sr, (hr + 1) * 0.5)
     return vgg_content_loss(vgg_net, sr, hr) if vgg_net is not None else F.mse_loss(sr, hr)
 
   def step(hr_uint8):

@@ -15,6 +15,7 @@ import sys
 
 from absl import app
 
+from srgan_jax import generators
 from srgan_jax import models
 from srgan_jax.benchmark import measure
 
@@ -33,14 +34,26 @@ def torch_matmul_peak_flops(n=2048, repeats=5, dtype='float32', device='cpu'):
   return 2 * n**3 / min(measure.timed(mm) for _ in range(repeats))
 
 
-def _maker(config, figure, device):
+def _maker(config, figure, device, rrdb_blocks=23):
   """`make(channels_last) -> run()` for one figure of the PyTorch reference on `device`."""
   import torch  # pylint: disable=g-import-not-at-top
+  from srgan_jax.benchmark import torch_archs as ta  # pylint: disable=g-import-not-at-top
   from srgan_jax.benchmark import torch_reference as tr  # pylint: disable=g-import-not-at-top
 
   c = config.copy_and_resolve_references()
-  g_model = models.make_generator(c.model)
+  rrdb = figure.startswith('rrdbnet_')  # ESRGAN's G: BasicSR's RRDBNet, its L1 step
+  if rrdb:
+    c, figure = measure.rrdbnet_config(c, rrdb_blocks), figure[len('rrdbnet_') :]
+    figure = 'srresnet_step' if figure == 'step' else figure
+  g_model = generators.make_generator(c.model)
+  size = generators.resolved(c.model)
   s = c.model.scale
+
+  def generator():
+    if rrdb:
+      return ta.RRDBNet(size['features'], size['num_blocks'], size['growth'])
+    return tr.Generator(s, g_model.num_blocks, g_model.features)
+
   autocast_dtype = torch.bfloat16 if c.model.compute_dtype == 'bfloat16' else None
   sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)  # CUDA runs async
   if figure.startswith('inference_'):
@@ -48,11 +61,7 @@ def _maker(config, figure, device):
 
     def make_inference(channels_last):
       f = torch.channels_last if channels_last else torch.contiguous_format
-      net = (
-        tr.Generator(s, g_model.num_blocks, g_model.features)
-        .eval()
-        .to(device=device, memory_format=f)
-      )
+      net = generator().eval().to(device=device, memory_format=f)
       x = torch.from_numpy(lr_np).permute(0, 3, 1, 2).to(device).contiguous(memory_format=f)
 
       def run():
@@ -73,7 +82,7 @@ def _maker(config, figure, device):
 
   def make_step(channels_last):
     torch.manual_seed(0)
-    g = tr.Generator(s, g_model.num_blocks, g_model.features)
+    g = generator()
     d = vgg_net = None
     if phase == 'srgan':
       d = tr.Discriminator(hr, d_model.features, d_model.strides, d_model.dense_features)
@@ -88,6 +97,7 @@ def _maker(config, figure, device):
       channels_last=channels_last,
       device=device,
       autocast_dtype=autocast_dtype,
+      l1_01=rrdb,
     )
 
     def run():
@@ -116,7 +126,7 @@ def _choose_format(make_torch_step, choice, log):
   return make_torch_step(best == 'channels_last'), best
 
 
-def serve(config, device: str, memory_format: str) -> None:
+def serve(config, device: str, memory_format: str, rrdb_blocks: int = 23) -> None:
   """The worker process (`--torch_worker`): one JSON request per stdin line, one JSON reply per stdout line."""
   import torch  # pylint: disable=g-import-not-at-top
 
@@ -141,7 +151,7 @@ def serve(config, device: str, memory_format: str) -> None:
     elif 'prepare' in request:
       logs = []
       fn, fmt = _choose_format(
-        _maker(config, request['prepare'], device), memory_format, logs.append
+        _maker(config, request['prepare'], device, rrdb_blocks), memory_format, logs.append
       )
       reply = {'format': fmt, 'log': logs}
     else:

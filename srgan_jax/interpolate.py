@@ -1,0 +1,135 @@
+"""Network interpolation (ESRGAN, Wang et al. 2018, Section 3.4): one knob between PSNR and GAN.
+
+  python -m srgan_jax.interpolate PSNR GAN --alpha=0.8 --out=DIR
+  python -m srgan_jax.upscale photo.jpg --checkpoint=DIR --out=up/
+
+theta_interp = (1 - alpha) * theta_PSNR + alpha * theta_GAN, parameter by
+parameter (BatchNorm statistics too): PSNR is the first argument (e.g. the
+pre-trained SRResNet / RRDBNet), GAN the second (the same generator after
+adversarial training); alpha = 0 gives PSNR, 1 gives GAN; ESRGAN shows 0.8.
+Both are anything upscale's --checkpoint takes (a workdir, checkpoint, export,
+generator file or shipped model's name) and must be the same architecture.
+
+--out: a .msgpack path writes the single-file format (srgan_jax.model_zoo);
+any other path is a new (or empty) folder that receives an export, as a
+training run writes one (DIR/0/generator, DIR/0/meta). Either way `upscale
+--checkpoint=OUT` and `evaluate --checkpoint=OUT` load it.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from srgan_jax import generators
+from srgan_jax import image_io
+from srgan_jax import model_zoo
+from srgan_jax.errors import UserError
+
+
+def _leaves(tree, prefix=''):
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      yield from _leaves(v, f'{prefix}{k}/')
+    else:
+      yield f'{prefix}{k}', v
+
+
+def _model(meta, spec) -> dict:
+  model = meta.get('model') if isinstance(meta, dict) else None
+  if not model:
+    raise UserError(f'{spec}: its meta has no model description; cannot tell its architecture.')
+  return generators.describe(model)
+
+
+def blend(psnr: dict, gan: dict, alpha: float) -> dict:
+  """(1 - alpha) * psnr + alpha * gan for each array of two variable trees of one structure."""
+  if isinstance(psnr, dict):
+    return {k: blend(psnr[k], gan[k], alpha) for k in psnr}
+  a, b = np.asarray(psnr, np.float32), np.asarray(gan, np.float32)
+  return ((1.0 - alpha) * a + alpha * b).astype(np.float32)
+
+
+def interpolate(psnr_spec, gan_spec, alpha: float) -> tuple[dict, dict]:
+  """(blended variables, meta) of two generators; UserError if they are not one architecture."""
+  if not 0.0 <= alpha <= 1.0:
+    raise UserError(f'--alpha={alpha}: use a weight in [0, 1] (0: the PSNR model, 1: the GAN).')
+  psnr, psnr_meta = model_zoo.load_generator_with_meta(psnr_spec)
+  gan, gan_meta = model_zoo.load_generator_with_meta(gan_spec)
+  a, b = _model(psnr_meta, psnr_spec), _model(gan_meta, gan_spec)
+  if a != b:
+    raise UserError(
+      f'cannot interpolate different architectures: {psnr_spec} is {generators.label(a)}, '
+      f'{gan_spec} is {generators.label(b)}; network interpolation needs one architecture.'
+    )
+  shapes_a = {k: np.shape(v) for k, v in _leaves(dict(psnr))}
+  shapes_b = {k: np.shape(v) for k, v in _leaves(dict(gan))}
+  if shapes_a != shapes_b:
+    k = next(k for k in sorted(set(shapes_a) | set(shapes_b)) if shapes_a.get(k) != shapes_b.get(k))
+    raise UserError(
+      f'{psnr_spec} and {gan_spec} describe one architecture but their arrays differ '
+      f'({k}: {shapes_a.get(k)} vs {shapes_b.get(k)}); one of them is damaged.'
+    )
+  meta = {
+    'model': a,
+    'phase': 'interpolated',
+    'step': 0,
+    'interpolation': {'alpha': alpha, 'psnr': str(psnr_spec), 'gan': str(gan_spec)},
+  }
+  return blend(dict(psnr), dict(gan), alpha), meta
+
+
+def write(variables: dict, meta: dict, out) -> None:
+  """A generator file (OUT.msgpack) or an export folder (OUT/0/{generator, meta})."""
+  out = Path(out)
+  if out.suffix == '.msgpack':
+    image_io.write_atomic(out, model_zoo.encode(variables, meta))
+    return
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  with ocp.CheckpointManager(
+    out.resolve(), options=ocp.CheckpointManagerOptions(create=True)
+  ) as mngr:
+    mngr.save(
+      0,
+      args=ocp.args.Composite(
+        generator=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(meta)
+      ),
+    )
+    mngr.wait_until_finished()
+
+
+def check_destination(out) -> None:
+  out = Path(out)
+  if not out.parent.is_dir():
+    raise UserError(f'{out.parent}: no such folder.')
+  if out.suffix != '.msgpack' and out.exists() and (not out.is_dir() or any(out.iterdir())):
+    raise UserError(f'{out}: exists and is not an empty folder; pass a new folder or FILE.msgpack.')
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(
+    prog='python -m srgan_jax.interpolate', description=__doc__.splitlines()[0]
+  )
+  parser.add_argument('psnr', help='the PSNR-oriented generator (alpha = 0)')
+  parser.add_argument('gan', help='the GAN generator of the same architecture (alpha = 1)')
+  parser.add_argument('--alpha', type=float, default=0.8, help="the GAN's weight (default 0.8)")
+  parser.add_argument('--out', required=True, help='a new folder (an export) or FILE.msgpack')
+  args = parser.parse_args(argv)
+  try:
+    check_destination(args.out)
+    variables, meta = interpolate(args.psnr, args.gan, args.alpha)
+    write(variables, meta, args.out)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(
+    f'wrote {1 - args.alpha:g} x {args.psnr} + {args.alpha:g} x {args.gan} '
+    f'({generators.label(meta["model"])}) to {args.out}'
+  )
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
