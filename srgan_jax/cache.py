@@ -10,10 +10,10 @@ same way before use (`untrusted`), and written atomically (`write_private`).
 
 import os
 import pathlib
-import secrets
 import stat
 import tempfile
 
+from srgan_jax import image_io
 from srgan_jax.errors import UserError
 
 
@@ -79,14 +79,4 @@ def check_private(path: pathlib.Path) -> None:
 
 def write_private(path: pathlib.Path, data: bytes) -> None:
   """Writes `path` (mode 0600) through a temp file and a rename: never a partial file."""
-  tmp = path.parent / f'.{path.name}.{secrets.token_hex(8)}.tmp'
-  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
+  image_io.write_atomic(path, data, mode=0o600)
