@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from flax import traverse_util
 from etils import epath
 
 from srgan_jax import checkpoint_files
@@ -54,19 +55,9 @@ def _model_meta(config) -> dict:
   return generators.describe(config.model)
 
 
-def _flat(d: dict, prefix='') -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
 def config_differences(theirs: dict, mine: dict, labels=('checkpoint', 'config')) -> list[str]:
   """'field: checkpoint X vs config Y' (labels) for each differing field; phase, model, data first."""
-  theirs, mine = _flat(theirs), _flat(mine)
+  theirs, mine = (traverse_util.flatten_dict(d, sep='.') for d in (theirs, mine))
   rank = lambda f: (0 if f == 'phase' else 1 if f.startswith(('model.', 'data.')) else 2, f)
   return [
     f'{f}: {labels[0]} {theirs.get(f)!r} vs {labels[1]} {mine.get(f)!r}'

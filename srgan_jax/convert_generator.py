@@ -21,12 +21,14 @@ Reading .pth files needs torch (pip install 'srgan-jax[convert]').
 """
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from srgan_jax import checkpoint_files
 from srgan_jax import generators
 from srgan_jax import image_io
 from srgan_jax import model_zoo
@@ -280,11 +282,7 @@ def convert(src, dst, scale: int | None = None) -> str:
     generators.check(model)
   except ValueError as e:
     raise ConvertError(f'{src}: a {layout} srgan_jax cannot build ({e}).') from None
-  shapes = {
-    f'{c}/{k}': tuple(np.shape(v))
-    for c in ('params', 'batch_stats')
-    for k, v in _flat(variables[c]).items()
-  }
+  shapes = checkpoint_files.leaf_shapes({c: variables[c] for c in ('params', 'batch_stats')})
   diff = model_zoo.generator_mismatch(shapes, generators.describe(model))
   if diff:
     raise ConvertError(f'{src}: a {layout} whose tensors do not fit it ({diff}).')
@@ -292,20 +290,10 @@ def convert(src, dst, scale: int | None = None) -> str:
   meta['imported_from'] = f'{layout} ({entry} of {Path(src).name})'
   data = model_zoo.encode(variables, meta)
   image_io.write_atomic(dst, data)  # never a half-written file
-  n = sum(np.size(v) for v in _flat(variables['params']).values())
+  n = sum(math.prod(s) for k, s in shapes.items() if k.startswith('params/'))
   return (
     f'converted {layout} ({entry}; {generators.label(model)}, {n:,} parameters) from {src} to {dst}'
   )
-
-
-def _flat(tree, prefix='') -> dict:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f'{prefix}{k}/'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
 
 
 def main(argv=None) -> int:
