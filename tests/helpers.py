@@ -1,6 +1,23 @@
 """Tiny configs shared by the tests: real code paths, small enough to compile in seconds."""
 
+import os
+import subprocess
+import sys
+
 from configs import default
+from tests.conftest import REPO
+
+
+def run_main(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+  """`python -m srgan_jax.main ARGS` from the repository root on CPU, as a user runs it."""
+  return subprocess.run(
+    [sys.executable, '-m', 'srgan_jax.main', *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    env=dict(os.environ, JAX_PLATFORMS='cpu'),
+  )
 
 
 def tiny_config(phase: str = 'srresnet', **overrides):

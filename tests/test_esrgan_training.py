@@ -1,9 +1,6 @@
 """ESRGAN's options in the paper's trainer: the loss terms, BN-free generators, the EMA of G."""
 
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +18,7 @@ from srgan_jax import train
 from srgan_jax import train_states
 from srgan_jax import update_step
 from srgan_jax import writers
-from tests.conftest import REPO
-from tests.helpers import tiny_config
+from tests.helpers import run_main, tiny_config
 
 ESRGAN_LOSS = {
   'loss.content': 'mse',  # (a VGG loss needs weights; its own tests are in test_esrgan_losses)
@@ -257,15 +253,8 @@ def test_the_esrgan_demo_runs_both_phases_with_ema(tmp_path):
   """configs/esrgan_x4.py:demo as documented, cut to a few steps of each phase."""
   wd = tmp_path / 'demo'
   overrides = ['pretrain_steps=3', 'num_train_steps=2', 'sample_every=2', 'checkpoint_every=2']
-  r = subprocess.run(
-    [sys.executable, '-m', 'srgan_jax.main', '--config=configs/esrgan_x4.py:demo']
-    + [f'--workdir={wd}']
-    + [f'--config.{o}' for o in overrides],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=900,
-    env=dict(os.environ, JAX_PLATFORMS='cpu'),
+  r = run_main(
+    '--config=configs/esrgan_x4.py:demo', f'--workdir={wd}', *[f'--config.{o}' for o in overrides]
   )
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'Phase srresnet: content loss pixel L1' in r.stderr

@@ -2,7 +2,6 @@
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -16,9 +15,8 @@ from srgan_jax import config_checks
 from srgan_jax import train_states
 from srgan_jax import update_step
 from srgan_jax.imresize import degrade
-from tests.helpers import tiny_config
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+from tests.helpers import run_main, tiny_config
 
 
 def _fixed_batch(n=4, size=24):
@@ -157,22 +155,7 @@ def _main(workdir, *overrides, config='configs/x4.py:demo'):
     '--config.data.batch_size=4',
     '--config.optim.learning_rate=1e-4',
   ]
-  return subprocess.run(
-    [
-      sys.executable,
-      '-m',
-      'srgan_jax.main',
-      f'--config={config}',
-      f'--workdir={workdir}',
-      *tiny,
-      *overrides,
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=600,
-    env=dict(os.environ, JAX_PLATFORMS='cpu'),
-  )
+  return run_main(f'--config={config}', f'--workdir={workdir}', *tiny, *overrides, timeout=600)
 
 
 def _bicubic_psnr_y_of_the_demo_val_crops(val_crop=32, num=2, scale=4) -> float:
@@ -472,23 +455,13 @@ def test_x3_and_x8_srgan_steps_train(scale):
 def test_the_readme_demo_starts_from_the_shipped_srresnet_and_says_so(tmp_path):
   """configs/x4.py:demo as the README runs it, cut to 2 steps: a real model from step 0."""
   wd = tmp_path / 'demo'
-  r = subprocess.run(
-    [
-      sys.executable,
-      '-m',
-      'srgan_jax.main',
-      '--config=configs/x4.py:demo',
-      f'--workdir={wd}',
-      '--config.num_train_steps=2',
-      '--config.log_every=1',
-      '--config.sample_every=2',
-      '--config.checkpoint_every=2',
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=900,
-    env=dict(os.environ, JAX_PLATFORMS='cpu'),
+  r = run_main(
+    '--config=configs/x4.py:demo',
+    f'--workdir={wd}',
+    '--config.num_train_steps=2',
+    '--config.log_every=1',
+    '--config.sample_every=2',
+    '--config.checkpoint_every=2',
   )
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'Initialised G from the shipped model srresnet_x4' in r.stderr
