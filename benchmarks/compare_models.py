@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmarks.bicubic_table import default_datasets_dir
 from srgan_jax import image_io
 from srgan_jax import inference
 from srgan_jax import lpips
@@ -30,11 +31,6 @@ SCALE = 4
 CROPS = (('Set14', 0, (330, 30)), ('Set14', 13, (300, 420)), ('Set14', 4, (40, 90)))
 CROP = 64
 ZOOM = 3
-
-
-def default_datasets_dir() -> Path:
-  env = os.environ.get('SRGAN_JAX_DATASETS')
-  return Path(env) if env else Path(__file__).resolve().parents[2] / 'shared' / 'datasets'
 
 
 def score_all(methods: dict, sets: dict, lpips_fn) -> tuple[dict, dict]:
