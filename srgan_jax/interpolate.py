@@ -22,18 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from srgan_jax import checkpoint_files
 from srgan_jax import generators
 from srgan_jax import image_io
 from srgan_jax import model_zoo
 from srgan_jax.errors import UserError
-
-
-def _leaves(tree, prefix=''):
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      yield from _leaves(v, f'{prefix}{k}/')
-    else:
-      yield f'{prefix}{k}', v
 
 
 def _model(meta, spec) -> dict:
@@ -63,8 +56,7 @@ def interpolate(psnr_spec, gan_spec, alpha: float) -> tuple[dict, dict]:
       f'cannot interpolate different architectures: {psnr_spec} is {generators.label(a)}, '
       f'{gan_spec} is {generators.label(b)}; network interpolation needs one architecture.'
     )
-  shapes_a = {k: np.shape(v) for k, v in _leaves(dict(psnr))}
-  shapes_b = {k: np.shape(v) for k, v in _leaves(dict(gan))}
+  shapes_a, shapes_b = checkpoint_files.leaf_shapes(psnr), checkpoint_files.leaf_shapes(gan)
   if shapes_a != shapes_b:
     k = next(k for k in sorted(set(shapes_a) | set(shapes_b)) if shapes_a.get(k) != shapes_b.get(k))
     raise UserError(
