@@ -15,6 +15,11 @@ paper's generator and loss on the 291-image set (T91 + BSD200, in
 paper's 1e-4 is measurably slower early: Set5 27.90 dB vs 28.39 at step 1000
 on this CPU), then 2e-5 for the last stretch; Set5/Set14 scored (PSNR, SSIM,
 LPIPS) every 500 steps. About 2 steps/s on 2 idle Xeon cores.
+
+train533: v2, the same generator trained on all 533 photographs (train291 +
+extra242, ../shared/datasets/README.md), continuing from the shipped v1 weights
+(config.generator_init='srresnet_x4'): Adam at 1e-4, x0.1 at 24k and 28k, 30k
+steps. Resumes like any run; its card records the steps actually run.
 """
 
 import ml_collections
@@ -22,6 +27,7 @@ import ml_collections
 from configs import default
 
 TRAIN291 = '../shared/datasets/train291'
+EXTRA242 = '../shared/datasets/extra242'
 BENCHMARKS = ('../shared/datasets/Set5', '../shared/datasets/Set14')
 
 
@@ -44,9 +50,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.every = 500
     c.checkpoint_every = 500
     c.sample_every = 2000
+  elif arg == 'train533':
+    c.data.source = f'folder:{TRAIN291},{EXTRA242}'
+    c.generator_init = 'srresnet_x4'  # v1 (12k steps on train291)
+    c.optim.learning_rate = 1e-4
+    c.optim.decay_steps = (24_000, 28_000)  # then 1e-5, 1e-6
+    c.num_train_steps = 30_000
+    c.eval.sets = BENCHMARKS
+    c.eval.every = 1000
+    c.checkpoint_every = 500
+    c.keep_checkpoints = 2
+    c.sample_every = 5000
   elif arg:
     raise ValueError(
       f'unknown config variant {arg!r}; use configs/srresnet_x4.py, '
-      'configs/srresnet_x4.py:train291 or configs/srresnet_x4.py:demo'
+      'configs/srresnet_x4.py:train291, configs/srresnet_x4.py:train533 or '
+      'configs/srresnet_x4.py:demo'
     )
   return c

@@ -4,6 +4,8 @@ A data-source spec names one of three sources (`config.data.source`):
 
   'demo'                 the natural photographs bundled with scikit-image;
   'folder:/path'         every PNG/JPEG/BMP/TIFF/WebP under /path (recursive);
+  'folder:/a,/b'         the images of several folders, in that order (e.g. the
+                         533 photographs of train291 + extra242);
   'tfds:NAME[:split]'    a prepared TFDS dataset in ArrayRecord format, read by
                          random access (`builder.as_data_source`, no TensorFlow).
 
@@ -68,11 +70,25 @@ def _demo_source(arg: str, *, val: bool, **unused) -> Source:
   return paths, lambda i: image_io.load_rgb(paths[i])
 
 
-def _folder_source(root: str, **unused) -> Source:
+def _folder_source(arg: str, **unused) -> Source:
+  """Every image under each of the comma-separated folders of `arg`, folder by folder."""
   del unused
+  roots = [r for r in arg.split(',') if r]
+  paths = [p for root in roots for p in _folder_images(root)]
+  if len(set(paths)) < len(paths):
+    raise UserError(
+      f'config.data.source=folder:{arg} lists an image twice (one folder inside another?); '
+      'name each folder once.'
+    )
+  return paths, lambda i: image_io.load_rgb(paths[i])
+
+
+def _folder_images(root: str) -> list[str]:
+  """The image files under one folder (a one-line UserError for a missing or empty one)."""
   if not epath.Path(root).is_dir():  # epath: local or gs:// alike
     raise UserError(
-      f'data folder {root!r} does not exist; set config.data.source=folder:/path/to/HR/images.'
+      f'data folder {root!r} does not exist; set config.data.source=folder:/path/to/HR/images '
+      '(several folders: folder:/a,/b).'
     )
   paths = [str(p) for p in image_io.list_images(root)]
   others = sum(len(files) for _, _, files in epath.Path(root).walk()) - len(paths)
@@ -88,7 +104,7 @@ def _folder_source(root: str, **unused) -> Source:
       f'no images (PNG/JPEG/BMP/TIFF/WebP) under {root!r}; '
       'point config.data.source at a folder of HR images.'
     )
-  return paths, lambda i: image_io.load_rgb(paths[i])
+  return paths
 
 
 def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -178,7 +194,7 @@ SOURCES = {'demo': _demo_source, 'folder': _folder_source, 'tfds': _tfds_source}
 
 
 def open_source(spec: str, data_config, *, val: bool = False) -> Source:
-  """The records of a data-source spec: 'demo', 'folder:/path' or 'tfds:NAME[:split]'."""
+  """The records of a data-source spec: 'demo', 'folder:/path[,/path...]' or 'tfds:NAME[:split]'."""
   kind, _, arg = spec.partition(':')
   if kind not in SOURCES or (kind != 'demo' and not arg):
     raise UserError(

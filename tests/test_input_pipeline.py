@@ -233,6 +233,20 @@ def test_bad_or_odd_files_are_converted_or_skipped_with_a_warning_and_training_c
   assert all(b.shape == (4, CROP, CROP, 3) for b in _take(it, 4))
 
 
+def test_several_folders_train_on_the_images_of_all_of_them(tmp_path):
+  for k in range(6):
+    (tmp_path / f'f{k % 2}').mkdir(exist_ok=True)
+    Image.fromarray(_id_image(k)).save(tmp_path / f'f{k % 2}' / f'{k}.png')
+  spec = f'folder:{tmp_path / "f0"},{tmp_path / "f1"}'
+  it = input_pipeline.create_train_iterator(_config(tmp_path / 'f0', **{'data.source': spec}))
+  assert sorted(sum((_ids(next(it)) for _ in range(3)), [])) == sorted(2 * list(range(6)))
+  data = _config(tmp_path).data
+  with pytest.raises(UserError, match='does not exist'):  # one missing folder of several
+    data_sources.open_source(f'folder:{tmp_path / "f0"},{tmp_path / "nope"}', data)
+  with pytest.raises(UserError, match='twice'):  # a folder inside another: images counted twice
+    data_sources.open_source(f'folder:{tmp_path},{tmp_path / "f1"}', data)
+
+
 def test_an_empty_or_all_bad_folder_is_a_one_line_user_error(tmp_path):
   (tmp_path / 'empty').mkdir()
   with pytest.raises(UserError, match='no images'):
