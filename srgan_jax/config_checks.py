@@ -96,7 +96,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
   if config.generator_init:
     shapes, meta = model_zoo.generator_metadata(config.generator_init)
-    diff = model_zoo.generator_mismatch(shapes, config.model)
+    diff = generators.mismatch(shapes, config.model)
     if diff:
       theirs = meta.get('model') if isinstance(meta, dict) else None
       raise ConfigError(

@@ -283,7 +283,7 @@ def convert(src, dst, scale: int | None = None) -> str:
   except ValueError as e:
     raise ConvertError(f'{src}: a {layout} srgan_jax cannot build ({e}).') from None
   shapes = checkpoint_files.leaf_shapes({c: variables[c] for c in ('params', 'batch_stats')})
-  diff = model_zoo.generator_mismatch(shapes, generators.describe(model))
+  diff = generators.mismatch(shapes, generators.describe(model))
   if diff:
     raise ConvertError(f'{src}: a {layout} whose tensors do not fit it ({diff}).')
   meta = {'model': generators.describe(model), 'phase': 'imported', 'step': 0}

@@ -12,8 +12,10 @@ others) is an SRResNet.
 
 import math
 
+import jax
 import jax.numpy as jnp
 
+from srgan_jax import checkpoint_files
 from srgan_jax import esrgan_models
 from srgan_jax import models
 
@@ -84,6 +86,22 @@ def make_generator(model_config, dtype=None):
   if d['arch'] == 'rrdbnet':
     return esrgan_models.RRDBNet(**size, growth=d['growth'], dtype=dtype)
   return models.Generator(**size, output=d.get('output', 'tanh'), dtype=dtype)
+
+
+def mismatch(have_shapes: dict, model_config) -> str | None:
+  """The first array of G's variables whose shape `model_config`'s generator does not have.
+
+  have_shapes: checkpoint_files.leaf_shapes of {'params', 'batch_stats'} (saved or loaded).
+  Traces G's init abstractly: nothing is compiled or allocated.
+  """
+  generator = make_generator(model_config, dtype=jnp.float32)
+  expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
+  want = checkpoint_files.leaf_shapes(  # BN-free generators have no batch_stats
+    {'params': expected['params'], 'batch_stats': expected.get('batch_stats', {})}
+  )
+  have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
+  diff = checkpoint_files.shape_differences(have, want)
+  return diff[0] if diff else None
 
 
 def receptive_radius(model_config) -> int:

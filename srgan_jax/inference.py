@@ -50,7 +50,7 @@ def _check_architecture(variables, model_config, where) -> None:
   have = checkpoint_files.leaf_shapes(
     {'params': variables.get('params', {}), 'batch_stats': variables.get('batch_stats', {})}
   )
-  diff = model_zoo.generator_mismatch(have, model_config)
+  diff = generators.mismatch(have, model_config)
   if diff:
     raise UserError(
       f'{where}: its generator weights do not fit the architecture its meta describes '

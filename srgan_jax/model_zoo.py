@@ -214,28 +214,6 @@ def describe_model(model) -> str:
   return ', '.join(f'{k} {model[k]}' for k in keys if k in model)
 
 
-def generator_mismatch(have_shapes: dict, model_config) -> str | None:
-  """The first array of G's variables whose shape `model_config`'s generator does not have.
-
-  have_shapes: checkpoint_files.leaf_shapes of {'params', 'batch_stats'} (saved or loaded).
-  Traces G's init abstractly: nothing is compiled or allocated.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-
-  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
-  from srgan_jax import generators  # pylint: disable=g-import-not-at-top
-
-  generator = generators.make_generator(model_config, dtype=jnp.float32)
-  expected = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
-  want = checkpoint_files.leaf_shapes(  # BN-free generators have no batch_stats
-    {'params': expected['params'], 'batch_stats': expected.get('batch_stats', {})}
-  )
-  have = {k: v for k, v in have_shapes.items() if k.startswith(('params/', 'batch_stats/'))}
-  diff = checkpoint_files.shape_differences(have, want)
-  return diff[0] if diff else None
-
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
     prog='python -m srgan_jax.model_zoo',
