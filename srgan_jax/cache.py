@@ -13,7 +13,7 @@ import pathlib
 import stat
 import tempfile
 
-from srgan_jax import image_io
+from srgan_jax import files
 from srgan_jax.errors import UserError
 
 
@@ -79,4 +79,4 @@ def check_private(path: pathlib.Path) -> None:
 
 def write_private(path: pathlib.Path, data: bytes) -> None:
   """Writes `path` (mode 0600) through a temp file and a rename: never a partial file."""
-  image_io.write_atomic(path, data, mode=0o600)
+  files.write_atomic(path, data, mode=0o600)

@@ -30,7 +30,7 @@ import numpy as np
 
 from srgan_jax import checkpoint_files
 from srgan_jax import generators
-from srgan_jax import image_io
+from srgan_jax import files
 from srgan_jax import model_zoo
 from srgan_jax.errors import UserError
 
@@ -289,7 +289,7 @@ def convert(src, dst, scale: int | None = None) -> str:
   meta = {'model': generators.describe(model), 'phase': 'imported', 'step': 0}
   meta['imported_from'] = f'{layout} ({entry} of {Path(src).name})'
   data = model_zoo.encode(variables, meta)
-  image_io.write_atomic(dst, data)  # never a half-written file
+  files.write_atomic(dst, data)  # never a half-written file
   n = sum(math.prod(s) for k, s in shapes.items() if k.startswith('params/'))
   return (
     f'converted {layout} ({entry}; {generators.label(model)}, {n:,} parameters) from {src} to {dst}'

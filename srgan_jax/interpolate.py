@@ -24,7 +24,7 @@ import numpy as np
 
 from srgan_jax import checkpoint_files
 from srgan_jax import generators
-from srgan_jax import image_io
+from srgan_jax import files
 from srgan_jax import model_zoo
 from srgan_jax.errors import UserError
 
@@ -76,7 +76,7 @@ def write(variables: dict, meta: dict, out) -> None:
   """A generator file (OUT.msgpack) or an export folder (OUT/0/{generator, meta})."""
   out = Path(out)
   if out.suffix == '.msgpack':
-    image_io.write_atomic(out, model_zoo.encode(variables, meta))
+    files.write_atomic(out, model_zoo.encode(variables, meta))
     return
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 

@@ -135,7 +135,7 @@ def encode(variables: dict, meta: dict) -> bytes:
 
 def export(checkpoint, out, extra_meta: dict | None = None) -> str:
   """Writes the generator of a workdir / checkpoint / export dir as one file; returns a summary."""
-  from srgan_jax import image_io  # pylint: disable=g-import-not-at-top
+  from srgan_jax import files  # pylint: disable=g-import-not-at-top
 
   variables, meta = load_generator_with_meta(checkpoint)
   model = meta.get('model') if isinstance(meta, dict) else None
@@ -153,7 +153,7 @@ def export(checkpoint, out, extra_meta: dict | None = None) -> str:
   if not out.parent.is_dir():
     raise ModelZooError(f'{out.parent}: no such folder.')
   data = encode(variables, keep)
-  image_io.write_atomic(out, data)  # never a half-written file
+  files.write_atomic(out, data)  # never a half-written file
   n = sum(np.size(v) for v in _leaves(variables['params']))
   return (
     f'exported {keep["phase"]} x{model["scale"]} step {keep["step"]} ({n:,} parameters) from '

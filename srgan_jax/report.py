@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_jax import image_io
+from srgan_jax import files, image_io
 
 ZOOM_OUT = 192  # pixels on a side of each zoomed crop in the report
 
 
 def write_text(path, text: str) -> None:
   """Atomic text write: readers see the old file or the whole new one."""
-  image_io.write_atomic(path, text.encode())
+  files.write_atomic(path, text.encode())
 
 
 def csv_text(rows: list[dict], fields: list[str]) -> str:
