@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_jax.image_io import is_grayscale_file, load_rgb
-from srgan_jax.imresize import imresize_uint8
-from srgan_jax.metrics import psnr_y, ssim_y
+from srgan_jax.data.image_io import is_grayscale_file, load_rgb
+from srgan_jax.data.imresize import imresize_uint8
+from srgan_jax.evaluation.metrics import psnr_y, ssim_y
 
 # README of shared/datasets: (PSNR dB, SSIM) of bicubic upsampling.
 PUBLISHED = {

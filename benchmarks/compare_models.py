@@ -21,10 +21,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmarks.bicubic_table import default_datasets_dir
-from srgan_jax import image_io
-from srgan_jax import inference
-from srgan_jax import lpips
-from srgan_jax import validation
+from srgan_jax.data import image_io
+from srgan_jax.evaluation import inference
+from srgan_jax.nets import lpips
+from srgan_jax.evaluation import validation
 
 SCALE = 4
 # (set, image index, (y, x) of a 64-pixel HR crop): baboon fur, zebra grass, comic headdress.

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
-from srgan_jax import train_states
-from srgan_jax import update_step
+from srgan_jax.training import train_states
+from srgan_jax.training import update_step
 from srgan_jax.kernels import onednn_conv
 
 

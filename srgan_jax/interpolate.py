@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_jax import checkpoint_files
-from srgan_jax import generators
-from srgan_jax import files
-from srgan_jax import model_zoo
-from srgan_jax.errors import UserError
+from srgan_jax.weights import checkpoint_files
+from srgan_jax.nets import generators
+from srgan_jax.common import files
+from srgan_jax.weights import zoo
+from srgan_jax.common.errors import UserError
 
 
 def _model(meta, spec) -> dict:
@@ -48,8 +48,8 @@ def interpolate(psnr_spec, gan_spec, alpha: float) -> tuple[dict, dict]:
   """(blended variables, meta) of two generators; UserError if they are not one architecture."""
   if not 0.0 <= alpha <= 1.0:
     raise UserError(f'--alpha={alpha}: use a weight in [0, 1] (0: the PSNR model, 1: the GAN).')
-  psnr, psnr_meta = model_zoo.load_generator_with_meta(psnr_spec)
-  gan, gan_meta = model_zoo.load_generator_with_meta(gan_spec)
+  psnr, psnr_meta = zoo.load_generator_with_meta(psnr_spec)
+  gan, gan_meta = zoo.load_generator_with_meta(gan_spec)
   a, b = _model(psnr_meta, psnr_spec), _model(gan_meta, gan_spec)
   if a != b:
     raise UserError(
@@ -76,7 +76,7 @@ def write(variables: dict, meta: dict, out) -> None:
   """A generator file (OUT.msgpack) or an export folder (OUT/0/{generator, meta})."""
   out = Path(out)
   if out.suffix == '.msgpack':
-    files.write_atomic(out, model_zoo.encode(variables, meta))
+    files.write_atomic(out, zoo.encode(variables, meta))
     return
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 

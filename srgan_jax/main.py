@@ -1,6 +1,6 @@
 """Trains SRResNet / SRGAN: python -m srgan_jax.main --config=configs/x4.py --workdir=DIR.
 
-Kept short on purpose: flags, joining a multi-process job, then `train.train_and_evaluate`.
+Kept short on purpose: flags, joining a multi-process job, then `loop.train_and_evaluate`.
 Re-running the same command resumes from the latest checkpoint in DIR.
 
 Multi-process: on a TPU VM slice, under SLURM or Open MPI, every process runs this
@@ -86,11 +86,11 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import jax  # pylint: disable=g-import-not-at-top
-  from srgan_jax import distributed  # pylint: disable=g-import-not-at-top
+  from srgan_jax.training import distributed  # pylint: disable=g-import-not-at-top
   from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
-  from srgan_jax import train  # pylint: disable=g-import-not-at-top
-  from srgan_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from srgan_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from srgan_jax.training import loop  # pylint: disable=g-import-not-at-top
+  from srgan_jax.common import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from srgan_jax.common.errors import UserError  # pylint: disable=g-import-not-at-top
 
   try:
     distributed.initialize(
@@ -104,7 +104,7 @@ def main(argv):
     )
     onednn_conv.prepare()  # the CPU convolution handlers: built or loaded here, one log line
     workdir_lib.check_writable(FLAGS.workdir)
-    train.train_and_evaluate(_load_config(), FLAGS.workdir)
+    loop.train_and_evaluate(_load_config(), FLAGS.workdir)
   except (UserError, FloatingPointError) as e:
     # User-fixable problems: one line, no traceback.
     logging.error('%s', e)

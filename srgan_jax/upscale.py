@@ -9,7 +9,7 @@ Existing files in OUT are never deleted; each output appears atomically.
 
   * Size: any. The LR image is cut into windows of --tile pixels whose halo
     covers the generator's receptive field, so memory is bounded and the result
-    equals a whole-image pass (srgan_jax/tiling.py). One compile per window
+    equals a whole-image pass (srgan_jax/evaluation/tiling.py). One compile per window
     shape: once for every image larger than the tile.
   * Grayscale: replicated to RGB for G; the output is gray (BT.601 luma of G's
     RGB, normalised so that gray in gives the same gray out).
@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from srgan_jax import image_io
-from srgan_jax import model_zoo
-from srgan_jax.errors import UserError
-from srgan_jax.imresize import imresize_np
+from srgan_jax.data import image_io
+from srgan_jax.weights import zoo
+from srgan_jax.common.errors import UserError
+from srgan_jax.data.imresize import imresize_np
 
 DEFAULT_TILE = 256
 
@@ -71,8 +71,8 @@ def upscale_image(
   model, rgb01, alpha01, gray: bool, tile: int | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
   """(colour [H*s, W*s, 3|1] in [0, 1], alpha [H*s, W*s] in [0, 1] or None)."""
-  from srgan_jax import inference  # pylint: disable=g-import-not-at-top
-  from srgan_jax import validation  # pylint: disable=g-import-not-at-top
+  from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
+  from srgan_jax.evaluation import validation  # pylint: disable=g-import-not-at-top
 
   sr = (inference.upscale_float(model, rgb01, tile).astype(np.float64) + 1.0) / 2.0
   if gray:
@@ -151,8 +151,8 @@ def main(argv=None) -> int:
   src.add_argument(
     '--model',
     help='a shipped model: '
-    + ', '.join(f'{n} ({about})' for n, (_, _, about) in model_zoo.MODELS.items())
-    + f'; the default without --workdir/--checkpoint is {model_zoo.DEFAULT_MODEL}',
+    + ', '.join(f'{n} ({about})' for n, (_, _, about) in zoo.MODELS.items())
+    + f'; the default without --workdir/--checkpoint is {zoo.DEFAULT_MODEL}',
   )
   src.add_argument('--workdir', help='training workdir (its latest checkpoint)')
   src.add_argument(
@@ -166,15 +166,15 @@ def main(argv=None) -> int:
     'or 2 x halo + 256 for generators with a wide receptive field such as RRDBNet)',
   )
   args = parser.parse_args(argv)
-  from srgan_jax import inference  # pylint: disable=g-import-not-at-top
+  from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
   from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
 
   onednn_conv.prepare()  # built or loaded here, where its cost and failure show
   try:
-    source = args.workdir or args.checkpoint or args.model or model_zoo.DEFAULT_MODEL
+    source = args.workdir or args.checkpoint or args.model or zoo.DEFAULT_MODEL
     model = inference.load_model(source)
-    if source in model_zoo.MODELS:
-      print(f'model: {source} ({model_zoo.MODELS[source][2]})')
+    if source in zoo.MODELS:
+      print(f'model: {source} ({zoo.MODELS[source][2]})')
     tile = inference.default_tile(model) if args.tile is None else args.tile
     if tile and tile < 2 * model.halo + 1:
       raise UserError(

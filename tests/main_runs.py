@@ -14,7 +14,7 @@ import tempfile
 import jax
 import numpy as np
 
-from srgan_jax import checkpoint_files
+from srgan_jax.weights import checkpoint_files
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CACHE = pathlib.Path(tempfile.gettempdir()) / 'srgan_jax_test_compile_cache'

@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 from flax import traverse_util  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
-from srgan_jax import train_states  # noqa: E402
-from srgan_jax import update_step  # noqa: E402
+from srgan_jax.training import train_states  # noqa: E402
+from srgan_jax.training import update_step  # noqa: E402
 from tests.helpers import tiny_config  # noqa: E402
 
 

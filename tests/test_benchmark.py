@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import generators, models, train_states, update_step
+from srgan_jax.nets import generators, srgan
+from srgan_jax.training import train_states, update_step
 from srgan_jax.benchmark import curves as curves_lib
 from srgan_jax.benchmark import figures, flops
 from srgan_jax.kernels import fast_conv, onednn_conv
@@ -82,7 +83,7 @@ def test_analytic_flops_match_xla_cost_analysis_for_the_generator(monkeypatch):
   # x3: the plain k9n3 output conv (x2/x4/x8 compute it as a sub-pixel 5x5 conv, 1.23x the FLOPs).
   # XLA's own convolutions: its cost analysis counts no FLOPs in oneDNN's custom calls.
   monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
-  g = models.Generator(scale=3, num_blocks=2)
+  g = srgan.Generator(scale=3, num_blocks=2)
   x = jnp.zeros((1, 32, 32, 3))
   variables = g.init(jax.random.key(0), x)
   cost = jax.jit(lambda v, x: g.apply(v, x)).lower(variables, x).compile().cost_analysis()
@@ -111,7 +112,7 @@ def test_torch_reference_computes_the_same_generator_and_discriminator():
   rng = np.random.default_rng(0)
   lr = rng.random((2, 8, 8, 3), dtype=np.float32)
   hr = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
-  g, d = models.Generator(num_blocks=2, features=16), models.TinyDiscriminator()
+  g, d = srgan.Generator(num_blocks=2, features=16), srgan.TinyDiscriminator()
   g_vars = g.init(jax.random.key(0), jnp.asarray(lr))
   d_vars = d.init(jax.random.key(1), jnp.asarray(hr))
   # Non-trivial BN statistics and PReLU slopes, so the copy is really exercised.

@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from srgan_jax import losses, update_step, vgg
+from srgan_jax.training import losses, update_step
+from srgan_jax.nets import vgg
 from tests.helpers import tiny_config
 
 

@@ -13,7 +13,7 @@ import optax
 import pytest
 from jax import lax
 
-from srgan_jax import models
+from srgan_jax.nets import srgan
 from srgan_jax.kernels import fast_conv, onednn_conv
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -45,8 +45,8 @@ def _networks():
   hr = jnp.asarray(rng.uniform(-1, 1, size=(2, 24, 24, 3)), jnp.float32)
   out = []
   for name, module, x in (
-    ('G', models.TinyGenerator(scale=4), lr),
-    ('D', models.TinyDiscriminator(), hr),
+    ('G', srgan.TinyGenerator(scale=4), lr),
+    ('D', srgan.TinyDiscriminator(), hr),
   ):
     variables = module.init(jax.random.key(1), x)
     apply = lambda p, x, module=module, bs=variables['batch_stats']: module.apply(

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip('torch', reason='reading .pth files needs torch (the test extra)')
 
 from srgan_jax import convert_generator  # noqa: E402
-from srgan_jax import inference  # noqa: E402
+from srgan_jax.evaluation import inference  # noqa: E402
 from srgan_jax import upscale  # noqa: E402
 from srgan_jax.benchmark import torch_archs as ta  # noqa: E402
 

@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from srgan_jax import losses
-from srgan_jax import vgg
+from srgan_jax.training import losses
+from srgan_jax.nets import vgg
 
 
 def softplus(x):

@@ -6,10 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from srgan_jax import esrgan_models
-from srgan_jax import generators
-from srgan_jax import models
-from srgan_jax import tiling
+from srgan_jax.nets import esrgan
+from srgan_jax.nets import generators
+from srgan_jax.nets import srgan
+from srgan_jax.evaluation import tiling
 
 
 def n_params(tree) -> int:
@@ -81,7 +81,7 @@ def test_the_papers_srresnet_keeps_its_parameter_names():
     'PReLU_0',
   ]
   assert isinstance(
-    generators.make_generator({'scale': 4, 'num_blocks': 2, 'features': 8}), models.Generator
+    generators.make_generator({'scale': 4, 'num_blocks': 2, 'features': 8}), srgan.Generator
   )
 
 
@@ -98,8 +98,8 @@ def test_output_shape_and_dtype(arch, scale):
 
 def test_clamped_srresnet_output_is_the_clip_of_the_same_conv():
   cfg = {'scale': 4, 'num_blocks': 1, 'features': 8}
-  tanh = models.Generator(**cfg)
-  clamp = models.Generator(**cfg, output='clamp')
+  tanh = srgan.Generator(**cfg)
+  clamp = srgan.Generator(**cfg, output='clamp')
   x = jax.random.uniform(jax.random.key(0), (1, 6, 6, 3))
   v = tanh.init(jax.random.key(1), x)
   pre = jnp.arctanh(jnp.clip(tanh.apply(v, x), -1 + 1e-6, 1 - 1e-6))  # the conv's output
@@ -110,12 +110,12 @@ def test_clamped_srresnet_output_is_the_clip_of_the_same_conv():
 
 def test_nearest_and_bilinear_upsampling_match_pytorchs_index_rules():
   x = np.random.default_rng(0).random((1, 3, 4, 2)).astype(np.float32)
-  near = np.asarray(esrgan_models.upsample_nearest(jnp.asarray(x), 2))
+  near = np.asarray(esrgan.upsample_nearest(jnp.asarray(x), 2))
   for i in range(6):
     for j in range(8):
       np.testing.assert_array_equal(near[0, i, j], x[0, i // 2, j // 2])
   r = 4
-  bil = np.asarray(esrgan_models.upsample_bilinear(jnp.asarray(x), r))
+  bil = np.asarray(esrgan.upsample_bilinear(jnp.asarray(x), r))
   for i in range(3 * r):
     for j in range(4 * r):
       # align_corners=False: source (i + 0.5) / r - 0.5, clamped at 0 and at the last pixel

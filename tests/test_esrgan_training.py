@@ -11,13 +11,13 @@ from configs import default
 from configs import esrgan_x4
 from configs import srresnet_x4
 from configs import x4
-from srgan_jax import checkpoint_files
-from srgan_jax import config_checks
-from srgan_jax import losses
-from srgan_jax import train
-from srgan_jax import train_states
-from srgan_jax import update_step
-from srgan_jax import writers
+from srgan_jax.weights import checkpoint_files
+from srgan_jax.training import config_checks
+from srgan_jax.training import losses
+from srgan_jax.training import loop
+from srgan_jax.training import train_states
+from srgan_jax.training import update_step
+from srgan_jax.training import writers
 from tests.helpers import run_main, tiny_config
 
 ESRGAN_LOSS = {
@@ -31,9 +31,9 @@ ESRGAN_LOSS = {
 
 
 def _batch(config):
-  from srgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from srgan_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 
-  return {'hr': jnp.asarray(next(input_pipeline.create_train_iterator(config))['hr'])}
+  return {'hr': jnp.asarray(next(pipeline.create_train_iterator(config))['hr'])}
 
 
 def _step(config, g, d, batch):
@@ -87,7 +87,7 @@ def test_the_esrgan_generator_loss_is_weighted_content_plus_pixel_plus_ragan():
   want = 0.5 * m['content_loss'] + 1e-2 * m['pixel_loss'] + 5e-3 * m['adversarial_loss']
   np.testing.assert_allclose(m['g_loss'], want, rtol=1e-6)
   # the terms are what their definitions give on this step's SR and logits
-  from srgan_jax.imresize import degrade  # pylint: disable=g-import-not-at-top
+  from srgan_jax.data.imresize import degrade  # pylint: disable=g-import-not-at-top
 
   lr, hr = degrade(batch['hr'], 4, True)
   sr, _ = g.apply_fn(
@@ -151,15 +151,15 @@ def test_the_ema_is_checkpointed_resumed_validated_and_exported(tmp_path, monkey
     ),
   )
   config = tiny_config('srresnet', ema_decay=0.5, num_train_steps=2, checkpoint_every=2)
-  g2, _ = train.train_and_evaluate(config, str(tmp_path))
+  g2, _ = loop.train_and_evaluate(config, str(tmp_path))
   for s, e in zip(shown[-1], _leaves(g2.ema_params)):  # the grid shows the average
     np.testing.assert_array_equal(s, e)
   assert (tmp_path / 'checkpoints' / '2' / 'generator_ema').is_dir()
   config.num_train_steps = 4
-  g4, _ = train.train_and_evaluate(config, str(tmp_path))  # resumes at 2
+  g4, _ = loop.train_and_evaluate(config, str(tmp_path))  # resumes at 2
   assert int(g4.step) == 4 and [m['step'] for m in _metrics(tmp_path)][-1] == 4
   # a straight 4-step run gives the same average: the resumed one restored it
-  straight, _ = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  straight, _ = loop.train_and_evaluate(config, str(tmp_path / 'straight'))
   for a, b in zip(_leaves(g4.ema_params), _leaves(straight.ema_params)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   exported, meta = checkpoint_files.load_generator_with_meta(tmp_path / 'export')
@@ -175,16 +175,16 @@ def test_the_ema_is_checkpointed_resumed_validated_and_exported(tmp_path, monkey
 @pytest.mark.slow
 def test_a_checkpoint_without_ema_restores_into_a_run_with_ema_and_back(tmp_path):
   config = tiny_config('srresnet', num_train_steps=2, checkpoint_every=2, sample_every=0)
-  g2, _ = train.train_and_evaluate(config, str(tmp_path))
+  g2, _ = loop.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / 'checkpoints' / '2' / 'generator_ema').exists()
   config.ema_decay, config.num_train_steps = 0.9, 3
-  g3, _ = train.train_and_evaluate(config, str(tmp_path))
+  g3, _ = loop.train_and_evaluate(config, str(tmp_path))
   assert int(g3.step) == 3
   # the average started from the restored step-2 weights: one update later it is 0.9 / 0.1
   for e, p2, p3 in zip(_leaves(g3.ema_params), _leaves(g2.params), _leaves(g3.params)):
     np.testing.assert_allclose(e, 0.9 * p2 + 0.1 * p3, rtol=1e-5, atol=1e-6)
   config.ema_decay, config.num_train_steps = 0.0, 4
-  g4, _ = train.train_and_evaluate(config, str(tmp_path))
+  g4, _ = loop.train_and_evaluate(config, str(tmp_path))
   assert int(g4.step) == 4 and g4.ema_params is None
 
 
@@ -205,7 +205,7 @@ def test_pretraining_uses_its_own_loss_and_learning_rate_schedule(tmp_path):
       **ESRGAN_LOSS,
     },
   )
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   pre = [m for m in _metrics(tmp_path / 'srresnet') if 'learning_rate' in m]
   assert [m['learning_rate'] for m in pre] == pytest.approx([2e-4, 2e-4, 1e-4, 1e-4])
   assert all('pixel_loss' not in m and 'd_loss' not in m for m in pre)  # L1 alone
@@ -233,7 +233,7 @@ def test_pretraining_uses_its_own_loss_and_learning_rate_schedule(tmp_path):
 def test_bad_esrgan_options_are_one_line_config_errors(tmp_path, monkeypatch, override, match):
   monkeypatch.setattr(update_step, 'make_jitted_step', lambda *a: pytest.fail('compiled a step'))
   with pytest.raises(config_checks.ConfigError, match=match) as e:
-    train.train_and_evaluate(tiny_config('srresnet', **override), str(tmp_path))
+    loop.train_and_evaluate(tiny_config('srresnet', **override), str(tmp_path))
   assert '\n' not in str(e.value)
 
 

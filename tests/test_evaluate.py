@@ -12,7 +12,7 @@ from PIL import Image
 
 from benchmarks.bicubic_table import PUBLISHED  # ../shared/datasets/README.md
 from srgan_jax import evaluate
-from srgan_jax import validation
+from srgan_jax.evaluation import validation
 from tests.tiny_checkpoint import tiny_workdir
 
 
@@ -161,7 +161,7 @@ def test_all_steps_writes_a_metric_per_checkpoint_and_a_plot(workdir, tmp_path):
 
 
 def test_evaluate_sets_gives_the_trainer_one_mean_per_set_and_metric(workdir, tmp_path):
-  from srgan_jax import inference
+  from srgan_jax.evaluation import inference
 
   model = inference.load_model(workdir)
   sets = validation.load_sets([_hr_folder(tmp_path / 'v')], 4)
@@ -169,7 +169,7 @@ def test_evaluate_sets_gives_the_trainer_one_mean_per_set_and_metric(workdir, tm
   assert set(scores) == {'v/psnr_y', 'v/ssim_y', 'v/psnr_rgb'} and all(
     np.isfinite(list(scores.values()))
   )
-  from srgan_jax import lpips
+  from srgan_jax.nets import lpips
 
   fn = lpips.make_lpips('alexnet')
   with_lpips = validation.evaluate_sets(model.predict, model.variables, sets, 4, fn)
@@ -201,7 +201,7 @@ def test_a_scale_that_is_not_the_checkpoints_is_a_one_line_error(workdir, tmp_pa
 
 def test_a_checkpoint_of_another_architecture_is_a_one_line_error(workdir, tmp_path, capsys):
   import shutil
-  from srgan_jax import checkpoint_files
+  from srgan_jax.weights import checkpoint_files
 
   step = pathlib.Path(str(checkpoint_files.resolve_generator_dir(workdir)))
   fake = tmp_path / 'fake' / '2'

@@ -11,10 +11,10 @@ from jax import lax
 
 from srgan_jax.kernels import fast_conv
 from srgan_jax.kernels import onednn_conv
-from srgan_jax import train_states
-from srgan_jax import update_step
-from srgan_jax import vgg
-from srgan_jax.models import pixel_shuffle
+from srgan_jax.training import train_states
+from srgan_jax.training import update_step
+from srgan_jax.nets import vgg
+from srgan_jax.nets.srgan import pixel_shuffle
 from tests.helpers import tiny_config
 
 

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import run_log
-from srgan_jax import train
-from srgan_jax import update_step
-from srgan_jax.errors import UserError
+from srgan_jax.training import run_log
+from srgan_jax.training import loop
+from srgan_jax.training import update_step
+from srgan_jax.common.errors import UserError
 from tests import main_runs
 from tests.helpers import tiny_config
 
@@ -101,7 +101,7 @@ def test_nonfinite_loss_stops_with_inputs_and_metrics_saved_and_no_poisoned_chec
     }
   )
   with pytest.raises(FloatingPointError, match='non-finite .* at step 2') as e:
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   assert '\n' not in str(e.value) and 'nonfinite_step_2.json' in str(e.value)
   assert main_runs.complete_steps(tmp_path) == [1]  # the finite step 1, never step 2
   report = json.loads((tmp_path / 'nonfinite_step_2.json').read_text())
@@ -117,12 +117,10 @@ def _metrics(workdir) -> list[dict]:
 
 
 def test_checkpoint_of_another_phase_is_refused_naming_the_field(tmp_path):
-  train.train_and_evaluate(
-    tiny_config('srresnet', num_train_steps=2, sample_every=0), str(tmp_path)
-  )
+  loop.train_and_evaluate(tiny_config('srresnet', num_train_steps=2, sample_every=0), str(tmp_path))
   srgan = tiny_config('srgan', num_train_steps=4, sample_every=0, generator_init=str(tmp_path))
   with pytest.raises(UserError, match="phase: checkpoint 'srresnet' vs config 'srgan'") as e:
-    train.train_and_evaluate(srgan, str(tmp_path))
+    loop.train_and_evaluate(srgan, str(tmp_path))
   assert '\n' not in str(e.value) and 'restore_compatible_only' in str(e.value)
   assert 'cannot be read' not in str(e.value)  # another config, not a damaged checkpoint
   assert main_runs.complete_steps(tmp_path) == [2]
@@ -138,11 +136,11 @@ def test_a_phase_change_keeps_g_and_starts_the_step_schedule_and_adam_afresh(tmp
     'log_every': 1,
     'checkpoint_every': 1,
   }
-  train.train_and_evaluate(tiny_config('srresnet', num_train_steps=4, **optim), str(tmp_path))
+  loop.train_and_evaluate(tiny_config('srresnet', num_train_steps=4, **optim), str(tmp_path))
   srresnet = main_runs.read_state(tmp_path, 4)
   srgan = tiny_config('srgan', num_train_steps=1, restore_compatible_only=True, **optim)
   with caplog.at_level('WARNING'):
-    g_state, d_state = train.train_and_evaluate(srgan, str(tmp_path))
+    g_state, d_state = loop.train_and_evaluate(srgan, str(tmp_path))
   notes = [r.getMessage() for r in caplog.records if 'restore_compatible_only' in r.getMessage()]
   assert len(notes) == 1 and 'step 0' in notes[0] and 'fresh learning-rate schedule' in notes[0]
   # One SRGAN update was made, at the schedule's start, by a fresh Adam (its first step
@@ -164,7 +162,7 @@ def test_a_phase_change_keeps_g_and_starts_the_step_schedule_and_adam_afresh(tmp
   srgan.num_train_steps = 3
   caplog.clear()
   with caplog.at_level('WARNING'):
-    g_state, _ = train.train_and_evaluate(srgan, str(tmp_path))
+    g_state, _ = loop.train_and_evaluate(srgan, str(tmp_path))
   assert int(g_state.step) == 3 and not [r for r in caplog.records if 'moved it' in r.getMessage()]
   assert [l['step'] for l in _metrics(tmp_path)] == [1, 2, 3]
   assert main_runs.complete_steps(tmp_path / 'srresnet') == [1, 2, 3, 4][-srgan.keep_checkpoints :]
@@ -176,9 +174,9 @@ def test_a_phase_change_keeps_g_and_starts_the_step_schedule_and_adam_afresh(tmp
 def test_resuming_with_another_crop(tmp_path):
   # SRResNet: G is fully convolutional, so another crop simply resumes.
   config = tiny_config('srresnet', num_train_steps=2, sample_every=0)
-  train.train_and_evaluate(config, str(tmp_path / 'srresnet'))
+  loop.train_and_evaluate(config, str(tmp_path / 'srresnet'))
   config.data.hr_crop, config.num_train_steps = 32, 4
-  g_state, _ = train.train_and_evaluate(config, str(tmp_path / 'srresnet'))
+  g_state, _ = loop.train_and_evaluate(config, str(tmp_path / 'srresnet'))
   assert int(g_state.step) == 4
 
   # SRGAN: D's dense layer sees hr_crop^2 features, so the checkpoint is another config's:
@@ -187,10 +185,10 @@ def test_resuming_with_another_crop(tmp_path):
   config = tiny_config(
     'srgan', num_train_steps=2, sample_every=0, generator_init=str(tmp_path / 'srresnet')
   )
-  train.train_and_evaluate(config, str(wd))
+  loop.train_and_evaluate(config, str(wd))
   config.data.hr_crop, config.num_train_steps = 32, 4
   with pytest.raises(UserError) as e:
-    train.train_and_evaluate(config, str(wd))
+    loop.train_and_evaluate(config, str(wd))
   message = str(e.value)
   assert '\n' not in message and 'was written by another config' in message
   assert 'data.hr_crop: checkpoint 24 vs config 32' in message
@@ -201,12 +199,12 @@ def test_resuming_with_another_crop(tmp_path):
   saved = main_runs.read_state(wd, 2)
   config.restore_compatible_only = True
   config.num_train_steps = 2
-  g_state, d_state = train.train_and_evaluate(config, str(wd))
+  g_state, d_state = loop.train_and_evaluate(config, str(wd))
   assert int(g_state.step) == 2 and int(d_state.step) == 0
   kernel = "['generator']['params']['conv_in']['kernel']"
   assert np.array_equal(np.asarray(g_state.params['conv_in']['kernel']), saved[kernel])
   config.num_train_steps = 3
-  g_state, d_state = train.train_and_evaluate(config, str(wd))
+  g_state, d_state = loop.train_and_evaluate(config, str(wd))
   assert int(g_state.step) == 3 and int(d_state.step) == 1
 
 
@@ -215,10 +213,10 @@ def _tree_bytes(path):
 
 
 def test_a_damaged_checkpoint_is_a_one_line_error_and_is_left_as_it_is(tmp_path):
-  from srgan_jax import checkpoint_files  # pylint: disable=g-import-not-at-top
+  from srgan_jax.weights import checkpoint_files  # pylint: disable=g-import-not-at-top
 
   config = tiny_config('srresnet', num_train_steps=2, sample_every=0, checkpoint_every=1)
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   latest = tmp_path / 'checkpoints' / '2'
   data = max((latest / 'generator').rglob('d/*'), key=lambda p: p.stat().st_size)
   data.write_bytes(data.read_bytes()[:100])  # a truncated array file (e.g. a full disk)
@@ -226,7 +224,7 @@ def test_a_damaged_checkpoint_is_a_one_line_error_and_is_left_as_it_is(tmp_path)
 
   config.num_train_steps = 3
   for load in (
-    lambda: train.train_and_evaluate(config, str(tmp_path)),
+    lambda: loop.train_and_evaluate(config, str(tmp_path)),
     lambda: checkpoint_files.load_generator(tmp_path),
   ):
     with pytest.raises(UserError, match='checkpoints/2 cannot be read') as e:
@@ -240,7 +238,7 @@ def test_a_damaged_checkpoint_is_a_one_line_error_and_is_left_as_it_is(tmp_path)
 
   # Doing what the error says: the run resumes from the checkpoint before it.
   latest.rename(tmp_path / 'damaged_2')
-  g_state, _ = train.train_and_evaluate(config, str(tmp_path))
+  g_state, _ = loop.train_and_evaluate(config, str(tmp_path))
   assert int(g_state.step) == 3 and main_runs.complete_steps(tmp_path)[-1] == 3
 
 
@@ -277,10 +275,10 @@ def test_a_stop_is_acted_on_within_two_steps_whatever_log_every(tmp_path, monkey
     'srresnet', num_train_steps=60, log_every=50, checkpoint_every=1000, sample_every=0
   )
   with caplog.at_level('WARNING'):
-    g_state, _ = train.train_and_evaluate(config, str(tmp_path))
+    g_state, _ = loop.train_and_evaluate(config, str(tmp_path))
   [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith('Preempted')]
   saved = main_runs.complete_steps(tmp_path)
-  # At most 2 steps ahead (train.MAX_STEPS_AHEAD), plus the one the signal may just miss.
+  # At most 2 steps ahead (loop.MAX_STEPS_AHEAD), plus the one the signal may just miss.
   assert len(saved) == 1 and 3 <= saved[0] <= 3 + 2 + 1 < 50, (saved, line)
   assert int(g_state.step) == saved[0]
   assert 'after SIGTERM arrived' in line  # timed from the signal, not from when the loop saw it

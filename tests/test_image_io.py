@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from srgan_jax import image_io
-from srgan_jax.image_io import (
+from srgan_jax.data import image_io
+from srgan_jax.data.image_io import (
   IMAGE_EXTENSIONS,
   ImageReadError,
   is_grayscale_file,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import hr_lr_pairs
-from srgan_jax.image_io import load_rgb
-from srgan_jax.imresize import imresize, imresize_np, imresize_uint8, resize_matrix
+from srgan_jax.data.image_io import load_rgb
+from srgan_jax.data.imresize import imresize, imresize_np, imresize_uint8, resize_matrix
 
 # Keys cubic, a = -0.5, evaluated by hand:
 #   |x| <= 1:     1.5|x|^3 - 2.5|x|^2 + 1

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srgan_jax import data_sources, input_pipeline
-from srgan_jax.errors import UserError
+from srgan_jax.data import sources, pipeline
+from srgan_jax.common.errors import UserError
 from tests.helpers import tiny_config
 
 CROP = 16
@@ -67,15 +67,15 @@ def _take(it, n):
 
 
 def test_batches_are_uint8_crops_of_the_configured_shape(noise_folder):
-  batch = next(input_pipeline.create_train_iterator(_config(noise_folder)))
+  batch = next(pipeline.create_train_iterator(_config(noise_folder)))
   assert set(batch) == {'hr'}
   assert batch['hr'].shape == (4, CROP, CROP, 3) and batch['hr'].dtype == np.uint8
 
 
 def test_the_same_seed_gives_the_same_batches_and_another_seed_differs(noise_folder):
-  a = _take(input_pipeline.create_train_iterator(_config(noise_folder, seed=1)), 4)
-  b = _take(input_pipeline.create_train_iterator(_config(noise_folder, seed=1)), 4)
-  c = _take(input_pipeline.create_train_iterator(_config(noise_folder, seed=2)), 4)
+  a = _take(pipeline.create_train_iterator(_config(noise_folder, seed=1)), 4)
+  b = _take(pipeline.create_train_iterator(_config(noise_folder, seed=1)), 4)
+  c = _take(pipeline.create_train_iterator(_config(noise_folder, seed=2)), 4)
   np.testing.assert_array_equal(np.stack(a), np.stack(b))
   assert not np.array_equal(np.stack(a), np.stack(c))
 
@@ -83,17 +83,17 @@ def test_the_same_seed_gives_the_same_batches_and_another_seed_differs(noise_fol
 @pytest.mark.parametrize('shards', [{}, dict(num_shards=2, local_shards=[0, 1])])
 def test_a_restored_iterator_continues_the_uninterrupted_sequence(noise_folder, shards):
   config = _config(noise_folder)
-  uninterrupted = input_pipeline.create_train_iterator(config, **shards)
+  uninterrupted = pipeline.create_train_iterator(config, **shards)
   _take(uninterrupted, 3)
   state = uninterrupted.get_state()
   expected = _take(uninterrupted, 5)  # crosses epoch boundaries (6 images, batch 4)
-  resumed = input_pipeline.create_train_iterator(config, **shards)
+  resumed = pipeline.create_train_iterator(config, **shards)
   resumed.set_state(state)
   np.testing.assert_array_equal(np.stack(_take(resumed, 5)), np.stack(expected))
 
 
 def test_every_epoch_visits_every_image_once_in_a_new_order(id_folder):
-  it = input_pipeline.create_train_iterator(_config(id_folder))  # 8 images, batch 4
+  it = pipeline.create_train_iterator(_config(id_folder))  # 8 images, batch 4
   epochs = [sum((_ids(next(it)) for _ in range(2)), []) for _ in range(4)]
   for epoch in epochs:
     assert sorted(epoch) == list(range(8))
@@ -104,7 +104,7 @@ def test_data_shards_are_disjoint_and_together_cover_the_data(id_folder):
   config = _config(id_folder)  # global batch 4: 2 per shard
   seen = []
   for s in range(2):
-    it = input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[s])
+    it = pipeline.create_train_iterator(config, num_shards=2, local_shards=[s])
     first_epoch = sum((_ids(next(it)) for _ in range(2)), [])  # 4 images per shard
     assert len(set(first_epoch)) == 4
     more = sum((_ids(next(it)) for _ in range(6)), [])
@@ -116,9 +116,9 @@ def test_data_shards_are_disjoint_and_together_cover_the_data(id_folder):
 
 def test_two_processes_together_batch_exactly_what_one_process_of_both_shards_batches(noise_folder):
   config = _config(noise_folder)
-  one = _take(input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1]), 5)
+  one = _take(pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1]), 5)
   halves = [
-    _take(input_pipeline.create_train_iterator(config, p, 2, num_shards=2, local_shards=[p]), 5)
+    _take(pipeline.create_train_iterator(config, p, 2, num_shards=2, local_shards=[p]), 5)
     for p in range(2)
   ]
   for t in range(5):  # crosses epochs: 3 images per shard, 2 crops per shard and step
@@ -127,12 +127,10 @@ def test_two_processes_together_batch_exactly_what_one_process_of_both_shards_ba
 
 def test_seeking_a_step_gives_the_batch_that_iterating_to_it_gives(noise_folder):
   config = _config(noise_folder)
-  iterated = _take(
-    input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1]), 7
-  )
+  iterated = _take(pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1]), 7)
   for t in (0, 3, 6):
-    it = input_pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1])
-    input_pipeline.seek(it, t)
+    it = pipeline.create_train_iterator(config, num_shards=2, local_shards=[0, 1])
+    pipeline.seek(it, t)
     np.testing.assert_array_equal(next(it)['hr'], iterated[t])
 
 
@@ -140,18 +138,19 @@ _ROWS_TO_DEVICES = """
 import sys, jax, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 sys.path.insert(0, sys.argv[1])
-from srgan_jax import input_pipeline, update_step
+from srgan_jax.data import pipeline
+from srgan_jax.training import update_step
 from tests.helpers import tiny_config
 config = tiny_config(**{'data.source': 'folder:' + sys.argv[2], 'data.hr_crop': 16,
                         'data.batch_size': 8})
 mesh = update_step.make_mesh()
 local = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
-it = input_pipeline.create_train_iterator(config, num_shards=4, local_shards=local)
+it = pipeline.create_train_iterator(config, num_shards=4, local_shards=local)
 batch = jax.make_array_from_process_local_data(NamedSharding(mesh, P('data')), next(it)['hr'])
 position = {d: i for i, d in enumerate(mesh.devices.flat)}
 for shard in batch.addressable_shards:
   s = position[shard.device]
-  alone = next(input_pipeline.create_train_iterator(config, num_shards=4, local_shards=[s]))['hr']
+  alone = next(pipeline.create_train_iterator(config, num_shards=4, local_shards=[s]))['hr']
   np.testing.assert_array_equal(np.asarray(shard.data), alone)
 print('checked', len(batch.addressable_shards))
 """
@@ -187,7 +186,7 @@ def test_augmentation_covers_all_flips_and_rotations_only_when_enabled(tmp_path,
     np.arange(CROP)[:, None] * 7 + np.arange(CROP)[None, :]
   )  # no symmetry of its own
   Image.fromarray(original).save(tmp_path / 'one.png')
-  it = input_pipeline.create_train_iterator(
+  it = pipeline.create_train_iterator(
     _config(tmp_path, **{'data.batch_size': 16, 'data.augment': augment})
   )
   found = {_symmetry(crop, original) for batch in _take(it, 6) for crop in batch}
@@ -222,14 +221,14 @@ def test_bad_or_odd_files_are_converted_or_skipped_with_a_warning_and_training_c
   usable, bad = _bad_and_odd_files(tmp_path)
   config = _config(tmp_path)
   with caplog.at_level(logging.WARNING):
-    images = data_sources.load_shard(config.data.source, config.data, CROP)
+    images = sources.load_shard(config.data.source, config.data, CROP)
   assert len(images) == usable
   assert all(im.dtype == np.uint8 and im.ndim == 3 and im.shape[-1] == 3 for im in images)
   assert sorted(im.shape[:2] for im in images).count((40, 32)) == 1  # the EXIF-rotated photo
   skips = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
   assert len(skips) == bad and f'({bad} skipped so far)' in skips[-1]
   assert any('without an image extension' in r.getMessage() for r in caplog.records)
-  it = input_pipeline.create_train_iterator(config)
+  it = pipeline.create_train_iterator(config)
   assert all(b.shape == (4, CROP, CROP, 3) for b in _take(it, 4))
 
 
@@ -238,45 +237,45 @@ def test_several_folders_train_on_the_images_of_all_of_them(tmp_path):
     (tmp_path / f'f{k % 2}').mkdir(exist_ok=True)
     Image.fromarray(_id_image(k)).save(tmp_path / f'f{k % 2}' / f'{k}.png')
   spec = f'folder:{tmp_path / "f0"},{tmp_path / "f1"}'
-  it = input_pipeline.create_train_iterator(_config(tmp_path / 'f0', **{'data.source': spec}))
+  it = pipeline.create_train_iterator(_config(tmp_path / 'f0', **{'data.source': spec}))
   assert sorted(sum((_ids(next(it)) for _ in range(3)), [])) == sorted(2 * list(range(6)))
   data = _config(tmp_path).data
   with pytest.raises(UserError, match='does not exist'):  # one missing folder of several
-    data_sources.open_source(f'folder:{tmp_path / "f0"},{tmp_path / "nope"}', data)
+    sources.open_source(f'folder:{tmp_path / "f0"},{tmp_path / "nope"}', data)
   with pytest.raises(UserError, match='twice'):  # a folder inside another: images counted twice
-    data_sources.open_source(f'folder:{tmp_path},{tmp_path / "f1"}', data)
+    sources.open_source(f'folder:{tmp_path},{tmp_path / "f1"}', data)
 
 
 def test_an_empty_or_all_bad_folder_is_a_one_line_user_error(tmp_path):
   (tmp_path / 'empty').mkdir()
   with pytest.raises(UserError, match='no images'):
-    input_pipeline.create_train_iterator(_config(tmp_path / 'empty'))
+    pipeline.create_train_iterator(_config(tmp_path / 'empty'))
   (tmp_path / 'bad').mkdir()
   (tmp_path / 'bad' / 'a.png').write_bytes(b'garbage')
   Image.fromarray(_id_image(1, 8, 8)).save(tmp_path / 'bad' / 'small.png')
   with pytest.raises(UserError, match='none of the 2 images') as e:
-    input_pipeline.create_train_iterator(_config(tmp_path / 'bad'))
+    pipeline.create_train_iterator(_config(tmp_path / 'bad'))
   assert '\n' not in str(e.value)
   with pytest.raises(UserError, match='does not exist'):
-    input_pipeline.create_train_iterator(_config(tmp_path / 'missing'))
+    pipeline.create_train_iterator(_config(tmp_path / 'missing'))
 
 
 def test_more_data_shards_than_images_or_shards_over_the_ram_budget_is_a_user_error(id_folder):
   with pytest.raises(UserError, match='fewer than the 16 data shards'):
-    input_pipeline.create_train_iterator(_config(id_folder, **{'data.batch_size': 16}), 0, 16)
+    pipeline.create_train_iterator(_config(id_folder, **{'data.batch_size': 16}), 0, 16)
   with pytest.raises(UserError, match='fewer than the 16 data shards'):  # one process, 16 devices
-    input_pipeline.create_train_iterator(
+    pipeline.create_train_iterator(
       _config(id_folder, **{'data.batch_size': 16}), num_shards=16, local_shards=list(range(16))
     )
   with pytest.raises(UserError, match='cache_gb'):
-    input_pipeline.create_train_iterator(_config(id_folder, **{'data.cache_gb': 1e-6}))
+    pipeline.create_train_iterator(_config(id_folder, **{'data.cache_gb': 1e-6}))
 
 
 @pytest.fixture(scope='module')
 def tfds_dir(tmp_path_factory):
   """A prepared ArrayRecord TFDS dataset of 8 identifiable images, built without TensorFlow."""
   root = tmp_path_factory.mktemp('tfds')
-  data_sources.write_tfds_dataset(
+  sources.write_tfds_dataset(
     str(root),
     'tiny_hr',
     {
@@ -298,11 +297,11 @@ def test_a_tfds_source_is_read_by_random_access_and_sharded(tfds_dir):
   )
   seen = []
   for p in range(2):
-    it = input_pipeline.create_train_iterator(config, process_index=p, process_count=2)
+    it = pipeline.create_train_iterator(config, process_index=p, process_count=2)
     seen.append(set(_ids(next(it)) + _ids(next(it))))
   assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(8))
   config.data.val_source = 'tfds:tiny_hr:validation'
-  val = input_pipeline.load_val_crops(config)
+  val = pipeline.load_val_crops(config)
   assert val.shape == (2, 32, 32, 3) and (val == 200).all()
 
 
@@ -310,7 +309,7 @@ def test_tfds_mistakes_are_one_line_user_errors_that_say_what_to_do(tfds_dir, tm
   def error(source, data_dir=str(tfds_dir), **overrides):
     config = tiny_config(**{'data.source': source, 'data.tfds_data_dir': data_dir, **overrides})
     with pytest.raises(UserError) as e:
-      input_pipeline.create_train_iterator(config)
+      pipeline.create_train_iterator(config)
     assert '\n' not in str(e.value)
     return str(e.value)
 
@@ -325,15 +324,15 @@ def test_tfds_mistakes_are_one_line_user_errors_that_say_what_to_do(tfds_dir, tm
 
 def test_the_demo_source_and_validation_crops():
   config = tiny_config()
-  assert next(input_pipeline.create_train_iterator(config))['hr'].shape == (4, 24, 24, 3)
-  assert input_pipeline.load_val_crops(config).shape == (2, 32, 32, 3)
+  assert next(pipeline.create_train_iterator(config))['hr'].shape == (4, 24, 24, 3)
+  assert pipeline.load_val_crops(config).shape == (2, 32, 32, 3)
 
 
 def test_streaming_gives_the_same_batches_as_the_ram_cache(noise_folder):
   shards = dict(num_shards=2, local_shards=[0, 1])
-  cached = _take(input_pipeline.create_train_iterator(_config(noise_folder), **shards), 4)
+  cached = _take(pipeline.create_train_iterator(_config(noise_folder), **shards), 4)
   streamed = _take(
-    input_pipeline.create_train_iterator(_config(noise_folder, **{'data.stream': True}), **shards),
+    pipeline.create_train_iterator(_config(noise_folder, **{'data.stream': True}), **shards),
     4,
   )
   np.testing.assert_array_equal(np.stack(streamed), np.stack(cached))
@@ -345,17 +344,17 @@ def test_streaming_replaces_bad_files_met_mid_run_with_one_warning_each_and_stay
   _, bad = _bad_and_odd_files(tmp_path)
   config = _config(tmp_path, **{'data.stream': True, 'data.decode_threads': 2})
   with caplog.at_level(logging.WARNING):
-    it = input_pipeline.create_train_iterator(config)
+    it = pipeline.create_train_iterator(config)
     _take(it, 3)
     state = it.get_state()
     expected = _take(it, 6)  # 9 batches x 4 crops > 3 epochs of the 11 images
   skips = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
   assert len(skips) == bad and f'({bad} skipped so far)' in skips[-1]
-  resumed = input_pipeline.create_train_iterator(config)
+  resumed = pipeline.create_train_iterator(config)
   resumed.set_state(state)
   np.testing.assert_array_equal(np.stack(_take(resumed, 6)), np.stack(expected))
-  sought = input_pipeline.create_train_iterator(config)  # a bad visit's substitute is fixed too
-  input_pipeline.seek(sought, 5)
+  sought = pipeline.create_train_iterator(config)  # a bad visit's substitute is fixed too
+  pipeline.seek(sought, 5)
   np.testing.assert_array_equal(np.stack(_take(sought, 4)), np.stack(expected[2:]))
 
 
@@ -363,4 +362,4 @@ def test_streaming_an_all_bad_folder_is_a_user_error_at_start(tmp_path):
   for name in ('a.png', 'b.jpg'):
     (tmp_path / name).write_bytes(b'garbage')
   with pytest.raises(UserError, match='none of the 2 images'):
-    input_pipeline.create_train_iterator(_config(tmp_path, **{'data.stream': True}))
+    pipeline.create_train_iterator(_config(tmp_path, **{'data.stream': True}))

@@ -6,10 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from srgan_jax import generators
-from srgan_jax import inference
+from srgan_jax.nets import generators
+from srgan_jax.evaluation import inference
 from srgan_jax import interpolate
-from srgan_jax import model_zoo
+from srgan_jax.weights import zoo
 
 RRDB = {'arch': 'rrdbnet', 'scale': 4, 'num_blocks': 1, 'features': 8, 'growth': 4, 'tiny': False}
 SRRESNET = {'arch': 'srresnet', 'scale': 4, 'num_blocks': 2, 'features': 8, 'tiny': False}
@@ -21,7 +21,7 @@ def generator_file(path, model, seed):
   if 'batch_stats' in v:  # non-trivial BN statistics, so that their blend matters
     v = {**v, 'batch_stats': jax.tree.map(lambda a: a + 0.1 * seed + 0.5, v['batch_stats'])}
   variables = {'params': v['params'], 'batch_stats': v.get('batch_stats', {})}
-  path.write_bytes(model_zoo.encode(variables, {'model': model, 'phase': 'x', 'step': seed}))
+  path.write_bytes(zoo.encode(variables, {'model': model, 'phase': 'x', 'step': seed}))
   return str(path)
 
 
@@ -39,7 +39,7 @@ def test_the_blend_is_one_minus_alpha_psnr_plus_alpha_gan_and_loads(pair, tmp_pa
   dst = tmp_path / out
   assert interpolate.main([psnr, gan, '--alpha=0.8', f'--out={dst}']) == 0
   model = inference.load_model(str(dst))  # what upscale and evaluate do
-  a, b = model_zoo.load_generator(psnr), model_zoo.load_generator(gan)
+  a, b = zoo.load_generator(psnr), zoo.load_generator(gan)
   for tree in ('params', 'batch_stats'):
     want = jax.tree.map(lambda x, y: 0.2 * x + 0.8 * y, a[tree], b[tree])
     got = jax.tree.map(np.asarray, model.variables[tree])

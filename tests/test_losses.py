@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from srgan_jax import losses
+from srgan_jax.training import losses
 
 
 def test_pixel_mse_hand_computed():

@@ -6,10 +6,10 @@ import types
 import numpy as np
 import pytest
 
-from srgan_jax import image_io
-from srgan_jax import lpips
-from srgan_jax import pretrained
-from srgan_jax.imresize import imresize_uint8
+from srgan_jax.data import image_io
+from srgan_jax.nets import lpips
+from srgan_jax.weights import pretrained
+from srgan_jax.data.imresize import imresize_uint8
 from tests.conftest import hr_lr_pairs
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from srgan_jax.metrics import psnr, psnr_rgb, psnr_y, rgb_to_y, ssim, ssim_y
+from srgan_jax.evaluation.metrics import psnr, psnr_rgb, psnr_y, rgb_to_y, ssim, ssim_y
 
 
 def _rand(shape, seed=0):

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from srgan_jax import inference
-from srgan_jax import model_zoo
+from srgan_jax.evaluation import inference
+from srgan_jax.weights import zoo
 from srgan_jax import upscale
-from srgan_jax import validation
+from srgan_jax.evaluation import validation
 from tests.conftest import REPO
 from tests.tiny_checkpoint import tiny_workdir
 
@@ -19,7 +19,7 @@ from tests.tiny_checkpoint import tiny_workdir
 def exported(tmp_path_factory):
   workdir = tiny_workdir(tmp_path_factory)
   out = tmp_path_factory.mktemp('zoo') / 'tiny.msgpack'
-  summary = model_zoo.export(workdir, out, {'data': 'demo'})
+  summary = zoo.export(workdir, out, {'data': 'demo'})
   assert 'srresnet x4 step 2' in summary and hashlib.sha256(out.read_bytes()).hexdigest() in summary
   return workdir, out
 
@@ -43,10 +43,10 @@ def test_a_damaged_generator_file_is_a_one_line_error(exported, tmp_path, damage
     {
       'truncated': data[: len(data) // 2],
       'garbage': b'\x00' * 100,
-      'not-a-generator': model_zoo.serialization.msgpack_serialize({'meta': {'x': 1}}),
+      'not-a-generator': zoo.serialization.msgpack_serialize({'meta': {'x': 1}}),
     }[damage]
   )
-  with pytest.raises(model_zoo.ModelZooError) as e:
+  with pytest.raises(zoo.ModelZooError) as e:
     inference.load_model(str(bad))
   assert '\n' not in str(e.value) and str(bad) in str(e.value)
 
@@ -57,16 +57,16 @@ def test_a_corrupt_or_missing_shipped_file_is_a_one_line_error(exported, tmp_pat
   copy.mkdir()
   (copy / 'tiny.msgpack').write_bytes(path.read_bytes())
   digest = hashlib.sha256(path.read_bytes()).hexdigest()
-  monkeypatch.setattr(model_zoo, 'WEIGHTS_DIR', copy)
-  monkeypatch.setitem(model_zoo.MODELS, 'tiny_x4', ('tiny.msgpack', digest, 'a test model'))
+  monkeypatch.setattr(zoo, 'WEIGHTS_DIR', copy)
+  monkeypatch.setitem(zoo.MODELS, 'tiny_x4', ('tiny.msgpack', digest, 'a test model'))
   assert inference.load_model('tiny_x4').scale == 4  # intact: loads
   data = bytearray(path.read_bytes())
   data[len(data) // 2] ^= 1  # one flipped bit
   (copy / 'tiny.msgpack').write_bytes(bytes(data))
-  with pytest.raises(model_zoo.ModelZooError, match='corrupt .SHA-256 mismatch.; reinstall'):
+  with pytest.raises(zoo.ModelZooError, match='corrupt .SHA-256 mismatch.; reinstall'):
     inference.load_model('tiny_x4')
   (copy / 'tiny.msgpack').unlink()
-  with pytest.raises(model_zoo.ModelZooError, match='is missing'):
+  with pytest.raises(zoo.ModelZooError, match='is missing'):
     inference.load_model('tiny_x4')
 
 
@@ -86,14 +86,14 @@ def test_unknown_model_names_are_one_line_errors(capsys, tmp_path):
 
 def test_export_refuses_bad_destinations_and_writes_nothing(exported, tmp_path):
   workdir, _ = exported
-  with pytest.raises(model_zoo.ModelZooError, match='.msgpack'):
-    model_zoo.export(workdir, tmp_path / 'g.bin')
-  with pytest.raises(model_zoo.ModelZooError, match='no such folder'):
-    model_zoo.export(workdir, tmp_path / 'nope' / 'g.msgpack')
+  with pytest.raises(zoo.ModelZooError, match='.msgpack'):
+    zoo.export(workdir, tmp_path / 'g.bin')
+  with pytest.raises(zoo.ModelZooError, match='no such folder'):
+    zoo.export(workdir, tmp_path / 'nope' / 'g.msgpack')
   assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize('name', sorted(model_zoo.MODELS))
+@pytest.mark.parametrize('name', sorted(zoo.MODELS))
 def test_each_shipped_model_loads_and_beats_bicubic_on_a_set5_image(name, datasets):
   model = inference.load_model(name)
   assert model.scale == 4 and model.step > 0
@@ -107,6 +107,6 @@ def test_each_shipped_model_loads_and_beats_bicubic_on_a_set5_image(name, datase
 
 
 def test_the_shipped_model_cards_name_their_file_and_checksum():
-  for name, (file, digest, _) in model_zoo.MODELS.items():
-    card = (model_zoo.WEIGHTS_DIR / file).with_suffix('.md').read_text()
+  for name, (file, digest, _) in zoo.MODELS.items():
+    card = (zoo.WEIGHTS_DIR / file).with_suffix('.md').read_text()
     assert digest in card and name in card

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import models
+from srgan_jax.nets import srgan
 
 
 def n_params(tree) -> int:
@@ -18,7 +18,7 @@ def conv(k, cin, cout, bias=True):
 
 @pytest.mark.parametrize('scale', [2, 3, 4, 8])
 def test_generator_output_shape_and_its_last_layer_is_tanh_of_the_k9n3_conv(scale):
-  g = models.Generator(scale=scale, num_blocks=2, features=16)
+  g = srgan.Generator(scale=scale, num_blocks=2, features=16)
   x = jax.random.uniform(jax.random.key(0), (2, 7, 5, 3))
   variables = g.init(jax.random.key(1), x)
   assert g.apply(variables, x).shape == (2, 7 * scale, 5 * scale, 3)
@@ -36,7 +36,7 @@ def test_generator_output_shape_and_its_last_layer_is_tanh_of_the_k9n3_conv(scal
 
 @pytest.mark.parametrize('scale,n_up', [(2, 1), (4, 2), (8, 3)])
 def test_generator_parameter_count_paper_config(scale, n_up):
-  g = models.Generator(scale=scale)  # B = 16, n64
+  g = srgan.Generator(scale=scale)  # B = 16, n64
   shapes = jax.eval_shape(g.init, jax.random.key(0), jnp.zeros((1, 24, 24, 3)))
   prelu = 1  # one learnable slope per PReLU layer
   bn = 2 * 64  # gamma and beta (running statistics are not parameters)
@@ -52,7 +52,7 @@ def test_generator_parameter_count_paper_config(scale, n_up):
 
 
 def test_discriminator_parameter_count_and_logit_shape():
-  d = models.Discriminator()
+  d = srgan.Discriminator()
   x = jnp.zeros((3, 96, 96, 3))
   shapes = jax.eval_shape(d.init, jax.random.key(0), x)
   chans = [3, 64, 64, 128, 128, 256, 256, 512, 512]
@@ -68,7 +68,7 @@ def test_discriminator_parameter_count_and_logit_shape():
 def test_pixel_shuffle_matches_index_reference():
   r, n, h, w, c = 2, 2, 3, 4, 3
   x = np.random.default_rng(0).normal(size=(n, h, w, c * r * r)).astype(np.float32)
-  got = np.asarray(models.pixel_shuffle(jnp.asarray(x), r))
+  got = np.asarray(srgan.pixel_shuffle(jnp.asarray(x), r))
   want = np.zeros((n, h * r, w * r, c), np.float32)
   for b in range(n):
     for y in range(h * r):
@@ -82,7 +82,7 @@ def test_pixel_shuffle_matches_index_reference():
 def test_pixel_shuffle_x3_matches_index_reference():
   r = 3
   x = np.arange(1 * 2 * 2 * 18, dtype=np.float32).reshape(1, 2, 2, 18)
-  got = np.asarray(models.pixel_shuffle(jnp.asarray(x), r))
+  got = np.asarray(srgan.pixel_shuffle(jnp.asarray(x), r))
   for y in range(6):
     for xx in range(6):
       for ch in range(2):
@@ -91,4 +91,4 @@ def test_pixel_shuffle_x3_matches_index_reference():
 
 def test_bad_scale_is_rejected():
   with pytest.raises(ValueError, match='scale must be one of'):
-    models.upsample_factors(5)
+    srgan.upsample_factors(5)

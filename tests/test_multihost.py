@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pytest
 
-from srgan_jax import distributed
-from srgan_jax.errors import UserError
+from srgan_jax.training import distributed
+from srgan_jax.common.errors import UserError
 from tests import main_runs
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from srgan_jax import train_states
-from srgan_jax import update_step
+from srgan_jax.training import train_states
+from srgan_jax.training import update_step
 from srgan_jax.kernels import fast_conv, onednn_conv
 from tests.helpers import tiny_config
 
@@ -82,7 +82,7 @@ def test_forward_and_gradients_equal_lax(n, h, w, c, kh, kw, o, strides, padding
 def test_every_convolution_of_an_srgan_step_runs_through_onednn():
   config = tiny_config('srgan', **{'loss.content': 'vgg22'})
   g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
-  from srgan_jax import vgg
+  from srgan_jax.nets import vgg
 
   vgg_params = vgg.VGG19(taps=('relu2_2',)).init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))[
     'params'

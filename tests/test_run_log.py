@@ -8,8 +8,8 @@ import re
 import jax
 import pytest
 
-from srgan_jax import run_log
-from srgan_jax import train
+from srgan_jax.training import run_log
+from srgan_jax.training import loop
 from tests.helpers import tiny_config
 
 
@@ -25,7 +25,7 @@ def test_a_run_writes_its_config_logs_the_compiled_step_before_step_1_and_profil
     num_train_steps=4, log_every=1, sample_every=0, checkpoint_every=4, profile_steps=(2, 3)
   )
   with caplog.at_level('INFO'):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   messages = _messages(caplog)
 
   # config.json: the config the run trained with, field for field.
@@ -53,7 +53,7 @@ def test_a_run_writes_its_config_logs_the_compiled_step_before_step_1_and_profil
 def test_without_profile_steps_nothing_is_traced(tmp_path):
   config = tiny_config(num_train_steps=2, sample_every=0)
   assert tuple(config.profile_steps) == ()  # the default: off
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / 'tensorboard' / 'plugins').exists()
 
 

@@ -109,14 +109,16 @@ def test_the_import_graph_has_no_cycle():
 
 def test_only_main_and_the_benchmarks_import_the_trainer():
   graph, _ = import_graph()
-  importers = sorted(m for m, deps in graph.items() if 'srgan_jax.train' in deps)
+  importers = sorted(m for m, deps in graph.items() if 'srgan_jax.training.loop' in deps)
   assert importers and all(_within(m, TRAIN_IMPORTERS) for m in importers), importers
 
 
 def test_training_and_inference_reach_neither_the_benchmark_nor_torch():
   graph, external = import_graph()
   reached = reachable(graph, ENTRY_POINTS)
-  assert 'srgan_jax.train' in reached and 'srgan_jax.inference' in reached  # the walk works
+  assert (
+    'srgan_jax.training.loop' in reached and 'srgan_jax.evaluation.inference' in reached
+  )  # the walk works
   assert not [m for m in reached if _within(m, ('srgan_jax.benchmark',))]
   assert not [m for m in reached if 'torch' in external[m]]
   # The PyTorch reference is imported by the benchmark's worker and nothing else.
@@ -126,19 +128,24 @@ def test_training_and_inference_reach_neither_the_benchmark_nor_torch():
 
 
 def test_the_checks_above_fail_on_a_cycle_and_on_a_stray_import_of_the_trainer(tmp_path):
-  (tmp_path / 'srgan_jax').mkdir()
+  (tmp_path / 'srgan_jax' / 'training').mkdir(parents=True)
   (tmp_path / 'benchmarks').mkdir()
   files = {
     '__init__': '',
-    'train': 'from srgan_jax import writers\n',
-    'writers': 'def grid():\n  from srgan_jax import train\n',  # lazy, still a cycle
-    'main': 'from srgan_jax import train\n',
+    'training/__init__': '',
+    'training/loop': 'from srgan_jax.training import writers\n',
+    'training/writers': 'def grid():\n  from srgan_jax.training import loop\n',  # lazy, still a cycle
+    'upscale': 'from srgan_jax.training import loop\n',
   }
   for name, text in files.items():
     (tmp_path / 'srgan_jax' / f'{name}.py').write_text(text)
   graph, _ = import_graph(tmp_path)
-  assert find_cycle(graph) == ['srgan_jax.train', 'srgan_jax.writers', 'srgan_jax.train']
-  importers = [m for m, deps in graph.items() if 'srgan_jax.train' in deps]
+  assert find_cycle(graph) == [
+    'srgan_jax.training.loop',
+    'srgan_jax.training.writers',
+    'srgan_jax.training.loop',
+  ]
+  importers = [m for m, deps in graph.items() if 'srgan_jax.training.loop' in deps]
   assert not all(_within(m, TRAIN_IMPORTERS) for m in importers)
 
 

@@ -10,20 +10,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import train
-from srgan_jax import config_checks
-from srgan_jax import train_states
-from srgan_jax import update_step
-from srgan_jax.imresize import degrade
+from srgan_jax.training import loop
+from srgan_jax.training import config_checks
+from srgan_jax.training import train_states
+from srgan_jax.training import update_step
+from srgan_jax.data.imresize import degrade
 from tests.conftest import REPO
 from tests.helpers import run_main, tiny_config
 
 
 def _fixed_batch(n=4, size=24):
-  from srgan_jax import input_pipeline
+  from srgan_jax.data import pipeline
 
   config = tiny_config(**{'data.batch_size': n, 'data.hr_crop': size})
-  return {'hr': jnp.asarray(next(input_pipeline.create_train_iterator(config))['hr'])}
+  return {'hr': jnp.asarray(next(pipeline.create_train_iterator(config))['hr'])}
 
 
 @pytest.mark.slow
@@ -119,7 +119,7 @@ def test_bad_configs_fail_with_one_line_before_compiling(bad, match, tmp_path):
     config_checks.validate_config(config)
     return
   with pytest.raises(config_checks.ConfigError, match=match) as e:
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   assert '\n' not in str(e.value)
   assert not (tmp_path / 'checkpoints').exists()
 
@@ -127,16 +127,16 @@ def test_bad_configs_fail_with_one_line_before_compiling(bad, match, tmp_path):
 def test_srgan_without_srresnet_checkpoint_is_refused(tmp_path):
   config = tiny_config('srgan')
   with pytest.raises(config_checks.ConfigError, match='generator_init'):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   config.generator_init = str(tmp_path / 'missing')
   with pytest.raises(config_checks.ConfigError, match='holds no SRResNet checkpoint'):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
 
 
 def test_vgg_loss_without_weights_is_refused_not_replaced_by_mse(tmp_path):
   config = tiny_config('srresnet', **{'loss.content': 'vgg54'})
   with pytest.raises(config_checks.ConfigError, match='convert_vgg'):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
 
 
 def _main(workdir, *overrides, config='configs/x4.py:demo'):
@@ -160,12 +160,13 @@ def _main(workdir, *overrides, config='configs/x4.py:demo'):
 
 def _bicubic_psnr_y_of_the_demo_val_crops(val_crop=32, num=2, scale=4) -> float:
   from configs import x4
-  from srgan_jax import input_pipeline, metrics, validation
-  from srgan_jax.imresize import imresize_uint8
+  from srgan_jax.data import pipeline
+  from srgan_jax.evaluation import metrics, validation
+  from srgan_jax.data.imresize import imresize_uint8
 
   config = x4.get_config('demo')
   config.data.val_crop, config.data.num_val_images = val_crop, num
-  hrs = input_pipeline.load_val_crops(config)
+  hrs = pipeline.load_val_crops(config)
   return float(
     np.mean(
       [
@@ -242,7 +243,7 @@ def test_main_reports_user_errors_in_one_line(tmp_path):
 @pytest.fixture(scope='module')
 def random_vgg_file(tmp_path_factory):
   """A converted-format VGG-19 file with random weights (the format convert_vgg writes)."""
-  from srgan_jax import vgg
+  from srgan_jax.nets import vgg
 
   rng = np.random.default_rng(3)
   params = {
@@ -273,7 +274,7 @@ def test_training_with_the_vgg_loss_uses_vgg_features_and_leaves_vgg_frozen(
         'sample_every': 0,
       },
     )
-    g_state, _ = train.train_and_evaluate(config, str(tmp_path / content))
+    g_state, _ = loop.train_and_evaluate(config, str(tmp_path / content))
     runs[content] = (
       [json.loads(l) for l in (tmp_path / content / 'metrics.jsonl').read_text().splitlines()],
       g_state,
@@ -297,7 +298,7 @@ def test_training_scores_the_configured_benchmark_sets(tmp_path, shared_datasets
       'eval.sets': (str(shared_datasets / 'Set5'),),
     },
   )
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   evals = [l for l in lines if 'eval/Set5/psnr_y' in l]
   assert [l['step'] for l in evals] == [2]
@@ -315,7 +316,7 @@ def test_training_scores_the_configured_benchmark_sets(tmp_path, shared_datasets
 def test_missing_benchmark_set_is_a_config_error(tmp_path):
   config = tiny_config('srresnet', **{'eval.every': 2, 'eval.sets': (str(tmp_path / 'nope'),)})
   with pytest.raises(config_checks.ConfigError, match='eval.sets'):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
 
 
 @pytest.mark.slow
@@ -332,7 +333,7 @@ def test_srgan_phase_trains_with_the_paper_vgg54_loss_from_a_converted_file(
       'sample_every': 0,
     },
   )
-  g_state, d_state = train.train_and_evaluate(config, str(tmp_path))
+  g_state, d_state = loop.train_and_evaluate(config, str(tmp_path))
   assert int(g_state.step) == int(d_state.step) == 2
   lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   last = lines[-1]
@@ -345,7 +346,7 @@ def test_srgan_phase_trains_with_the_paper_vgg54_loss_from_a_converted_file(
 
 def _export_generator(workdir, **model):
   """A generator export of the given tiny/small architecture (initialised, not trained)."""
-  from srgan_jax import checkpointing
+  from srgan_jax.training import checkpointing
 
   config = tiny_config('srresnet', **{f'model.{k}': v for k, v in model.items()})
   g_state, _ = train_states.create_train_states(config, jax.random.key(0))
@@ -380,7 +381,7 @@ def test_generator_init_of_another_architecture_is_a_one_line_error_before_compi
   with pytest.raises(
     config_checks.ConfigError, match='holds a generator of another architecture'
   ) as e:
-    train.train_and_evaluate(config, str(tmp_path / 'run'))
+    loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert '\n' not in str(e.value) and all(n in str(e.value) for n in named), str(e.value)
   assert not (tmp_path / 'run' / 'checkpoints').exists()
 

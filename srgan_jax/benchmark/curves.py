@@ -4,22 +4,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from srgan_jax import data_sources
-from srgan_jax import input_pipeline
-from srgan_jax import train_states
-from srgan_jax import update_step
+from srgan_jax.data import sources
+from srgan_jax.data import pipeline
+from srgan_jax.training import train_states
+from srgan_jax.training import update_step
 
 
 def photo_crops(data_config, steps, batch, crop, seed=0):
   """`steps` uint8 batches of random `crop`-sized crops of the demo photographs (no download)."""
-  images = data_sources.load_shard('demo', data_config, crop)
+  images = sources.load_shard('demo', data_config, crop)
   rng = np.random.default_rng(seed)
   out = np.empty((steps, batch, crop, crop, 3), np.uint8)
   for t in range(steps):
     for j in range(batch):
-      out[t, j] = input_pipeline.random_crop(
-        images[rng.integers(len(images))], crop, rng, augment=False
-      )
+      out[t, j] = pipeline.random_crop(images[rng.integers(len(images))], crop, rng, augment=False)
   return out
 
 

@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 from absl import app
 
-from srgan_jax import inference
-from srgan_jax import generators
-from srgan_jax import train_states
-from srgan_jax import update_step
-from srgan_jax import vgg
+from srgan_jax.evaluation import inference
+from srgan_jax.nets import generators
+from srgan_jax.training import train_states
+from srgan_jax.training import update_step
+from srgan_jax.nets import vgg
 from srgan_jax.benchmark import curves as curves_lib
 from srgan_jax.benchmark import flops as flops_lib
 from srgan_jax.benchmark import measure

@@ -3,9 +3,9 @@
 MFU = these FLOPs / time / the matmul peak measured in the same run (measure.py).
 """
 
-from srgan_jax import generators
-from srgan_jax import models
-from srgan_jax import vgg
+from srgan_jax.nets import generators
+from srgan_jax.nets import srgan
+from srgan_jax.nets import vgg
 
 
 def conv_flops(k, cin, cout, h_out, w_out):
@@ -18,7 +18,7 @@ def generator_flops(lr_hw, scale, num_blocks, features):
   f = features
   total = conv_flops(9, 3, f, h, w)  # k9n64s1
   total += (2 * num_blocks + 1) * conv_flops(3, f, f, h, w)  # residual blocks + conv_mid
-  for r in models.upsample_factors(scale):
+  for r in srgan.upsample_factors(scale):
     total += conv_flops(3, f, f * r * r, h, w)
     h, w = h * r, w * r
   return total + conv_flops(9, f, 3, h, w)  # k9n3s1
@@ -73,7 +73,7 @@ def step_flops(config):
   g = n * any_generator_flops(config.model, (hr // s, hr // s))
   if config.phase == 'srresnet':
     return 3 * g
-  d_model = models.make_discriminator(config)
+  d_model = srgan.make_discriminator(config)
   d = (
     2 * n * discriminator_flops((hr, hr), d_model.features, d_model.strides, d_model.dense_features)
   )  # D sees [HR, SR]

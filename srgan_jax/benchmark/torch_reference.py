@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srgan_jax import models, vgg
-from srgan_jax.imresize import resize_matrix
+from srgan_jax.nets import srgan, vgg
+from srgan_jax.data.imresize import resize_matrix
 
 
 def _bn(c):
@@ -40,7 +40,7 @@ class ResidualBlock(nn.Module):
 
 
 class Generator(nn.Module):
-  """SRResNet, as `models.Generator`."""
+  """SRResNet, as `srgan.Generator`."""
 
   def __init__(self, scale=4, num_blocks=16, features=64):
     super().__init__()
@@ -51,7 +51,7 @@ class Generator(nn.Module):
     self.up = nn.Sequential(
       *[
         nn.Sequential(nn.Conv2d(c, c * f * f, 3, padding=1), nn.PixelShuffle(f), _prelu())
-        for f in models.upsample_factors(scale)
+        for f in srgan.upsample_factors(scale)
       ]
     )
     self.conv_out = nn.Conv2d(c, 3, 9, padding=4)
@@ -72,7 +72,7 @@ class _SameConv(nn.Conv2d):
 
 
 class Discriminator(nn.Module):
-  """As `models.Discriminator`; `hr_size` fixes the Dense input (HWC-flattened, as in Flax)."""
+  """As `srgan.Discriminator`; `hr_size` fixes the Dense input (HWC-flattened, as in Flax)."""
 
   def __init__(
     self,

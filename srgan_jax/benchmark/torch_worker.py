@@ -15,8 +15,8 @@ import sys
 
 from absl import app
 
-from srgan_jax import generators
-from srgan_jax import models
+from srgan_jax.nets import generators
+from srgan_jax.nets import srgan
 from srgan_jax.benchmark import measure
 
 
@@ -78,7 +78,7 @@ def _maker(config, figure, device, rrdb_blocks=23):
   phase = figure[: -len('_step')]
   hr = c.data.hr_crop
   hr_t = torch.from_numpy(measure.hr_batch(c))
-  d_model = models.make_discriminator(c)
+  d_model = srgan.make_discriminator(c)
 
   def make_step(channels_last):
     torch.manual_seed(0)

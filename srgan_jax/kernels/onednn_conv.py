@@ -44,7 +44,7 @@ from jax import lax
 from jax.extend import core as jex_core
 from jax.interpreters import ad, batching, mlir
 
-from srgan_jax import cache
+from srgan_jax.common import cache
 
 _SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'onednn_conv.cc'
 _TARGETS = ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights')

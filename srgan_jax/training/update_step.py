@@ -12,9 +12,9 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from srgan_jax import losses
-from srgan_jax import train_states
-from srgan_jax.imresize import degrade
+from srgan_jax.training import losses
+from srgan_jax.training import train_states
+from srgan_jax.data.imresize import degrade
 from srgan_jax.kernels import fast_conv
 
 
@@ -27,7 +27,7 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
     return lambda sr, hr, vgg_params: losses.pixel_mse(sr, hr)
   if config.loss.content == 'l1':  # ESRGAN's PSNR-oriented loss, on [0, 1] images
     return lambda sr, hr, vgg_params: losses.pixel_loss('l1', sr, hr)
-  from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
+  from srgan_jax.nets import vgg  # pylint: disable=g-import-not-at-top
 
   preprocess = vgg_preprocess
   arch, taps = vgg.loss_network(config.loss.content)
@@ -54,7 +54,7 @@ def load_content_loss(config):
   vgg_weights = None
   content_label = {'mse': 'pixel MSE', 'l1': 'pixel L1'}.get(config.loss.content)
   if content_label is None:
-    from srgan_jax import vgg  # pylint: disable=g-import-not-at-top
+    from srgan_jax.nets import vgg  # pylint: disable=g-import-not-at-top
 
     arch, _ = vgg.loss_network(config.loss.content)
     # frozen: a jit argument, never optimised; a file of the other network is a one-line error

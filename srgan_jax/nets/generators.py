@@ -1,8 +1,8 @@
 """The generator a model config names (config.model.arch), and the description saved with it.
 
-  srresnet   the paper's G (Ledig et al. 2017, Figure 4; models.Generator), the default
-  msrresnet  BasicSR's BN-free SRResNet (esrgan_models.MSRResNet)
-  rrdbnet    ESRGAN's RRDBNet (Wang et al. 2018; esrgan_models.RRDBNet), x4
+  srresnet   the paper's G (Ledig et al. 2017, Figure 4; srgan.Generator), the default
+  msrresnet  BasicSR's BN-free SRResNet (esrgan.MSRResNet)
+  rrdbnet    ESRGAN's RRDBNet (Wang et al. 2018; esrgan.RRDBNet), x4
 
 A model description ({'arch', 'scale', 'num_blocks', 'features', 'tiny', and
 'growth' for RRDBNet, 'output' for SRResNet}) is saved in checkpoints and
@@ -15,9 +15,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from srgan_jax import checkpoint_files
-from srgan_jax import esrgan_models
-from srgan_jax import models
+from srgan_jax.weights import checkpoint_files
+from srgan_jax.nets import esrgan
+from srgan_jax.nets import srgan
 
 ARCHS = ('srresnet', 'msrresnet', 'rrdbnet')
 SCALES = {'srresnet': (2, 3, 4, 8), 'msrresnet': (2, 3, 4), 'rrdbnet': (4,)}
@@ -82,10 +82,10 @@ def make_generator(model_config, dtype=None):
   d = resolved(model_config)
   size = {'scale': d['scale'], 'num_blocks': d['num_blocks'], 'features': d['features']}
   if d['arch'] == 'msrresnet':
-    return esrgan_models.MSRResNet(**size, dtype=dtype)
+    return esrgan.MSRResNet(**size, dtype=dtype)
   if d['arch'] == 'rrdbnet':
-    return esrgan_models.RRDBNet(**size, growth=d['growth'], dtype=dtype)
-  return models.Generator(**size, output=d.get('output', 'tanh'), dtype=dtype)
+    return esrgan.RRDBNet(**size, growth=d['growth'], dtype=dtype)
+  return srgan.Generator(**size, output=d.get('output', 'tanh'), dtype=dtype)
 
 
 def mismatch(have_shapes: dict, model_config) -> str | None:
@@ -108,14 +108,14 @@ def receptive_radius(model_config) -> int:
   """LR pixels of context each side that one SR pixel depends on (tiling's halo)."""
   d = resolved(model_config)
   if d['arch'] != 'srresnet':
-    return esrgan_models.receptive_radius(d['arch'], d['scale'], d['num_blocks'])
+    return esrgan.receptive_radius(d['arch'], d['scale'], d['num_blocks'])
   # k9 conv (4) + two k3 convs per residual block (2B) + the k3 conv before the
   # long skip (1) + one k3 conv per upsampling block, at its own resolution
   # (1 / product of the earlier factors) + the final k9 conv at SR resolution
   # (4 / scale). SRResNet x4, B = 16: 4 + 32 + 1 + 1 + 1/2 + 1 = 39.5 -> 40.
   radius = 4.0 + 2 * d['num_blocks'] + 1
   resolution = 1
-  for f in models.upsample_factors(d['scale']):
+  for f in srgan.upsample_factors(d['scale']):
     radius += 1.0 / resolution
     resolution *= f
   radius += 4.0 / d['scale']

@@ -10,9 +10,9 @@ import ml_collections
 from absl import logging
 from etils import epath
 
-from srgan_jax import checkpoint_files
-from srgan_jax import workdir as workdir_lib
-from srgan_jax.config_checks import PHASES
+from srgan_jax.weights import checkpoint_files
+from srgan_jax.common import workdir as workdir_lib
+from srgan_jax.training.config_checks import PHASES
 
 
 def pretrain_config(config) -> ml_collections.ConfigDict:

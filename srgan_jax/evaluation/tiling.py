@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from srgan_jax import generators
+from srgan_jax.nets import generators
 
 
 def receptive_radius(model_config) -> int:

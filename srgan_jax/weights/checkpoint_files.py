@@ -13,8 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from srgan_jax import workdir as workdir_lib
-from srgan_jax.errors import UserError
+from srgan_jax.common import workdir as workdir_lib
+from srgan_jax.common.errors import UserError
 
 
 def leaf_shapes(tree) -> dict[str, tuple[int, ...]]:

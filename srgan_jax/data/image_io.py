@@ -12,8 +12,8 @@ import numpy as np
 from etils import epath
 from PIL import Image, ImageFile, ImageOps
 
-from srgan_jax import files
-from srgan_jax.errors import UserError
+from srgan_jax.common import files
+from srgan_jax.common.errors import UserError
 
 T = TypeVar('T')
 

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from srgan_jax import generators
-from srgan_jax import models
+from srgan_jax.nets import generators
+from srgan_jax.nets import srgan
 
 
 class TrainState(train_state.TrainState):
@@ -59,7 +59,7 @@ def create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
   )
   if config.phase == 'srresnet':
     return g_state, None
-  d_model = models.make_discriminator(config)
+  d_model = srgan.make_discriminator(config)
   d_vars = d_model.init(d_rng, jnp.zeros((1, hr, hr, 3)), train=False)
   d_state = TrainState.create(
     apply_fn=d_model.apply,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_jax import files, image_io
+from srgan_jax.common import files
+from srgan_jax.data import image_io
 
 ZOOM_OUT = 192  # pixels on a side of each zoomed crop in the report
 

@@ -13,9 +13,9 @@ from absl import logging
 from etils import epath
 from PIL import Image
 
-from srgan_jax import metrics
-from srgan_jax import validation
-from srgan_jax.imresize import degrade, imresize
+from srgan_jax.evaluation import metrics
+from srgan_jax.evaluation import validation
+from srgan_jax.data.imresize import degrade, imresize
 
 
 class MetricWriter:

@@ -42,8 +42,8 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from srgan_jax import image_io
-from srgan_jax.errors import UserError
+from srgan_jax.data import image_io
+from srgan_jax.common.errors import UserError
 
 # Natural photographs that scikit-image installs with the package (no download).
 DEMO_TRAIN = (

@@ -16,7 +16,7 @@ shard s holds images s::D. Each shard is its own endless crop stream (Grain
 MapDatasets, so element k of shard s is a pure function of (seed, s, k)):
 
   the shard's images, decoded once into RAM by the process that owns the device
-  (`data_sources.load_shards`; why RAM and not per-crop decoding is explained there)
+  (`sources.load_shards`; why RAM and not per-crop decoding is explained there)
   -> a seeded permutation of the images, a new one every epoch, forever
   -> one random P x P crop per image visit, random flip and 90-degree rotation.
 
@@ -42,8 +42,8 @@ import os
 import grain
 import numpy as np
 
-from srgan_jax import data_sources
-from srgan_jax.errors import UserError
+from srgan_jax.data import sources
+from srgan_jax.common.errors import UserError
 
 
 def random_crop(
@@ -154,11 +154,11 @@ def create_train_iterator(
   per_shard = data.batch_size // num_shards
   seeds = [shard_seed(config.seed, s) for s in local_shards]
   if not data.stream:  # decode once, crop from RAM; threads prefetch whole batches
-    shards = data_sources.load_shards(data.source, data, data.hr_crop, local_shards, num_shards)
+    shards = sources.load_shards(data.source, data, data.hr_crop, local_shards, num_shards)
     streams = [cached_stream(images, config, seed) for images, seed in zip(shards, seeds)]
     threads = data.prefetch_threads
   else:  # decode on every visit, in decode threads (each prepares whole batches)
-    shards = data_sources.stream_shards(data.source, data, data.hr_crop, local_shards, num_shards)
+    shards = sources.stream_shards(data.source, data, data.hr_crop, local_shards, num_shards)
     streams = [decoding_stream(n, load, config, seed) for (n, load), seed in zip(shards, seeds)]
     threads = data.decode_threads or os.cpu_count() or 1
   return iter(
@@ -176,7 +176,7 @@ def seek(train_iter, steps_done: int) -> None:
 def load_val_crops(config) -> np.ndarray:
   """num_val_images fixed val_crop x val_crop crops, spread over the validation images."""
   size, n = config.data.val_crop, config.data.num_val_images
-  images = data_sources.load_shard(config.data.val_source, config.data, size, limit=n, val=True)
+  images = sources.load_shard(config.data.val_source, config.data, size, limit=n, val=True)
   per_image = -(-n // len(images))
   crops = []
   for i in range(n):

@@ -6,7 +6,7 @@ train_and_evaluate is one function in stages, each under a banner:
   -> loop: step, log, sample grid, eval, checkpoint (profile steps) -> the end.
 The parts live beside it: config_checks (the one-line errors), train_states (G, D and
 Adam), update_step (the losses and the jitted step), phases (SRResNet before SRGAN),
-run_log (config.json, the compile log, the profiler), checkpointing, input_pipeline,
+run_log (config.json, the compile log, the profiler), checkpointing, pipeline,
 writers, validation.
 """
 
@@ -20,21 +20,21 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from srgan_jax import checkpoint_files
-from srgan_jax import checkpointing
-from srgan_jax import config_checks
-from srgan_jax import inference
-from srgan_jax import input_pipeline
-from srgan_jax import model_zoo
-from srgan_jax import nonfinite
-from srgan_jax import phases
-from srgan_jax import preemption
-from srgan_jax import run_log
-from srgan_jax import train_states
-from srgan_jax import update_step
-from srgan_jax import validation
-from srgan_jax import writers
-from srgan_jax import workdir as workdir_lib
+from srgan_jax.weights import checkpoint_files
+from srgan_jax.training import checkpointing
+from srgan_jax.training import config_checks
+from srgan_jax.evaluation import inference
+from srgan_jax.data import pipeline
+from srgan_jax.weights import zoo
+from srgan_jax.training import nonfinite
+from srgan_jax.training import phases
+from srgan_jax.training import preemption
+from srgan_jax.training import run_log
+from srgan_jax.training import train_states
+from srgan_jax.training import update_step
+from srgan_jax.evaluation import validation
+from srgan_jax.training import writers
+from srgan_jax.common import workdir as workdir_lib
 from srgan_jax.kernels import fast_conv
 
 # The host dispatches at most this many steps beyond the last one known finished:
@@ -68,21 +68,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   content_loss, vgg_params = update_step.load_content_loss(config)
 
   # --------------------------------------------------------------------------
-  # Mesh and input: one data shard per device (see input_pipeline).
+  # Mesh and input: one data shard per device (see pipeline).
   mesh = update_step.make_mesh()
   batch_sharding = NamedSharding(mesh, P('data'))
   replicated = NamedSharding(mesh, P())
   local_shards = [
     i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()
   ]
-  train_iter = input_pipeline.create_train_iterator(
+  train_iter = pipeline.create_train_iterator(
     config,
     jax.process_index(),
     jax.process_count(),
     num_shards=jax.device_count(),
     local_shards=local_shards,
   )
-  val_hr = input_pipeline.load_val_crops(config) if config.sample_every else None
+  val_hr = pipeline.load_val_crops(config) if config.sample_every else None
   eval_sets = (
     validation.load_sets(config.eval.sets, config.model.scale)
     if config.eval.every and config.eval.sets
@@ -90,7 +90,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   )
   lpips_fn = None
   if eval_sets and config.eval.get('lpips'):
-    from srgan_jax import lpips  # pylint: disable=g-import-not-at-top
+    from srgan_jax.nets import lpips  # pylint: disable=g-import-not-at-top
 
     lpips_fn = lpips.make_lpips(config.eval.lpips)
 
@@ -109,13 +109,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     g_state, d_state, rng = restored
     logging.info('Resumed from %s at step %d', ckpt.directory, int(g_state.step))
   elif config.generator_init:
-    g_vars = model_zoo.load_generator(config.generator_init)
+    g_vars = zoo.load_generator(config.generator_init)
     g_state = train_states.with_params(g_state, g_vars['params'], g_vars['batch_stats'])
-    if model_zoo.is_model_name(config.generator_init):
+    if zoo.is_model_name(config.generator_init):
       logging.info(
         'Initialised G from the shipped model %s: %s',
         config.generator_init,
-        model_zoo.MODELS[config.generator_init][2],
+        zoo.MODELS[config.generator_init][2],
       )
     else:
       logging.info('Initialised G from the generator in %s', config.generator_init)

@@ -13,8 +13,8 @@ import pathlib
 import stat
 import tempfile
 
-from srgan_jax import files
-from srgan_jax.errors import UserError
+from srgan_jax.common import files
+from srgan_jax.common.errors import UserError
 
 
 class CacheError(UserError):

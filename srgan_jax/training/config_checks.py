@@ -5,9 +5,9 @@ import ml_collections
 from absl import logging
 from etils import epath
 
-from srgan_jax import generators
-from srgan_jax import model_zoo
-from srgan_jax.errors import UserError
+from srgan_jax.nets import generators
+from srgan_jax.weights import zoo
+from srgan_jax.common.errors import UserError
 
 
 class ConfigError(UserError):
@@ -89,20 +89,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f'config.eval.sets names {spec!r}, which does not exist; pass benchmark '
         'folders such as ../shared/datasets/Set5, or set config.eval.sets=().'
       )
-  if config.generator_init and not model_zoo.has_generator(config.generator_init):
+  if config.generator_init and not zoo.has_generator(config.generator_init):
     raise ConfigError(
       f'config.generator_init={config.generator_init!r} holds no SRResNet checkpoint; '
       'train one with configs/srresnet_x4.py and pass its workdir.'
     )
   if config.generator_init:
-    shapes, meta = model_zoo.generator_metadata(config.generator_init)
+    shapes, meta = zoo.generator_metadata(config.generator_init)
     diff = generators.mismatch(shapes, config.model)
     if diff:
       theirs = meta.get('model') if isinstance(meta, dict) else None
       raise ConfigError(
         f'config.generator_init={config.generator_init!r} holds a generator of another architecture '
-        f'({model_zoo.describe_model(theirs) if theirs else "no model description"}) than config.model '
-        f'({model_zoo.describe_model(generators.describe(config.model))}; first difference {diff}); pass an SRResNet trained '
+        f'({zoo.describe_model(theirs) if theirs else "no model description"}) than config.model '
+        f'({zoo.describe_model(generators.describe(config.model))}; first difference {diff}); pass an SRResNet trained '
         'with the same config.model, or set config.model to match it.'
       )
 

@@ -26,9 +26,9 @@ import numpy as np
 from flax import serialization
 
 from srgan_jax.kernels import fast_conv
-from srgan_jax import pretrained
-from srgan_jax import vgg
-from srgan_jax.errors import UserError
+from srgan_jax.weights import pretrained
+from srgan_jax.nets import vgg
+from srgan_jax.common.errors import UserError
 
 NETS = ('alexnet', 'vgg16')
 FORMAT_VERSION = 1

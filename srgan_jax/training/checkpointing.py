@@ -22,7 +22,7 @@ states and RNG are restored as usual, and the data iterator, whose per-process
 state is not split or merged, is placed at the checkpoint's step instead, with a
 warning. With the same device count this continuation is exact: the input
 pipeline has one data shard per device and the batch of step t is a pure
-function of t (see input_pipeline). Another device count means other shards,
+function of t (see pipeline). Another device count means other shards,
 so another sample stream; the restore warns about it.
 """
 
@@ -37,10 +37,10 @@ from absl import logging
 from flax import traverse_util
 from etils import epath
 
-from srgan_jax import checkpoint_files
-from srgan_jax import generators
-from srgan_jax import input_pipeline
-from srgan_jax.errors import UserError
+from srgan_jax.weights import checkpoint_files
+from srgan_jax.nets import generators
+from srgan_jax.data import pipeline
+from srgan_jax.common.errors import UserError
 
 # The train-state items of a checkpoint, as restore_compatible_only names them.
 _ITEM_NAMES = {
@@ -210,7 +210,7 @@ class Checkpointer:
         why,
         int(g_state.step),
       )
-      input_pipeline.seek(data_iter, int(g_state.step))
+      pipeline.seek(data_iter, int(g_state.step))
     devices = meta.get('device_count', jax.device_count())
     if devices != jax.device_count():
       logging.warning(

@@ -9,12 +9,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from srgan_jax import checkpoint_files
+from srgan_jax.weights import checkpoint_files
 from srgan_jax.kernels import fast_conv
-from srgan_jax import model_zoo
-from srgan_jax import generators
-from srgan_jax import tiling
-from srgan_jax.errors import UserError
+from srgan_jax.weights import zoo
+from srgan_jax.nets import generators
+from srgan_jax.evaluation import tiling
+from srgan_jax.common.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _check_architecture(variables, model_config, where) -> None:
 
 def load_model(path) -> Model:
   """The generator saved in a workdir, its checkpoints/ or export/ dir, or one step dir."""
-  variables, meta = model_zoo.load_generator_with_meta(path)
+  variables, meta = zoo.load_generator_with_meta(path)
   model_meta = meta.get('model') if isinstance(meta, dict) else None
   if not model_meta or 'scale' not in model_meta:
     raise UserError(

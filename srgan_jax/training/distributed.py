@@ -20,7 +20,7 @@ import threading
 import jax
 from absl import logging
 
-from srgan_jax.errors import UserError
+from srgan_jax.common.errors import UserError
 
 # How much longer JAX's own deadline is than the watchdog's, so the watchdog speaks first.
 _JAX_DEADLINE_MARGIN_S = 30

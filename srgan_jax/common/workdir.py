@@ -4,7 +4,7 @@ import uuid
 
 from etils import epath
 
-from srgan_jax.errors import UserError
+from srgan_jax.common.errors import UserError
 
 
 class WorkdirError(UserError):

@@ -23,7 +23,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from srgan_jax import models
+from srgan_jax.nets import srgan
 from srgan_jax.kernels.fast_conv import Conv
 
 
@@ -103,7 +103,7 @@ class MSRResNet(nn.Module):
       out = ResidualBlockNoBN(f, self.dtype, name=f'body_{i}')(out)
     factors = (2, 2) if self.scale == 4 else (self.scale,)
     for i, r in enumerate(factors, 1):
-      out = lrelu(models.pixel_shuffle(_conv3(f * r * r, self.dtype, f'upconv{i}')(out), r))
+      out = lrelu(srgan.pixel_shuffle(_conv3(f * r * r, self.dtype, f'upconv{i}')(out), r))
     out = _conv3(3, self.dtype, 'conv_last')(lrelu(_conv3(f, self.dtype, 'conv_hr')(out)))
     return _to_pm1(out.astype(jnp.float32) + upsample_bilinear(lr.astype(jnp.float32), self.scale))
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_jax import image_io
-from srgan_jax import metrics
-from srgan_jax.errors import UserError
-from srgan_jax.imresize import imresize_uint8
+from srgan_jax.data import image_io
+from srgan_jax.evaluation import metrics
+from srgan_jax.common.errors import UserError
+from srgan_jax.data.imresize import imresize_uint8
 
 METRICS = ('psnr_y', 'ssim_y', 'psnr_rgb')
 LPIPS = 'lpips'  # added to METRICS' scores when an LPIPS function is given

@@ -28,8 +28,8 @@ from etils import epath
 from flax import serialization
 
 from srgan_jax.kernels import fast_conv
-from srgan_jax import pretrained
-from srgan_jax.errors import UserError
+from srgan_jax.weights import pretrained
+from srgan_jax.common.errors import UserError
 
 # Five blocks of 3x3 convs, a 2x2 max-pool between blocks: VGG-19 has 16 convs, VGG-16 13.
 ARCH_BLOCKS = {
