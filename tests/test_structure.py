@@ -1,4 +1,9 @@
-"""The package's shape: imports point one way, without cycles, and modules stay small.
+"""The package's shape: five parts, imports pointing one way, no cycles, small modules.
+
+The parts (docs/architecture.md): nets/ and data/ at the bottom with weights/,
+common/ and kernels/ below them; evaluation/ above nets and data; training/ above
+evaluation, using only its public modules; the commands (srgan_jax/*.py, the
+benchmark) on top, imported by no part.
 
 Every import counts, at the top of a module or inside a function (an import
 put inside a function to dodge a cycle is still a cycle).
@@ -21,6 +26,18 @@ ENTRY_POINTS = (
   'srgan_jax.convert_vgg',
 )
 MAX_LINES = 400
+# Each part (a folder of srgan_jax) and the other parts it may import.
+PARTS = {
+  'common': set(),
+  'kernels': {'common'},
+  'weights': {'common'},
+  'data': {'common'},
+  'nets': {'common', 'kernels', 'weights'},
+  'evaluation': {'common', 'kernels', 'weights', 'nets', 'data'},
+  'training': {'common', 'kernels', 'weights', 'nets', 'data', 'evaluation'},
+}
+# What training may use of evaluation: its eval sets, metrics and sample grids.
+EVALUATION_PUBLIC = ('metrics', 'validation', 'inference')
 
 
 def module_names(
@@ -100,6 +117,69 @@ def reachable(graph: dict[str, set[str]], starts) -> set[str]:
 
 def _within(module: str, prefixes) -> bool:
   return any(module == p or module.startswith(p + '.') for p in prefixes)
+
+
+def part_of(module: str) -> str | None:
+  """'nets' for srgan_jax.nets.vgg; None for a command (srgan_jax.upscale, the benchmark)."""
+  parts = module.split('.')
+  return parts[1] if parts[0] == 'srgan_jax' and len(parts) > 1 and parts[1] in PARTS else None
+
+
+def part_violations(graph: dict[str, set[str]]) -> list[str]:
+  """'a -> b (why)' for each import that goes against PARTS and EVALUATION_PUBLIC."""
+  bad = []
+  for m, deps in sorted(graph.items()):
+    mine = part_of(m)
+    if mine is None:
+      continue  # a command: may import any part
+    for d in sorted(deps):
+      theirs = part_of(d)
+      if d.startswith(('srgan_jax', 'benchmarks')) and theirs is None and d != 'srgan_jax':
+        bad.append(f'{m} -> {d} (a part imports a command)')
+      elif theirs not in (None, mine) and theirs not in PARTS[mine]:
+        bad.append(f'{m} -> {d} ({mine} may import only {sorted(PARTS[mine])})')
+      elif (mine, theirs) == ('training', 'evaluation') and d.rsplit('.', 1)[1] not in (
+        EVALUATION_PUBLIC
+      ):
+        bad.append(f"{m} -> {d} (evaluation's internals)")
+  return bad
+
+
+def test_every_module_of_the_package_lives_in_a_part_or_is_a_command():
+  graph, _ = import_graph()
+  folders = {m.split('.')[1] for m in graph if m.count('.') >= 2 and m.startswith('srgan_jax.')}
+  assert folders == set(PARTS) | {'benchmark'}, folders
+
+
+def test_each_part_imports_only_the_parts_below_it():
+  graph, _ = import_graph()
+  assert not part_violations(graph), part_violations(graph)
+
+
+def test_the_part_rules_catch_an_upward_import_a_command_import_and_an_internal(tmp_path):
+  files = {
+    '__init__': '',
+    'upscale': 'from srgan_jax.nets import srgan\n',  # a command may import anything
+    'nets/__init__': '',
+    'nets/srgan': 'from srgan_jax.training import loop\n',  # upward
+    'data/__init__': '',
+    'data/pipeline': 'def f():\n  from srgan_jax import upscale\n',  # a command, lazily
+    'training/__init__': '',
+    'training/loop': 'from srgan_jax.evaluation import tiling, metrics\n',  # tiling: internal
+    'evaluation/__init__': '',
+    'evaluation/tiling': '',
+    'evaluation/metrics': '',
+  }
+  for name, text in files.items():
+    (tmp_path / 'srgan_jax' / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / 'srgan_jax' / f'{name}.py').write_text(text)
+  (tmp_path / 'benchmarks').mkdir()
+  graph, _ = import_graph(tmp_path)
+  assert [v.split(' (')[0] for v in part_violations(graph)] == [
+    'srgan_jax.data.pipeline -> srgan_jax.upscale',
+    'srgan_jax.nets.srgan -> srgan_jax.training.loop',
+    'srgan_jax.training.loop -> srgan_jax.evaluation.tiling',
+  ]
 
 
 def test_the_import_graph_has_no_cycle():
