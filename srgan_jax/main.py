@@ -10,6 +10,7 @@ at the current step and exits 0.
 """
 
 import logging as logging_std
+import os
 import sys
 
 from absl import app
@@ -112,5 +113,11 @@ def main(argv):
     sys.exit(2)
 
 
-if __name__ == '__main__':
+def run():
+  """The `srgan-train` console script: as `python -m srgan_jax.main`, configs/ found from the cwd."""
+  sys.path.insert(0, os.getcwd())  # what `python -m` does: `from configs import default` works
   app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == '__main__':
+  run()

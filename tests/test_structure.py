@@ -10,7 +10,13 @@ put inside a function to dodge a cycle is still a cycle).
 """
 
 import ast
+import importlib
+import os
 import pathlib
+import shutil
+import subprocess
+import sys
+import tomllib
 
 import pytest
 
@@ -233,3 +239,33 @@ def test_the_checks_above_fail_on_a_cycle_and_on_a_stray_import_of_the_trainer(t
 def test_no_module_is_over_400_lines(module):
   lines = len(module_names(REPO)[module].read_text().splitlines())
   assert lines <= MAX_LINES, f'{module}: {lines} lines; split it by job'
+
+
+def test_every_command_at_the_package_root_has_a_console_script_that_names_a_function():
+  scripts = tomllib.loads((REPO / 'pyproject.toml').read_text())['project']['scripts']
+  targets = {}
+  for name, target in scripts.items():
+    module, _, func = target.partition(':')
+    assert callable(getattr(importlib.import_module(module), func)), name
+    targets[module] = name
+  commands = {
+    m
+    for m, path in module_names(REPO).items()
+    if path.parent == REPO / 'srgan_jax' and path.name != '__init__.py'
+  }
+  assert commands == set(targets), sorted(commands ^ set(targets))
+
+
+@pytest.mark.subprocess
+def test_a_console_script_runs_as_its_python_m_twin():
+  exe = shutil.which('srgan-zoo', path=os.path.dirname(sys.executable))
+  if exe is None:
+    pytest.skip('console scripts not installed in this environment (pip install -e .)')
+  out = subprocess.run([exe, 'list'], capture_output=True, text=True, check=True).stdout
+  twin = subprocess.run(
+    [sys.executable, '-m', 'srgan_jax.model_zoo', 'list'],
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout
+  assert out == twin and 'srresnet_x4' in out
