@@ -7,9 +7,9 @@ Models are shipped names (srgan_jax.model_zoo), generator files, or training
 workdirs. Prints a markdown table (the SR literature's protocol: Y channel,
 4-pixel border cropped; LPIPS v0.1 AlexNet on the same crops, lower is
 better) and writes, like Figure 2 of Ledig et al., zoomed crops of
-bicubic | each model | HR for a few images. DIR defaults to
-$SRGAN_JAX_DATASETS, else ../shared/datasets beside the repo. About 2 minutes
-on 2 CPU cores.
+bicubic | each model | HR for a few images. DIR (holding Set5/ and Set14/ at x4)
+defaults to the bundled sets (srgan_jax/evaluation/sets). About 2 minutes on 2
+CPU cores.
 """
 
 import argparse
@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from benchmarks.bicubic_table import default_datasets_dir
 from srgan_jax.data import image_io
 from srgan_jax.evaluation import inference
 from srgan_jax.nets import lpips
@@ -83,7 +82,7 @@ def main(argv=None) -> int:
     prog='python -m benchmarks.compare_models', description=__doc__.splitlines()[0]
   )
   parser.add_argument('--models', nargs='+', default=['srresnet_x4', 'srgan_x4'])
-  parser.add_argument('--datasets', type=Path, default=default_datasets_dir())
+  parser.add_argument('--datasets', type=Path, default=validation.BUNDLED['set5'].parent)
   parser.add_argument(
     '--figure', type=Path, default=None, help='PNG of zoomed crops (bicubic | models | HR)'
   )

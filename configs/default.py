@@ -95,7 +95,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.0
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.sets = ()  # benchmark folders scored during training, e.g. ('../shared/datasets/Set5',).
+  c.eval.sets = ()  # benchmark sets scored during training: ('set5', 'set14') (bundled) or folders.
   c.eval.every = (
     0  # PSNR/SSIM (Y channel, crop = scale) of G on eval.sets every N steps (0: never).
   )

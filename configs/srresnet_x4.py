@@ -28,7 +28,7 @@ from configs import default
 
 TRAIN291 = '../shared/datasets/train291'
 EXTRA242 = '../shared/datasets/extra242'
-BENCHMARKS = ('../shared/datasets/Set5', '../shared/datasets/Set14')
+BENCHMARKS = ('set5', 'set14')  # bundled x4 (srgan_jax/evaluation/sets)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -1,9 +1,9 @@
 """Scores a generator (or bicubic) on benchmark sets with the SR literature's protocol.
 
-  python -m srgan_jax.evaluate --workdir=runs/srresnet_x4 --data=../shared/datasets/Set5 \
-      --data=../shared/datasets/Set14 --out=eval/srresnet_x4
-  python -m srgan_jax.evaluate --model=srgan_x4 --data=../shared/datasets/Set5 --out=eval/srgan_x4
-  python -m srgan_jax.evaluate --method=bicubic --scale=4 --data=../shared/datasets/Set5 --out=eval/bicubic
+  python -m srgan_jax.evaluate --workdir=runs/srresnet_x4 --data=set5 \
+      --data=set14 --out=eval/srresnet_x4
+  python -m srgan_jax.evaluate --model=srgan_x4 --data=set5 --out=eval/srgan_x4
+  python -m srgan_jax.evaluate --method=bicubic --scale=4 --data=set5 --out=eval/bicubic
   python -m srgan_jax.evaluate --workdir=runs/srresnet_x4 --all-steps --data=... --out=...
 
 Writes into --out (existing files other than these are left alone):
@@ -263,7 +263,8 @@ def main(argv=None) -> int:
     '--data',
     action='append',
     required=True,
-    help='a set (repeatable): Set5-style pairs, a set root, HR/+LR/, or HR images',
+    help='a set (repeatable): set5 or set14 (bundled, x4), or a folder of Set5-style pairs, '
+    'a set root, HR/+LR/, or HR images',
   )
   parser.add_argument('--scale', type=int, help="upscaling factor (default: the checkpoint's)")
   parser.add_argument('--out', required=True, help='output folder (created; other files kept)')

@@ -26,8 +26,12 @@ def pytest_report_header(config):  # pylint: disable=unused-argument
   return f'XLA:CPU convolutions: {_prepare_convolutions()}'
 
 
+# Set5 and Set14 at x4, in the repository (srgan_jax/evaluation/sets/README.md).
+BUNDLED_SETS = REPO / 'srgan_jax' / 'evaluation' / 'sets'
+
+
 def datasets_dir() -> Path:
-  """$SRGAN_JAX_DATASETS, else ../shared/datasets beside the checkout."""
+  """$SRGAN_JAX_DATASETS, else ../shared/datasets beside the checkout (x2 and x3 too)."""
   env = os.environ.get('SRGAN_JAX_DATASETS')
   if env:
     return Path(env)
@@ -36,18 +40,20 @@ def datasets_dir() -> Path:
 
 @pytest.fixture(scope='session')
 def datasets() -> Path:
-  root = datasets_dir()
-  if not (root / 'Set5').is_dir() or not (root / 'Set14').is_dir():
-    pytest.skip(
-      f'benchmark images not found at {root}; put Set5/Set14 there '
-      'or set SRGAN_JAX_DATASETS (CI provides ../shared/datasets)'
-    )
-  return root
+  """Set5/ and Set14/ with image_SRF_4/: the bundled copies, present in every clone."""
+  return BUNDLED_SETS
 
 
 @pytest.fixture(scope='session')
-def shared_datasets(datasets) -> Path:
-  return datasets
+def shared_datasets() -> Path:
+  """Set5/ and Set14/ at x2, x3 and x4: only beside the checkout (not bundled)."""
+  root = datasets_dir()
+  if not (root / 'Set5' / 'image_SRF_2').is_dir() or not (root / 'Set14' / 'image_SRF_2').is_dir():
+    pytest.skip(
+      f'Set5/Set14 at x2 and x3 not found at {root} (only x4 is bundled); put them there '
+      "or set SRGAN_JAX_DATASETS (this project's machines have ../shared/datasets)"
+    )
+  return root
 
 
 def hr_lr_pairs(root: Path, name: str, scale: int):

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import pathlib
 import re
 
@@ -16,30 +15,22 @@ from srgan_jax.evaluation import validation
 from tests.tiny_checkpoint import tiny_workdir
 
 
-@pytest.fixture
-def datasets(request) -> pathlib.Path:
-  """$SRGAN_JAX_DATASETS if set (a checkout whose ../shared is elsewhere), else conftest's."""
-  env = os.environ.get('SRGAN_JAX_DATASETS')
-  if env and (pathlib.Path(env) / 'Set5').is_dir():
-    return pathlib.Path(env)
-  return request.getfixturevalue('shared_datasets')
-
-
 @pytest.mark.slow
-def test_bicubic_reproduces_the_published_set5_set14_table(datasets):
+@pytest.mark.parametrize('scale', [4, 2, 3])
+def test_bicubic_reproduces_the_published_set5_set14_table(request, scale):
+  datasets = request.getfixturevalue('datasets' if scale == 4 else 'shared_datasets')
+  r = evaluate.evaluate(
+    [datasets / 'Set5', datasets / 'Set14'],
+    None,
+    scale=scale,
+    method='bicubic',
+    lpips=None,
+    log=lambda *_: None,
+  )
   rows = []
-  for scale in (2, 3, 4):
-    r = evaluate.evaluate(
-      [datasets / 'Set5', datasets / 'Set14'],
-      None,
-      scale=scale,
-      method='bicubic',
-      lpips=None,
-      log=lambda *_: None,
-    )
-    for name in ('Set5', 'Set14'):
-      m = r['datasets'][name]['mean']
-      rows.append((name, scale, m['psnr_y'], m['ssim_y'], *PUBLISHED[name, scale]))
+  for name in ('Set5', 'Set14'):
+    m = r['datasets'][name]['mean']
+    rows.append((name, scale, m['psnr_y'], m['ssim_y'], *PUBLISHED[name, scale]))
   print('\nset    x  ours PSNR / SSIM   published')
   for name, scale, p, s, pp, ps in rows:
     print(f'{name:6} {scale}  {p:6.2f} / {s:.4f}   {pp:6.2f} / {ps:.4f}')
@@ -48,15 +39,15 @@ def test_bicubic_reproduces_the_published_set5_set14_table(datasets):
 
 
 def test_a_set_root_a_srf_folder_and_hr_lr_subfolders_name_the_same_images(datasets, tmp_path):
-  a = validation.load_sets([datasets / 'Set5'], 3)['Set5']
-  b = validation.load_sets([datasets / 'Set5' / 'image_SRF_3'], 3)['Set5']
+  a = validation.load_sets([datasets / 'Set5'], 4)['Set5']
+  b = validation.load_sets([datasets / 'Set5' / 'image_SRF_4'], 4)['Set5']
   assert [s.name for s in a] == [s.name for s in b] and all(s.lr_from_file for s in a)
   (tmp_path / 'HR').mkdir()
   (tmp_path / 'LR').mkdir()
   for s in a[:2]:
     Image.fromarray(s.hr).save(tmp_path / 'HR' / f'{s.name}.png')
     Image.fromarray(s.lr).save(tmp_path / 'LR' / f'{s.name}.png')
-  c = validation.load_sets([tmp_path], 3)[tmp_path.name]
+  c = validation.load_sets([tmp_path], 4)[tmp_path.name]
   assert all(np.array_equal(x.lr, y.lr) and x.lr_from_file for x, y in zip(a, c))
 
 
@@ -261,3 +252,14 @@ def test_an_unreadable_image_among_good_ones_is_skipped_with_a_warning(tmp_path,
   assert (
     json.loads((tmp_path / 'o' / 'results.json').read_text())['datasets']['d']['num_images'] == 2
   )
+
+
+def test_set5_and_set14_name_the_bundled_sets_unless_a_folder_of_that_name_is_here(
+  tmp_path, monkeypatch
+):
+  sets = validation.load_sets(['set5', 'SET14'], 4)
+  assert {k: len(v) for k, v in sets.items()} == {'Set5': 5, 'Set14': 14}
+  assert all(s.lr_from_file for s in sets['Set14']) and sum(s.gray for s in sets['Set14']) == 1
+  monkeypatch.chdir(tmp_path)
+  _hr_folder(tmp_path / 'set5')  # the user's own folder called set5 wins
+  assert len(validation.load_sets(['set5'], 4)['set5']) == 2

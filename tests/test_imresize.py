@@ -168,7 +168,8 @@ def test_bad_arguments_say_what_to_do():
 
 @pytest.mark.parametrize('name', ['Set5', 'Set14'])
 @pytest.mark.parametrize('scale', [2, 3, 4])
-def test_downscaling_hr_reproduces_matlab_lr_files(datasets, name, scale):
+def test_downscaling_hr_reproduces_matlab_lr_files(request, name, scale):
+  datasets = request.getfixturevalue('datasets' if scale == 4 else 'shared_datasets')
   mads = []
   for hr_path, lr_path in hr_lr_pairs(datasets, name, scale):
     lr = load_rgb(lr_path).astype(np.float64)

@@ -288,14 +288,14 @@ def test_training_with_the_vgg_loss_uses_vgg_features_and_leaves_vgg_frozen(
 
 
 @pytest.mark.slow
-def test_training_scores_the_configured_benchmark_sets(tmp_path, shared_datasets):
+def test_training_scores_the_configured_benchmark_sets(tmp_path):
   config = tiny_config(
     'srresnet',
     **{
       'num_train_steps': 2,
       'sample_every': 0,
       'eval.every': 2,
-      'eval.sets': (str(shared_datasets / 'Set5'),),
+      'eval.sets': ('set5',),  # the bundled Set5
     },
   )
   loop.train_and_evaluate(config, str(tmp_path))
@@ -305,9 +305,7 @@ def test_training_scores_the_configured_benchmark_sets(tmp_path, shared_datasets
   # The trainer's scores are the evaluator's on the exported generator (same protocol).
   from srgan_jax import evaluate
 
-  r = evaluate.evaluate(
-    [shared_datasets / 'Set5'], checkpoint=str(tmp_path), lpips=None, log=lambda *_: None
-  )
+  r = evaluate.evaluate(['set5'], checkpoint=str(tmp_path), lpips=None, log=lambda *_: None)
   mean = r['datasets']['Set5']['mean']
   assert evals[0]['eval/Set5/psnr_y'] == pytest.approx(mean['psnr_y'], abs=1e-3)
   assert evals[0]['eval/Set5/ssim_y'] == pytest.approx(mean['ssim_y'], abs=1e-5)

@@ -2,11 +2,12 @@
 
 Used by `python -m srgan_jax.evaluate` and, every N steps, by the trainer:
 
-  sets = load_sets(('../shared/datasets/Set5',), scale=4)   # once
+  sets = load_sets(('set5',), scale=4)   # once
   scores = evaluate_sets(predict_fn, variables, sets, scale=4)
   # {'Set5/psnr_y': 28.9, 'Set5/ssim_y': 0.82, 'Set5/psnr_rgb': 27.1}
 
-A data spec is a folder in one of these layouts:
+A data spec is `set5` or `set14` (the x4 sets bundled in evaluation/sets/, unless a
+folder of that name exists where the command runs) or a folder in one of these layouts:
   * paired files `*_HR.png` + `*_LR.png` (the SelfExSR layout of Set5/Set14);
   * a set root holding `image_SRF_{scale}/` with such pairs;
   * `HR/` and `LR/` subfolders with the same file names (LR may be absent);
@@ -30,6 +31,11 @@ from srgan_jax.common.errors import UserError
 from srgan_jax.data.imresize import imresize_uint8
 
 METRICS = ('psnr_y', 'ssim_y', 'psnr_rgb')
+# Set5 and Set14 at x4 as the SelfExSR collection has them (evaluation/sets/README.md).
+BUNDLED = {
+  'set5': Path(__file__).resolve().parent / 'sets' / 'Set5',
+  'set14': Path(__file__).resolve().parent / 'sets' / 'Set14',
+}
 LPIPS = 'lpips'  # added to METRICS' scores when an LPIPS function is given
 
 
@@ -88,17 +94,26 @@ def _pairs(folder: Path, scale: int) -> list[tuple[str, Path, Path | None]]:
   ]
 
 
+def resolve(spec) -> Path:
+  """The folder a data spec names: a bundled set's for `set5` / `set14` (any case), unless a
+  folder of that name exists here; the spec as a path otherwise."""
+  path = Path(spec)
+  if str(spec).lower() in BUNDLED and not path.is_dir():
+    return BUNDLED[str(spec).lower()]
+  return path
+
+
 def load_set(spec, scale: int) -> list[Sample]:
   """The samples of one data spec; unreadable files are skipped with a warning.
 
   Raises UserError for a missing or empty folder, a folder where no image
   could be read, or an LR file whose size is not HR / scale.
   """
-  folder = Path(spec)
+  folder = resolve(spec)
   if not folder.is_dir():
     raise UserError(
-      f'--data={spec}: not a folder; pass a folder of HR images, a Set5-style '
-      'folder of *_HR.png/*_LR.png pairs, or one with HR/ and LR/ subfolders.'
+      f'--data={spec}: not a folder; pass set5 or set14 (bundled), a folder of HR images, a '
+      'Set5-style folder of *_HR.png/*_LR.png pairs, or one with HR/ and LR/ subfolders.'
     )
   pairs = _pairs(folder, scale)
   if not pairs:
@@ -140,11 +155,11 @@ def load_sets(specs: Sequence, scale: int) -> dict[str, list[Sample]]:
   """{set name: samples} for each data spec; repeated names get a suffix."""
   if not specs:
     raise UserError(
-      'no --data given; pass at least one folder, e.g. --data=../shared/datasets/Set5.'
+      'no --data given; pass at least one set, e.g. --data=set5 (bundled) or a folder.'
     )
   sets = {}
   for spec in specs:
-    name = base = set_name(spec)
+    name = base = set_name(resolve(spec))
     i = 2
     while name in sets:
       name, i = f'{base}_{i}', i + 1

@@ -3,8 +3,9 @@
 import jax
 import ml_collections
 from absl import logging
-from etils import epath
 
+
+from srgan_jax.evaluation import validation
 from srgan_jax.nets import generators
 from srgan_jax.weights import zoo
 from srgan_jax.common.errors import UserError
@@ -84,10 +85,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       'or () for no profile.'
     )
   for spec in config.eval.sets:
-    if not epath.Path(spec).exists():
+    if not validation.resolve(spec).exists():
       raise ConfigError(
         f'config.eval.sets names {spec!r}, which does not exist; pass benchmark '
-        'folders such as ../shared/datasets/Set5, or set config.eval.sets=().'
+        "sets such as 'set5', 'set14' (bundled) or folders, or set config.eval.sets=()."
       )
   if config.generator_init and not zoo.has_generator(config.generator_init):
     raise ConfigError(
