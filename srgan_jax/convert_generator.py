@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_jax.weights import checkpoint_files
+from srgan_jax.weights import checkpoint_files, file_kinds
 from srgan_jax.nets import generators
 from srgan_jax.common import files
 from srgan_jax.weights import zoo
@@ -49,11 +49,18 @@ def read_state_dict(path) -> tuple[dict[str, np.ndarray], str]:
     raise ConvertError(f"{path}: reading .pth files needs torch: pip install 'srgan-jax[convert]'")
   if not Path(path).is_file():
     raise ConvertError(f'{path}: no such file.')
+  expected = "pass a generator's PyTorch checkpoint (a .pth/.pt file written by torch.save)"
+  what = file_kinds.describe(path)
+  if not file_kinds.is_torch_file(path):
+    raise ConvertError(f'{path} is {what}, not a PyTorch checkpoint; {expected}.')
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except  # torch raises many types on bad files
     why = ' '.join(str(e).split())[:120]
-    raise ConvertError(f'{path}: torch.load failed ({type(e).__name__}: {why})') from None
+    raise ConvertError(
+      f'{path}: torch.load failed on {what} ({type(e).__name__}: {why}); is the file complete? '
+      f'{expected}.'
+    ) from None
   entry = 'the file'
   if isinstance(obj, dict):
     for key in WEIGHT_KEYS:

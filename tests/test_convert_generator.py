@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+from PIL import Image
 
 torch = pytest.importorskip('torch', reason='reading .pth files needs torch (the test extra)')
 
@@ -17,6 +18,7 @@ from srgan_jax import convert_generator  # noqa: E402
 from srgan_jax.evaluation import inference  # noqa: E402
 from srgan_jax import upscale  # noqa: E402
 from srgan_jax.benchmark import torch_archs as ta  # noqa: E402
+from srgan_jax.weights import zoo  # noqa: E402
 
 TOL = 1e-5
 
@@ -229,3 +231,18 @@ def test_the_default_tile_leaves_a_core_for_rrdbnets_wide_receptive_field():
   for halo in (349, 200, 100):  # RRDBNet 23 blocks: 349
     tile = inference.default_tile(SimpleNamespace(halo=halo))
     assert tile - 2 * halo >= inference.DEFAULT_TILE // 2  # a core of at least 128 LR pixels
+
+
+def test_a_file_that_is_not_a_pytorch_checkpoint_is_named_in_one_line(tmp_path, capsys):
+  png = tmp_path / 'photo.pth'
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(png, format='PNG')
+  (tmp_path / 'notes.pth').write_text('not weights\n')
+  shipped = str(zoo.model_path('srresnet_x4'))
+  for path, what in (
+    (png, 'is a PNG image'),
+    (tmp_path / 'notes.pth', 'is a text file'),
+    (shipped, 'is a msgpack file (a srgan_jax generator file? use it as it is'),
+  ):
+    message = _fails(tmp_path, capsys, path)
+    assert what in message and 'not a PyTorch checkpoint' in message, message
+    assert 'torch.save' in message and '\n' not in message.strip()
