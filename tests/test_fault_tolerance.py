@@ -171,6 +171,24 @@ def test_a_phase_change_keeps_g_and_starts_the_step_schedule_and_adam_afresh(tmp
   assert config_of(tmp_path / 'config.until_step_1.json')['num_train_steps'] == 1
 
 
+def test_generator_init_naming_the_workdir_of_the_srresnet_run_follows_it_when_it_moves(tmp_path):
+  optim = {'sample_every': 0, 'checkpoint_every': 1}
+  loop.train_and_evaluate(tiny_config('srresnet', num_train_steps=2, **optim), str(tmp_path))
+  srresnet = main_runs.read_state(tmp_path, 2)
+  srgan = tiny_config(
+    'srgan', num_train_steps=1, restore_compatible_only=True, generator_init=str(tmp_path), **optim
+  )
+  for steps in (1, 2):  # the first start moves the SRResNet run aside; a re-run resumes
+    srgan.num_train_steps = steps
+    g_state, _ = loop.train_and_evaluate(srgan, str(tmp_path))
+    assert int(g_state.step) == steps
+  assert main_runs.complete_steps(tmp_path / 'srresnet') == [1, 2]
+  # G started from the SRResNet's weights: one Adam step of ~lr from them, not a random init.
+  kernel = "['generator']['params']['conv_in']['kernel']"
+  first = main_runs.read_state(tmp_path, 1)[kernel]
+  assert np.abs(first - srresnet[kernel]).max() <= srgan.optim.learning_rate * 1.001
+
+
 def test_resuming_with_another_crop(tmp_path):
   # SRResNet: G is fully convolutional, so another crop simply resumes.
   config = tiny_config('srresnet', num_train_steps=2, sample_every=0)

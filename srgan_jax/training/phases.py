@@ -41,6 +41,14 @@ def sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def _names_this_workdir(spec: str, workdir: epath.Path) -> bool:
+  """Whether a generator_init spec is the workdir itself or its checkpoints/ dir."""
+  if not spec:
+    return False
+  path = workdir_lib.absolute(spec)
+  return path in (workdir, workdir / 'checkpoints')
+
+
 def adopt_previous_phase(config, workdir: epath.Path) -> ml_collections.ConfigDict:
   """restore_compatible_only in a workdir whose checkpoints are the other phase's run.
 
@@ -68,6 +76,13 @@ def adopt_previous_phase(config, workdir: epath.Path) -> ml_collections.ConfigDi
       config.phase,
       '' if config.generator_init else f", and G's weights from {workdir / theirs}",
     )
+  if _names_this_workdir(config.generator_init, workdir) and checkpoint_files.has_generator(
+    workdir / other
+  ):
+    # generator_init=WORKDIR named the other phase's run, which now lives in WORKDIR/<other>.
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.generator_init = str(workdir / other)
+    logging.info('config.generator_init names this workdir: G starts from %s', workdir / other)
   if (
     not config.generator_init
     and not config.pretrain_steps
