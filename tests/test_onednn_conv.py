@@ -79,8 +79,9 @@ def test_forward_and_gradients_equal_lax(n, h, w, c, kh, kw, o, strides, padding
 
 @needs_onednn
 @pytest.mark.slow
-def test_every_convolution_of_an_srgan_step_runs_through_onednn():
-  config = tiny_config('srgan', **{'loss.content': 'vgg22'})
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_every_convolution_of_an_srgan_step_runs_through_onednn(dtype):
+  config = tiny_config('srgan', **{'loss.content': 'vgg22', 'model.compute_dtype': dtype})
   g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
   from srgan_jax.nets import vgg
 
@@ -92,9 +93,10 @@ def test_every_convolution_of_an_srgan_step_runs_through_onednn():
   )
   batch = {'hr': jnp.zeros((4, 24, 24, 3), jnp.uint8)}
   text = step.lower(g_state, d_state, batch, vgg_params).as_text()
-  assert 'stablehlo.convolution' not in text
+  assert 'stablehlo.convolution' not in text  # G, D and VGG's phi alike
+  native = dtype == 'bfloat16' and onednn_conv.isa() in onednn_conv.BF16_ISAS
   for target in ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights'):
-    assert target in text
+    assert target in text and (f'{target}Bf16' in text) == native
 
 
 @pytest.mark.slow
@@ -118,6 +120,33 @@ def test_an_srgan_step_through_onednn_equals_one_through_lax(monkeypatch):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.slow
+@needs_onednn
+def test_a_bf16_srgan_step_through_onednn_equals_one_through_xla(monkeypatch):
+  config = tiny_config('srgan', **{'model.compute_dtype': 'bfloat16'})
+  hr = np.random.default_rng(0).integers(0, 256, (4, 24, 24, 3), dtype=np.uint8)
+  results = []
+  for use in (True, False):
+    if not use:
+      monkeypatch.setattr(onednn_conv, 'applies', lambda *a: False)
+    g_state, d_state = train_states.create_train_states(config, jax.random.key(0))
+    step = update_step.make_jitted_step(
+      config, update_step.make_mesh(), update_step.make_content_loss(config)
+    )
+    text = step.lower(g_state, d_state, {'hr': jnp.asarray(hr)}, None).as_text()
+    assert ('SrganConvFwd' in text) == use and ('stablehlo.convolution' in text) != use
+    g_state, d_state, metrics = step(g_state, d_state, {'hr': jnp.asarray(hr)}, None)
+    results.append(jax.device_get((g_state.params, d_state.params, metrics)))
+  for k in ('content_loss', 'adversarial_loss', 'd_loss', 'g_grad_norm'):
+    np.testing.assert_allclose(results[0][2][k], results[1][2][k], rtol=2e-2)
+  # float32 master weights after Adam's first step (~lr per weight, by the gradient's sign):
+  # bf16 roundings flip the sign of a few tiny gradients, nothing more.
+  ours, xla = (np.concatenate([np.ravel(p) for p in jax.tree.leaves(r[:2])]) for r in results)
+  lr = config.optim.learning_rate
+  assert ours.dtype == np.float32 and np.abs(ours - xla).max() <= 2 * lr * 1.001
+  assert np.mean(np.abs(ours - xla) > lr / 2) < 0.03
+
+
 def test_turned_off_or_without_a_compiler_it_says_why(monkeypatch, tmp_path):
   monkeypatch.setenv('SRGAN_JAX_ONEDNN', '0')
   assert onednn_conv._load() == (False, 'turned off by SRGAN_JAX_ONEDNN=0', None)
@@ -135,9 +164,73 @@ def test_turned_off_or_without_a_compiler_it_says_why(monkeypatch, tmp_path):
   assert list(tmp_path.iterdir()) == []  # no partial library left behind
 
 
-def test_bf16_convolutions_stay_with_xla():
-  x, k = jnp.zeros((1, 8, 8, 3), jnp.bfloat16), jnp.zeros((3, 3, 3, 4), jnp.bfloat16)
+BF16_GEOMETRIES = [
+  (2, 9, 7, 5, 3, 3, 4, (1, 1), 'SAME'),  # odd sizes
+  (2, 10, 10, 3, 9, 9, 16, (1, 1), 'SAME'),  # G's k9 input conv
+  (1, 11, 8, 4, 3, 3, 5, (2, 2), 'SAME'),  # D's k3s2
+  (2, 12, 12, 64, 3, 3, 64, (1, 1), 'SAME'),  # the residual trunk's k3n64s1
+  (1, 12, 12, 4, 5, 4, 3, (3, 2), 'VALID'),
+]
+
+
+def _bf16_conv_against_lax(n, h, w, c, kh, kw, o, strides, padding):
+  """(lowered text, [(ours, lax's) for y, dx, dk]) of one bf16 conv and its gradients."""
+  rng = np.random.default_rng(h * w + kh)
+  x = jnp.asarray(rng.standard_normal((n, h, w, c)), jnp.bfloat16)
+  k = jnp.asarray(rng.standard_normal((kh, kw, c, o)) / np.sqrt(kh * kw * c), jnp.bfloat16)
+  ref = lambda x, k: lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=NHWC)
+  ours = lambda x, k: fast_conv.conv_general_dilated(x, k, strides, padding, dimension_numbers=NHWC)
+  loss = lambda x, k: jnp.sum(ours(x, k).astype(jnp.float32) ** 2)
+  text = jax.jit(jax.value_and_grad(loss, (0, 1))).lower(x, k).as_text()
+  y_ref, vjp_ref = jax.vjp(ref, x, k)
+  y, vjp = jax.jit(lambda x, k: jax.vjp(ours, x, k))(x, k)
+  dy = jnp.asarray(rng.standard_normal(y.shape), jnp.bfloat16)
+  return text, [(y, y_ref), *zip(jax.jit(vjp)(dy), vjp_ref(dy))]
+
+
+def _close_in_bf16(pairs):
+  for got, want in pairs:
+    assert got.dtype == want.dtype == jnp.bfloat16 and got.shape == want.shape
+    got, want = got.astype(jnp.float32), want.astype(jnp.float32)
+    assert _rel(got, want) < 8e-3  # a few bf16 roundings (2^-8 each) of float32 sums
+
+
+@needs_onednn
+@pytest.mark.parametrize('n,h,w,c,kh,kw,o,strides,padding', BF16_GEOMETRIES)
+def test_bf16_forward_and_gradients_equal_lax_in_bf16(n, h, w, c, kh, kw, o, strides, padding):
+  text, pairs = _bf16_conv_against_lax(n, h, w, c, kh, kw, o, strides, padding)
+  native = onednn_conv.isa() in onednn_conv.BF16_ISAS
+  for target in ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights'):
+    assert (target + 'Bf16' in text) == native, (target, onednn_conv.isa())
+  assert 'stablehlo.convolution' not in text
+  _close_in_bf16(pairs)
+
+
+@needs_onednn
+def test_bf16_without_native_kernels_runs_as_float32_on_onednn_saying_so_once(monkeypatch, caplog):
+  monkeypatch.setenv('SRGAN_JAX_ONEDNN_BF16', '0')  # as on a CPU without bf16 dot products
+  for cached in (onednn_conv._bf16_not_native, onednn_conv._say_once):
+    cached.cache_clear()
+  try:
+    with caplog.at_level('WARNING'):
+      for geometry in BF16_GEOMETRIES[:2]:
+        text, pairs = _bf16_conv_against_lax(*geometry)
+        assert 'SrganConvFwd' in text and 'Bf16' not in text
+        assert 'stablehlo.convolution' not in text
+        _close_in_bf16(pairs)
+    said = [
+      r.getMessage() for r in caplog.records if 'bfloat16 convolutions run as' in r.getMessage()
+    ]
+    assert len(said) == 1 and 'SRGAN_JAX_ONEDNN_BF16=0' in said[0], said
+  finally:
+    for cached in (onednn_conv._bf16_not_native, onednn_conv._say_once):
+      cached.cache_clear()
+
+
+def test_other_dtypes_stay_with_xla():
+  x, k = jnp.zeros((1, 8, 8, 3), jnp.float16), jnp.zeros((3, 3, 3, 4), jnp.float16)
   assert not onednn_conv.applies(x, k)
+  assert not onednn_conv.applies(x.astype(jnp.bfloat16), k.astype(jnp.float32))  # mixed
   text = (
     jax.jit(
       lambda x, k: fast_conv.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=NHWC)

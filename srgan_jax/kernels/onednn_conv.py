@@ -1,10 +1,16 @@
-"""2-D float32 convolutions on XLA:CPU through oneDNN, as XLA FFI custom calls.
+"""2-D float32 and bfloat16 convolutions on XLA:CPU through oneDNN, as XLA FFI custom calls.
 
 XLA:CPU runs convolutions on Eigen or YNNPACK kernels, 1.2-2.5x slower than
 oneDNN's on the paper's shapes (docs/performance.md); jaxlib ships oneDNN's
 conv kernels but does not route convolutions to them. `csrc/onednn_conv.cc`
 binds oneDNN's forward, backward-data and backward-weights convolutions
 (NHWC activations, HWIO kernels, as Flax) as three FFI handlers.
+
+bfloat16 convolutions run on oneDNN's bf16 kernels where the CPU has bf16 dot-product
+instructions (AVX-512 BF16, AMX: `isa()`), accumulating in float32 as oneDNN does; on
+a CPU without them (or with SRGAN_JAX_ONEDNN_BF16=0) they run as float32 convolutions
+on oneDNN, cast in and out, said once in the log: oneDNN's emulated bf16 and XLA's
+bf16 convolutions are both slower than that.
 
 `conv` is `lax.conv_general_dilated` (tested to float32 rounding) as three JAX
 primitives, one per handler, each bilinear and each the transpose of the
@@ -48,6 +54,9 @@ from srgan_jax.common import cache
 
 _SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'onednn_conv.cc'
 _TARGETS = ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights')
+_BF16 = 'Bf16'  # the bfloat16 handlers: SrganConvFwdBf16, ...
+# oneDNN ISAs with bfloat16 dot products (AVX-512 BF16's vdpbf16ps, AMX's tiles).
+BF16_ISAS = ('avx512_core_bf16', 'avx512_core_fp16', 'avx512_core_amx', 'avx512_core_amx_fp16')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 _lock = threading.Lock()
 _state: dict = {}  # 'ok': bool, 'why': str, 'lib': the loaded library; set once per process
@@ -179,18 +188,20 @@ def _load() -> tuple[bool, str, ctypes.CDLL | None]:
     if why:
       raise RuntimeError(f'not loading {why}; delete it')
     lib = ctypes.CDLL(str(path))
-    for name in _TARGETS:
+    for name in (*_TARGETS, *(t + _BF16 for t in _TARGETS)):
       jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform='cpu')
     lib.SrganConvProbe.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_char_p, ctypes.c_int64]
     lib.SrganConvCacheInfo.argtypes = [ctypes.POINTER(ctypes.c_int64)] * 2
     lib.SrganConvSetCacheCapacity.argtypes = [ctypes.c_int64]
-    threads = lib.SrganConvThreads()
+    lib.SrganConvIsa.restype = ctypes.c_char_p
+    threads, isa = lib.SrganConvThreads(), lib.SrganConvIsa().decode()
   except (OSError, RuntimeError, ValueError, subprocess.SubprocessError, AttributeError) as e:
     return False, str(e).splitlines()[0], None
   how = f'built in {time.time() - t0:.1f}s' if built else 'cached'
   return (
     True,
-    f'oneDNN convolutions from {path} ({how}; OpenMP teams of {threads} threads, at most two)',
+    f'oneDNN convolutions from {path} ({how}; OpenMP teams of {threads} threads, at most two; '
+    f'ISA {isa}, bfloat16 {"native" if isa in BF16_ISAS else "as float32"})',
     lib,
   )
 
@@ -222,6 +233,11 @@ def prepare() -> str:
   return why if ok else f"XLA's own (slower): {why}"
 
 
+def isa() -> str:
+  """The instruction set oneDNN's kernels use here ('avx512_core_amx', ...); '' without them."""
+  return _state['lib'].SrganConvIsa().decode() if status()[0] else ''
+
+
 def cache_info() -> tuple[int, int]:
   """(primitives cached, capacity) of the handlers' LRU cache."""
   size, capacity = ctypes.c_int64(), ctypes.c_int64()
@@ -234,25 +250,60 @@ def set_cache_capacity(capacity: int) -> None:
 
 
 def applies(x, w) -> bool:
-  """Whether `conv` takes a plain NHWC/HWIO conv (`fast_conv` checks that): float32 on one device."""
+  """Whether `conv` takes a plain NHWC/HWIO conv (`fast_conv` checks that): float32 or
+  bfloat16 (both operands alike) on one device."""
   return (
-    jax.device_count() == 1 and x.dtype == jnp.float32 and w.dtype == jnp.float32 and status()[0]
+    jax.device_count() == 1
+    and x.dtype == w.dtype
+    and x.dtype in (jnp.float32, jnp.bfloat16)
+    and status()[0]
   )
 
 
 @functools.lru_cache(maxsize=4096)
-def _rejected(geometry: tuple[int, ...]) -> str:
-  """Why oneDNN cannot build a geometry's three primitives ('' if it can); builds them."""
+def _probe(geometry: tuple[int, ...]) -> tuple[bool, str]:
+  """(built, oneDNN's three implementations or why not) of a geometry (+ bf16 flag); builds them."""
   why = ctypes.create_string_buffer(512)
-  if _state['lib'].SrganConvProbe((ctypes.c_int64 * 15)(*geometry), why, len(why)) == 0:
+  built = _state['lib'].SrganConvProbe((ctypes.c_int64 * 16)(*geometry), why, len(why)) == 0
+  return built, why.value.decode(errors='replace')
+
+
+@functools.lru_cache(maxsize=4096)
+def _rejected(geometry: tuple[int, ...]) -> str:
+  """Why oneDNN cannot build a float32 geometry's three primitives ('' if it can)."""
+  built, reason = _probe((*geometry, 0))
+  if built:
     return ''
-  reason = why.value.decode(errors='replace')
   logging.warning(
     "oneDNN rejects the convolution %s (%s): XLA's convolution runs it.",
     dict(zip('n h w c kh kw o ho wo sh sw pt pb pl pr'.split(), geometry)),
     reason,
   )
   return reason
+
+
+@functools.lru_cache(maxsize=4096)
+def _bf16_not_native(geometry: tuple[int, ...]) -> str:
+  """Why a bfloat16 geometry runs as float32 on oneDNN ('' where its bf16 kernels take it)."""
+  if os.environ.get('SRGAN_JAX_ONEDNN_BF16', '1') == '0':
+    reason = 'turned off by SRGAN_JAX_ONEDNN_BF16=0'
+  elif isa() not in BF16_ISAS:
+    reason = f'this CPU has no bfloat16 dot products (oneDNN ISA {isa()})'
+  else:
+    built, impls = _probe((*geometry, 1))
+    if built and not any(i.startswith('ref') for i in impls.split(';')):
+      return ''
+    reason = f'oneDNN has no bf16 kernel for {geometry} ({impls})'
+  _say_once(
+    f'bfloat16 convolutions run as float32 on oneDNN (cast in and out): {reason}. '
+    'Faster than XLA bf16 or emulated bf16.'
+  )
+  return reason
+
+
+@functools.lru_cache(maxsize=None)
+def _say_once(message: str) -> None:
+  logging.warning('%s', message)
 
 
 # ----------------------------------------------------------------------------
@@ -278,36 +329,46 @@ def _lax_fwd(x, w, strides, pads):
 
 
 def _ffi(target, out_shape, a, b, strides, pads):
+  """The handler `target` on a and b (float32, or bfloat16: its Bf16 twin), out_shape in their dtype."""
   (pt, pb), (pl, pr) = pads
   i = lambda v: np.int64(v)
-  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, jnp.float32))(
+  name = target + (_BF16 if a.dtype == jnp.bfloat16 else '')
+  return jax.ffi.ffi_call(name, jax.ShapeDtypeStruct(out_shape, a.dtype))(
     a, b, sh=i(strides[0]), sw=i(strides[1]), pt=i(pt), pb=i(pb), pl=i(pl), pr=i(pr)
   )
 
 
-def _use_onednn(x_shape, w_shape, strides, pads, lax_only) -> bool:
+def _onednn(target, out_shape, a, b, x_shape, w_shape, strides, pads, lax_only):
+  """The handler's result, or None where XLA's convolution must run it. bfloat16 without
+  native kernels runs as float32 on oneDNN (cast in and out)."""
   if lax_only or not _state.get('ok', False):
-    return False
-  return not _rejected(
-    _geometry(x_shape, w_shape, _y_shape(x_shape, w_shape, strides, pads), strides, pads)
-  )
+    return None
+  geometry = _geometry(x_shape, w_shape, _y_shape(x_shape, w_shape, strides, pads), strides, pads)
+  if _rejected(geometry):
+    return None
+  if a.dtype == jnp.bfloat16 and _bf16_not_native(geometry):
+    f32 = lambda v: v.astype(jnp.float32)
+    return _ffi(target, out_shape, f32(a), f32(b), strides, pads).astype(a.dtype)
+  return _ffi(target, out_shape, a, b, strides, pads)
 
 
 def _fwd_impl(x, w, *, strides, pads, lax_only=False):
-  if _use_onednn(x.shape, w.shape, strides, pads, lax_only):
-    return _ffi('SrganConvFwd', _y_shape(x.shape, w.shape, strides, pads), x, w, strides, pads)
-  return _lax_fwd(x, w, strides, pads)
+  y_shape = _y_shape(x.shape, w.shape, strides, pads)
+  y = _onednn('SrganConvFwd', y_shape, x, w, x.shape, w.shape, strides, pads, lax_only)
+  return _lax_fwd(x, w, strides, pads) if y is None else y
 
 
 def _bwd_data_impl(dy, w, *, strides, pads, x_shape, lax_only=False):
-  if _use_onednn(x_shape, w.shape, strides, pads, lax_only):
-    return _ffi('SrganConvBwdData', x_shape, dy, w, strides, pads)
+  dx = _onednn('SrganConvBwdData', x_shape, dy, w, x_shape, w.shape, strides, pads, lax_only)
+  if dx is not None:
+    return dx
   return jax.vjp(lambda x: _lax_fwd(x, w, strides, pads), jnp.zeros(x_shape, dy.dtype))[1](dy)[0]
 
 
 def _bwd_weights_impl(x, dy, *, strides, pads, w_shape, lax_only=False):
-  if _use_onednn(x.shape, w_shape, strides, pads, lax_only):
-    return _ffi('SrganConvBwdWeights', w_shape, x, dy, strides, pads)
+  dw = _onednn('SrganConvBwdWeights', w_shape, x, dy, x.shape, w_shape, strides, pads, lax_only)
+  if dw is not None:
+    return dw
   return jax.vjp(lambda w: _lax_fwd(x, w, strides, pads), jnp.zeros(w_shape, x.dtype))[1](dy)[0]
 
 
@@ -315,12 +376,12 @@ fwd_p = jex_core.Primitive('srgan_onednn_conv_fwd')
 bwd_data_p = jex_core.Primitive('srgan_onednn_conv_bwd_data')
 bwd_weights_p = jex_core.Primitive('srgan_onednn_conv_bwd_weights')
 
-_aval = lambda shape: jax.core.ShapedArray(tuple(shape), jnp.float32)
+_aval = lambda shape, dtype: jax.core.ShapedArray(tuple(shape), dtype)
 fwd_p.def_abstract_eval(
-  lambda x, w, *, strides, pads: _aval(_y_shape(x.shape, w.shape, strides, pads))
+  lambda x, w, *, strides, pads: _aval(_y_shape(x.shape, w.shape, strides, pads), x.dtype)
 )
-bwd_data_p.def_abstract_eval(lambda dy, w, *, strides, pads, x_shape: _aval(x_shape))
-bwd_weights_p.def_abstract_eval(lambda x, dy, *, strides, pads, w_shape: _aval(w_shape))
+bwd_data_p.def_abstract_eval(lambda dy, w, *, strides, pads, x_shape: _aval(x_shape, dy.dtype))
+bwd_weights_p.def_abstract_eval(lambda x, dy, *, strides, pads, w_shape: _aval(w_shape, x.dtype))
 
 for _p, _impl in (
   (fwd_p, _fwd_impl),

@@ -1,5 +1,7 @@
-// XLA FFI handlers: 2-D convolution (NHWC activations, HWIO kernels, float32)
-// forward, input gradient and kernel gradient through oneDNN.
+// XLA FFI handlers: 2-D convolution (NHWC activations, HWIO kernels, float32 or
+// bfloat16) forward, input gradient and kernel gradient through oneDNN. bfloat16
+// convolutions accumulate in float32 inside oneDNN's kernels (AVX-512 BF16's
+// vdpbf16ps, AMX's tiles) and round once to bfloat16 on output.
 //
 // Threads: oneDNN's OpenMP build gives every thread that enters it a team of
 // its own, and XLA:CPU calls these handlers from any thread of its pool, so
@@ -49,8 +51,9 @@ enum Kind { kFwd = 0, kBwdData = 1, kBwdWeights = 2 };
 
 struct Geometry {
   int64_t n, h, w, c, kh, kw, o, ho, wo, sh, sw, pt, pb, pl, pr;
+  bool bf16 = false;  // bfloat16 activations and kernel (else float32)
   std::string key(Kind k) const {
-    std::string s = std::to_string(k);
+    std::string s = std::to_string(k) + (bf16 ? "b" : "f");
     for (int64_t v : {n, h, w, c, kh, kw, o, ho, wo, sh, sw, pt, pb, pl, pr}) s += "," + std::to_string(v);
     return s;
   }
@@ -76,6 +79,7 @@ struct Entry {
   bool reorder_kernel = false;          // HWIO <-> that layout
   dnnl::primitive kernel_reorder;
   size_t scratchpad_bytes = 0;
+  std::string impl;                     // oneDNN's implementation, e.g. "brgconv:avx512_core_bf16"
 };
 
 dnnl::engine& Engine() {
@@ -94,11 +98,12 @@ struct Buf {  // 64-byte aligned scratch
 std::shared_ptr<Entry> Build(const Geometry& g, Kind kind) {
   auto& eng = Engine();
   auto e = std::make_shared<Entry>();
-  e->src = memory::desc({g.n, g.c, g.h, g.w}, dt::f32, tag::nhwc);
-  e->dst = memory::desc({g.n, g.o, g.ho, g.wo}, dt::f32, tag::nhwc);
-  e->w_user = memory::desc({g.o, g.c, g.kh, g.kw}, dt::f32, tag::hwio);
+  const dt t = g.bf16 ? dt::bf16 : dt::f32;
+  e->src = memory::desc({g.n, g.c, g.h, g.w}, t, tag::nhwc);
+  e->dst = memory::desc({g.n, g.o, g.ho, g.wo}, t, tag::nhwc);
+  e->w_user = memory::desc({g.o, g.c, g.kh, g.kw}, t, tag::hwio);
   const memory::desc &src = e->src, &dst = e->dst, &w_user = e->w_user;
-  memory::desc w_any({g.o, g.c, g.kh, g.kw}, dt::f32, tag::any);
+  memory::desc w_any({g.o, g.c, g.kh, g.kw}, t, tag::any);
   memory::dims strides{g.sh, g.sw}, pad_l{g.pt, g.pl}, pad_r{g.pb, g.pr};
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -109,18 +114,21 @@ std::shared_ptr<Entry> Build(const Geometry& g, Kind kind) {
     e->conv = dnnl::convolution_forward(fwd);
     e->weights = fwd.weights_desc();
     e->scratchpad_bytes = fwd.scratchpad_desc().get_size();
+    e->impl = fwd.impl_info_str();
   } else if (kind == kBwdData) {
     dnnl::convolution_backward_data::primitive_desc pd(eng, alg, src, w_any, dst, strides, pad_l, pad_r,
                                                        fwd, attr);
     e->conv = dnnl::convolution_backward_data(pd);
     e->weights = pd.weights_desc();
     e->scratchpad_bytes = pd.scratchpad_desc().get_size();
+    e->impl = pd.impl_info_str();
   } else {
     dnnl::convolution_backward_weights::primitive_desc pd(eng, alg, src, w_any, dst, strides, pad_l,
                                                           pad_r, fwd, attr);
     e->conv = dnnl::convolution_backward_weights(pd);
     e->weights = pd.diff_weights_desc();
     e->scratchpad_bytes = pd.scratchpad_desc().get_size();
+    e->impl = pd.impl_info_str();
   }
   e->reorder_kernel = e->weights != w_user;
   if (e->reorder_kernel) {
@@ -285,7 +293,7 @@ std::string Execute(const std::function<void()>& job) {
 }
 
 // x: [N,H,W,C], k: [KH,KW,C,O], y: [N,HO,WO,O]; `kind` says which of the three is the output.
-ffi::Error Run(Kind kind, float* x, float* k, float* y, const Geometry& g) {
+ffi::Error Run(Kind kind, void* x, void* k, void* y, const Geometry& g) {
   std::string bad = g.Inconsistency();
   if (!bad.empty()) return ffi::Error::InvalidArgument("oneDNN convolution: " + bad);
   std::string error = Execute([&] {
@@ -330,25 +338,33 @@ ffi::Error Agree(ffi::Span<const int64_t> xd, ffi::Span<const int64_t> kd, ffi::
   return ffi::Error::Success();
 }
 
-using B4 = ffi::Buffer<ffi::F32, 4>;
-using R4 = ffi::ResultBuffer<ffi::F32, 4>;
+template <ffi::DataType T>
+using B4 = ffi::Buffer<T, 4>;
+template <ffi::DataType T>
+using R4 = ffi::ResultBuffer<T, 4>;
 
-ffi::Error Fwd(B4 x, B4 k, R4 y, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+template <ffi::DataType T>
+ffi::Error Fwd(B4<T> x, B4<T> k, R4<T> y, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   if (auto err = Agree(x.dimensions(), k.dimensions(), y->dimensions()); err.failure()) return err;
   auto g = Geom(x.dimensions(), k.dimensions(), y->dimensions(), sh, sw, pt, pb, pl, pr);
-  return Run(kFwd, x.typed_data(), k.typed_data(), y->typed_data(), g);
+  g.bf16 = T == ffi::BF16;
+  return Run(kFwd, x.untyped_data(), k.untyped_data(), y->untyped_data(), g);
 }
 
-ffi::Error BwdData(B4 dy, B4 k, R4 dx, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+template <ffi::DataType T>
+ffi::Error BwdData(B4<T> dy, B4<T> k, R4<T> dx, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   if (auto err = Agree(dx->dimensions(), k.dimensions(), dy.dimensions()); err.failure()) return err;
   auto g = Geom(dx->dimensions(), k.dimensions(), dy.dimensions(), sh, sw, pt, pb, pl, pr);
-  return Run(kBwdData, dx->typed_data(), k.typed_data(), dy.typed_data(), g);
+  g.bf16 = T == ffi::BF16;
+  return Run(kBwdData, dx->untyped_data(), k.untyped_data(), dy.untyped_data(), g);
 }
 
-ffi::Error BwdWeights(B4 x, B4 dy, R4 dk, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+template <ffi::DataType T>
+ffi::Error BwdWeights(B4<T> x, B4<T> dy, R4<T> dk, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   if (auto err = Agree(x.dimensions(), dk->dimensions(), dy.dimensions()); err.failure()) return err;
   auto g = Geom(x.dimensions(), dk->dimensions(), dy.dimensions(), sh, sw, pt, pb, pl, pr);
-  return Run(kBwdWeights, x.typed_data(), dk->typed_data(), dy.typed_data(), g);
+  g.bf16 = T == ffi::BF16;
+  return Run(kBwdWeights, x.untyped_data(), dk->untyped_data(), dy.untyped_data(), g);
 }
 
 }  // namespace
@@ -357,10 +373,14 @@ ffi::Error BwdWeights(B4 x, B4 dy, R4 dk, int64_t sh, int64_t sw, int64_t pt, in
   .Attr<int64_t>("sh").Attr<int64_t>("sw").Attr<int64_t>("pt").Attr<int64_t>("pb").Attr<int64_t>("pl") \
       .Attr<int64_t>("pr")
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvFwd, Fwd, ffi::Ffi::Bind().Arg<B4>().Arg<B4>().Ret<B4>() CONV_ATTRS);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdData, BwdData, ffi::Ffi::Bind().Arg<B4>().Arg<B4>().Ret<B4>() CONV_ATTRS);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdWeights, BwdWeights,
-                              ffi::Ffi::Bind().Arg<B4>().Arg<B4>().Ret<B4>() CONV_ATTRS);
+#define CONV_BIND(T) ffi::Ffi::Bind().Arg<B4<T>>().Arg<B4<T>>().Ret<B4<T>>() CONV_ATTRS
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvFwd, Fwd<ffi::F32>, CONV_BIND(ffi::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdData, BwdData<ffi::F32>, CONV_BIND(ffi::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdWeights, BwdWeights<ffi::F32>, CONV_BIND(ffi::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvFwdBf16, Fwd<ffi::BF16>, CONV_BIND(ffi::BF16));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdDataBf16, BwdData<ffi::BF16>, CONV_BIND(ffi::BF16));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdWeightsBf16, BwdWeights<ffi::BF16>, CONV_BIND(ffi::BF16));
 
 // ----------------------------------------------------------------------------
 // Plain C entry points for the Python side (ctypes).
@@ -368,19 +388,24 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdWeights, BwdWeights,
 extern "C" {
 
 // Builds (and caches) the forward, input-gradient and kernel-gradient primitives of
-// one geometry {n, h, w, c, kh, kw, o, ho, wo, sh, sw, pt, pb, pl, pr}. Returns 0 if
-// oneDNN takes all three, else 1 with the reason in `why` (NUL-terminated).
+// one geometry {n, h, w, c, kh, kw, o, ho, wo, sh, sw, pt, pb, pl, pr, bf16}. Returns 0
+// if oneDNN takes all three, with their implementations in `why` ("fwd;bwd_data;bwd_weights",
+// e.g. "brgconv:avx512_core_bf16;..."), else 1 with the reason in `why` (NUL-terminated).
 __attribute__((visibility("default"))) int SrganConvProbe(const int64_t* dims, char* why, int64_t why_size) {
   Geometry g{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7],
              dims[8], dims[9], dims[10], dims[11], dims[12], dims[13], dims[14]};
-  std::string error = g.Inconsistency();
+  g.bf16 = dims[15] != 0;
+  std::string error = g.Inconsistency(), impls;
   if (error.empty()) {
     error = Worker::Get().Run([&] {
-      for (Kind kind : {kFwd, kBwdData, kBwdWeights}) PrimitiveCache().Get(g, kind);
+      for (Kind kind : {kFwd, kBwdData, kBwdWeights}) {
+        impls += (impls.empty() ? "" : ";") + PrimitiveCache().Get(g, kind)->impl;
+      }
     });
   }
+  const std::string& out = error.empty() ? impls : error;
   if (why_size > 0) {
-    std::strncpy(why, error.c_str(), static_cast<size_t>(why_size - 1));
+    std::strncpy(why, out.c_str(), static_cast<size_t>(why_size - 1));
     why[why_size - 1] = '\0';
   }
   return error.empty() ? 0 : 1;
@@ -396,5 +421,23 @@ __attribute__((visibility("default"))) void SrganConvSetCacheCapacity(int64_t ca
 
 // The size of each OpenMP team that runs oneDNN calls (at most two teams: see the top).
 __attribute__((visibility("default"))) int SrganConvThreads() { return Worker::Get().threads(); }
+
+// The instruction set oneDNN's kernels use on this CPU (its dispatcher's choice).
+__attribute__((visibility("default"))) const char* SrganConvIsa() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx2_vnni_2: return "avx2_vnni_2";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_fp16: return "avx512_core_fp16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    case dnnl::cpu_isa::avx512_core_amx_fp16: return "avx512_core_amx_fp16";
+    default: return "other";
+  }
+}
 
 }  // extern "C"
