@@ -56,8 +56,8 @@ def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, wit
   expected = (
     ALL_ROWS if with_torch else FAST_ROWS
   )  # the SRGAN step's compile dominates; once is enough
-  if not with_torch:
-    cmd.append('--only=srresnet,inference')
+  if not with_torch:  # and bf16, each figure timed in turn with its float32 twin
+    cmd += ['--only=srresnet,inference', '--dtype=bfloat16', '--baseline_dtype=float32']
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(out.read_text())
@@ -66,7 +66,13 @@ def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, wit
   for r in rows.values():
     assert r['jax_s'] > 0 and r['compile_s'] > 0 and r['flops'] > 0 and 0 < r['jax_mfu']
     assert ('jax_over_torch' in r) == with_torch
+    assert ('jax_over_baseline' in r) == (not with_torch)
+    assert with_torch or (r['baseline_dtype'] == 'float32' and r['baseline_s'] > 0)
   assert report['peak_flops'] > 0 and report['threads'] >= 1
+  assert report['onednn_isa'] == onednn_conv.isa()  # the ISA its convolutions ran on
+  header = proc.stdout.splitlines()[0]
+  assert (f'oneDNN ISA {onednn_conv.isa()}' in header) == onednn_conv.status()[0], header
+  assert report['matmul_peak_flops']['jax_conv'] > 0  # the networks' path (a 1x1 conv)
   assert (
     report['compiler_options'] == fast_conv.compiler_options()
   )  # what the figures were compiled with
@@ -75,7 +81,7 @@ def test_benchmark_prints_a_table_and_writes_json_on_a_tiny_config(tmp_path, wit
   )
   table = [l for l in proc.stdout.splitlines() if l.split() and l.split()[0] in expected]
   assert len(table) == len(expected)
-  assert all(len(l.split()) == (12 if with_torch else 7) for l in table), table
+  assert all(len(l.split()) == (12 if with_torch else 9) for l in table), table
 
 
 @pytest.mark.slow

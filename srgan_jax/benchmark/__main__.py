@@ -44,6 +44,13 @@ _CROP = flags.DEFINE_integer('crop', None, 'Override config.data.hr_crop.')
 _BLOCKS = flags.DEFINE_integer('blocks', None, 'Override config.model.num_blocks.')
 _SCALE = flags.DEFINE_integer('scale', None, 'Override config.model.scale.')
 _DTYPE = flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], 'Override compute dtype.')
+_BASELINE_DTYPE = flags.DEFINE_enum(
+  'baseline_dtype',
+  '',
+  ['', 'float32', 'bfloat16'],
+  'Also time each JAX figure in this dtype, in turn with the others (e.g. --dtype=bfloat16 '
+  '--baseline_dtype=float32: the bf16 speed-up measured side by side).',
+)
 _TINY = flags.DEFINE_bool('tiny', False, 'Tiny G and D (tests only).')
 _SIZES = flags.DEFINE_list(
   'infer_sizes', ['256', '512', '1024'], 'Inference output sizes (square).'
@@ -121,6 +128,7 @@ def main(argv):
     peak_n=_PEAK_N.value,
     curve_steps=_CURVE_STEPS.value,
     rrdb_blocks=_RRDB_BLOCKS.value,
+    baseline_dtype=_BASELINE_DTYPE.value,
     argv=tuple(sys.argv[1:]),
   )
   report = figures.run(config, _TORCH.value, options)

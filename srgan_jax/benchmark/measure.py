@@ -51,31 +51,60 @@ def matmul_peak_flops(n=2048, repeats=5, dtype='float32'):
   return 2 * n**3 / best
 
 
+def conv_peak_flops(n=2048, repeats=5, dtype='float32'):
+  """Best throughput of an n x n x n matmul run as the networks' convolutions run (a 1x1 conv of
+  n channels over n pixels, `fast_conv`: oneDNN on a CPU), in `dtype`."""
+  from srgan_jax.kernels import fast_conv  # pylint: disable=g-import-not-at-top
+
+  x = jax.random.normal(jax.random.key(0), (1, n, 1, n), jnp.dtype(dtype))
+  w = jax.random.normal(jax.random.key(1), (1, 1, n, n), jnp.dtype(dtype))
+  conv = jax.jit(
+    lambda x, w: fast_conv.conv_general_dilated(
+      x, w, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    ),
+    compiler_options=fast_conv.compiler_options(),
+  )
+  conv(x, w).block_until_ready()
+  best = min(timed(lambda: conv(x, w).block_until_ready()) for _ in range(repeats))
+  return 2 * n**3 / best
+
+
 def device_peak_bytes():
   stats = jax.devices()[0].memory_stats()
   return (stats or {}).get('peak_bytes_in_use')
 
 
-def run_figure(name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, items, unit_scale):
+def run_figure(
+  name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, items, unit_scale, baseline=None
+):
   """Compiles, warms up, then alternates timed JAX and PyTorch runs; returns one result row.
 
   `torch_fn` runs one PyTorch step in the worker process and returns its time there.
+  `baseline`: (dtype, compile_fn, jax_fn) of the same figure in another compute dtype, timed
+  in turn with the others (row: baseline_s, jax_over_baseline).
   """
   t = time.perf_counter()
   compile_fn()
   compile_s = time.perf_counter() - t
+  if baseline:
+    baseline[1]()
   with PeakRSS() as mem:
     for _ in range(warmup):
       jax_fn()
+      if baseline:
+        baseline[2]()
     if torch_fn:
       for _ in range(warmup):
         torch_fn()
-    jax_ts, torch_ts = [], []
+    jax_ts, torch_ts, base_ts = [], [], []
     for _ in range(repeats):
       # Each timed step follows an untimed one of the same framework: the other one's
       # step in between evicts caches and page mappings a training loop keeps warm.
       jax_fn()
       jax_ts.append(timed(jax_fn))
+      if baseline:
+        baseline[2]()
+        base_ts.append(timed(baseline[2]))
       if torch_fn:
         torch_fn()
         torch_ts.append(torch_fn())  # seconds, timed in the PyTorch process
@@ -90,6 +119,10 @@ def run_figure(name, jax_fn, compile_fn, torch_fn, *, repeats, warmup, flops, it
     'device_peak_bytes': device_peak_bytes(),
   }
   row['jax_throughput'] = items * unit_scale / row['jax_s']
+  if base_ts:
+    row.update(baseline_dtype=baseline[0], baseline_s=statistics.median(base_ts))
+    row['baseline_times_s'] = base_ts
+    row['jax_over_baseline'] = row['jax_s'] / row['baseline_s']
   if torch_ts:
     row['torch_s'] = statistics.median(torch_ts)
     row['torch_times_s'] = torch_ts
