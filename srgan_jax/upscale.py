@@ -165,6 +165,12 @@ def main(argv=None) -> int:
     help=f'LR window side incl. halo (0: whole image in one pass; default {DEFAULT_TILE}, '
     'or 2 x halo + 256 for generators with a wide receptive field such as RRDBNet)',
   )
+  parser.add_argument(
+    '--dtype',
+    choices=('float32', 'bfloat16'),
+    default='float32',
+    help="G's compute dtype: float32 (exact) or bfloat16 (faster on CPUs with bf16 units)",
+  )
   args = parser.parse_args(argv)
   from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
   from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
@@ -172,7 +178,7 @@ def main(argv=None) -> int:
   onednn_conv.prepare()  # built or loaded here, where its cost and failure show
   try:
     source = args.workdir or args.checkpoint or args.model or zoo.DEFAULT_MODEL
-    model = inference.load_model(source)
+    model = inference.load_model(source, args.dtype)
     if source in zoo.MODELS:
       print(f'model: {source} ({zoo.MODELS[source][2]})')
     tile = inference.default_tile(model) if args.tile is None else args.tile

@@ -186,3 +186,19 @@ def test_bad_input_is_a_one_line_error(workdir, tmp_path, capsys, case):
   assert upscale.main(args + ['--out', str(tmp_path / 'o')]) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith('error:') and len(err.splitlines()) == 1, err
+
+
+def test_bf16_inference_of_the_shipped_model_is_within_a_grey_level_of_float32(tmp_path):
+  from srgan_jax.evaluation import inference, validation  # pylint: disable=g-import-not-at-top
+
+  lr = validation.load_set('set5', 4)[2].lr[:40, :48]  # butterfly: edges everywhere
+  Image.fromarray(lr).save(tmp_path / 'b.png')
+  outs = {}
+  for dtype in ('float32', 'bfloat16'):
+    args = [str(tmp_path / 'b.png'), '--model=srresnet_x4', f'--dtype={dtype}', '--tile=0']
+    assert upscale.main(args + ['--out', str(tmp_path / dtype)]) == 0
+    outs[dtype] = np.asarray(Image.open(tmp_path / dtype / 'b_x4.png')).astype(float)
+  diff = np.abs(outs['bfloat16'] - outs['float32'])
+  assert outs['float32'].shape == (160, 192, 3) and 0 < diff.mean() < 0.7 and diff.max() <= 6
+  with pytest.raises(inference.UserError, match='--dtype=float16: use one of'):
+    inference.load_model('srresnet_x4', 'float16')

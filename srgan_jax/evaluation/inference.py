@@ -17,6 +17,11 @@ from srgan_jax.evaluation import tiling
 from srgan_jax.common.errors import UserError
 
 
+# Inference compute dtypes: float32 (exact, the default) or bfloat16 (oneDNN's bf16 kernels
+# on CPUs with bf16 units; weights stay float32, the image comes back as float32).
+DTYPES = ('float32', 'bfloat16')
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
   variables: dict  # {'params', 'batch_stats'}
@@ -26,6 +31,7 @@ class Model:
   phase: str
   halo: int  # LR receptive radius (tiling.receptive_radius)
   source: str
+  dtype: str = 'float32'  # the compute dtype of predict
 
 
 def jit_predict() -> Callable:
@@ -40,9 +46,10 @@ def jit_predict() -> Callable:
   return jax.jit(predict, static_argnums=0, compiler_options=fast_conv.compiler_options())
 
 
-def make_predict(model_config) -> Callable:
-  """jit of G in inference mode (running BN statistics); compiles once per input shape."""
-  generator = generators.make_generator(model_config, dtype=jnp.float32)
+def make_predict(model_config, dtype: str = 'float32') -> Callable:
+  """jit of G in inference mode (running BN statistics) computing in `dtype`; compiles once per
+  input shape."""
+  generator = generators.make_generator(model_config, dtype=jnp.dtype(dtype))
   return functools.partial(jit_predict(), generator.apply)
 
 
@@ -59,8 +66,11 @@ def _check_architecture(variables, model_config, where) -> None:
     )
 
 
-def load_model(path) -> Model:
-  """The generator saved in a workdir, its checkpoints/ or export/ dir, or one step dir."""
+def load_model(path, dtype: str = 'float32') -> Model:
+  """The generator saved in a workdir, its checkpoints/ or export/ dir, or one step dir (or a
+  generator file, or a shipped model's name), predicting in compute dtype `dtype`."""
+  if dtype not in DTYPES:
+    raise UserError(f'--dtype={dtype}: use one of {", ".join(DTYPES)}.')
   variables, meta = zoo.load_generator_with_meta(path)
   model_meta = meta.get('model') if isinstance(meta, dict) else None
   if not model_meta or 'scale' not in model_meta:
@@ -78,12 +88,13 @@ def load_model(path) -> Model:
   _check_architecture(variables, model_config, path)
   return Model(
     variables=jax.device_put(variables),
-    predict=make_predict(model_config),
+    predict=make_predict(model_config, dtype),
     scale=int(model_config.scale),
     step=meta.get('step'),
     phase=meta.get('phase', 'generator'),
     halo=tiling.receptive_radius(model_meta),
     source=str(path),
+    dtype=dtype,
   )
 
 
@@ -101,7 +112,7 @@ def default_tile(model: Model) -> int:
 def upscale_float(model: Model, lr01: np.ndarray, tile: int | None) -> np.ndarray:
   """SR in [-1, 1] (float32 [H*s, W*s, 3]) of LR [H, W, 3] in [0, 1], tiled if tile is set."""
   lr01 = np.asarray(lr01, np.float32)
-  predict = lambda x: model.predict(model.variables, x)
+  predict = lambda x: model.predict(model.variables, x).astype(jnp.float32)
   if tile is None:
     return np.asarray(predict(lr01[None]))[0]
   return tiling.upscale_tiled(predict, lr01, model.scale, tile, model.halo)
