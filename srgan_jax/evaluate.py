@@ -83,6 +83,7 @@ def _run_sets(sets, scale, upscale, out: Path | None, with_bicubic: bool, lpips_
         items.append({**entry, 'files': files})
       per.append(entry)
     d = {'num_images': len(per), 'mean': _means(per), 'images': per}
+    d['hr_grid'] = float(np.mean([validation.hr_grid(s, scale) for s in samples]))
     if with_bicubic:
       d['bicubic_mean'] = _means([p['bicubic'] for p in per])
     elif out is not None:  # the method is bicubic: its own scores are the baseline
@@ -220,6 +221,7 @@ def _summary(datasets) -> str:
   lp = lambda m: f' / LPIPS {m["lpips"]:.4f}' if 'lpips' in m else ''
   return ', '.join(
     f'{n} {d["mean"]["psnr_y"]:.2f} dB / {d["mean"]["ssim_y"]:.4f}{lp(d["mean"])}'
+    f' / grid {d["mean"]["grid"]:.2f} (HR {d["hr_grid"]:.2f})'
     for n, d in datasets.items()
   )
 

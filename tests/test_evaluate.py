@@ -86,7 +86,8 @@ def test_evaluate_a_checkpoint_writes_json_csv_report_and_keeps_other_files(work
   r = json.loads((out / 'results.json').read_text())
   assert r['scale'] == 4 and r['step'] == 2 and r['method'] == 'srresnet'
   d = r['datasets']['mine']
-  assert d['num_images'] == 2 and set(d['mean']) == {'psnr_y', 'ssim_y', 'psnr_rgb', 'lpips'}
+  assert d['num_images'] == 2
+  assert set(d['mean']) == {'psnr_y', 'ssim_y', 'psnr_rgb', 'grid', 'lpips'} and d['hr_grid'] >= 0
   assert r['lpips_net'] == 'alexnet'
   assert all(
     set(i) >= {'name', 'psnr_y', 'ssim_y', 'psnr_rgb', 'lpips', 'bicubic'} for i in d['images']
@@ -157,7 +158,7 @@ def test_evaluate_sets_gives_the_trainer_one_mean_per_set_and_metric(workdir, tm
   model = inference.load_model(workdir)
   sets = validation.load_sets([_hr_folder(tmp_path / 'v')], 4)
   scores = validation.evaluate_sets(model.predict, model.variables, sets, 4)
-  assert set(scores) == {'v/psnr_y', 'v/ssim_y', 'v/psnr_rgb'} and all(
+  assert set(scores) == {'v/psnr_y', 'v/ssim_y', 'v/psnr_rgb', 'v/grid'} and all(
     np.isfinite(list(scores.values()))
   )
   from srgan_jax.nets import lpips

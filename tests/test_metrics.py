@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from srgan_jax.evaluation.metrics import psnr, psnr_rgb, psnr_y, rgb_to_y, ssim, ssim_y
+from srgan_jax.evaluation import validation
+from srgan_jax.evaluation.metrics import (
+  grid_artifact,
+  psnr,
+  psnr_rgb,
+  psnr_y,
+  rgb_to_y,
+  ssim,
+  ssim_y,
+)
 
 
 def _rand(shape, seed=0):
@@ -115,3 +124,23 @@ def test_mismatched_shapes_are_reported():
     psnr(np.zeros((4, 4)), np.zeros((4, 5)))
   with pytest.raises(ValueError, match='at least 11x11'):
     ssim(np.zeros((12, 12)), np.zeros((12, 12)), crop_border=1)
+
+
+@pytest.mark.parametrize('offset', [(0, 0), (1, 3)])
+def test_grid_artifact_measures_a_pattern_locked_to_the_lr_grid_and_nothing_else(offset):
+  hr = validation.load_set('set5', 4)[1].hr.astype(np.float64)  # a real photograph
+  gray = (hr @ np.array([65.481, 128.553, 24.966]) / 219.0)[..., None]  # Y on gray values
+  base = grid_artifact(gray, 4)
+  assert base < 0.3  # photographs carry (almost) no pattern of period 4
+  pattern = np.random.default_rng(0).standard_normal((4, 4))
+  pattern = 2.0 * (pattern - pattern.mean()) / np.sqrt(np.mean((pattern - pattern.mean()) ** 2))
+  h, w = gray.shape[:2]
+  tiled = np.roll(np.tile(pattern, (h // 4 + 1, w // 4 + 1))[:h, :w], offset, axis=(0, 1))
+  gridded = grid_artifact(gray + tiled[..., None], 4)
+  assert abs(gridded - 2.0) < 0.1 + base  # an RMS-2 grid reads as ~2 grey levels, at any phase
+  # A pattern of another period (5) is not locked to a 4-pixel grid: it averages out.
+  other = np.tile(np.arange(5.0) - 2, (h, w // 5 + 1))[:, :w]
+  assert grid_artifact(gray + other[..., None], 4) < base + 0.3
+  # RGB goes through BT.601 Y: a pattern on all channels reads scaled by Y's gain (219/255).
+  rgb = hr + tiled[..., None]
+  assert abs(grid_artifact(rgb, 4) - 2.0 * 219 / 255) < 0.1 + base

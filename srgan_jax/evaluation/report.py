@@ -123,7 +123,8 @@ def report_html(results: dict, rows: dict[str, list[dict]], plot_svg: str = '') 
     f'<h1>srgan_jax evaluation: {e(str(results["method"]))} x{results["scale"]}</h1>'
     f'<p>checkpoint: {e(str(results.get("checkpoint") or "none"))}, '
     f'step: {e(str(results.get("step")))}. Y-channel PSNR/SSIM with a {results["scale"]}-pixel '
-    'border cropped (the SR literature protocol), RGB PSNR'
+    'border cropped (the SR literature protocol), RGB PSNR, the grid artifact (RMS in grey '
+    "levels of the high-pass pattern repeating with the LR pixels; HR's beside it)"
     + (
       f', and LPIPS v0.1 ({e(results["lpips_net"])}; lower is better) on the same crops'
       if results.get('lpips_net')
@@ -135,7 +136,7 @@ def report_html(results: dict, rows: dict[str, list[dict]], plot_svg: str = '') 
   lp_head = '<th>LPIPS</th>' if has_lpips else ''
   summary = [
     '<table><tr><th>set</th><th>images</th><th>PSNR-Y (dB)</th><th>SSIM-Y</th>'
-    f'<th>PSNR-RGB (dB)</th>{lp_head}<th>bicubic PSNR-Y / SSIM-Y'
+    f'<th>PSNR-RGB (dB)</th>{lp_head}<th>grid (HR)</th><th>bicubic PSNR-Y / SSIM-Y'
     f'{" / LPIPS" if has_lpips else ""}</th></tr>'
   ]
   nan = float('nan')
@@ -146,6 +147,7 @@ def report_html(results: dict, rows: dict[str, list[dict]], plot_svg: str = '') 
     summary.append(
       f'<tr><td>{e(name)}</td><td>{d["num_images"]}</td><td>{m["psnr_y"]:.2f}</td>'
       f'<td>{m["ssim_y"]:.4f}</td><td>{m["psnr_rgb"]:.2f}</td>{lp}'
+      f'<td>{m.get("grid", nan):.2f} ({d.get("hr_grid", nan):.2f})</td>'
       f'<td>{b.get("psnr_y", nan):.2f} / {b.get("ssim_y", nan):.4f}{lp_b}</td></tr>'
     )
   summary.append('</table>')

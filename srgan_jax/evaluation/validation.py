@@ -4,7 +4,7 @@ Used by `python -m srgan_jax.evaluate` and, every N steps, by the trainer:
 
   sets = load_sets(('set5',), scale=4)   # once
   scores = evaluate_sets(predict_fn, variables, sets, scale=4)
-  # {'Set5/psnr_y': 28.9, 'Set5/ssim_y': 0.82, 'Set5/psnr_rgb': 27.1}
+  # {'Set5/psnr_y': 28.9, 'Set5/ssim_y': 0.82, 'Set5/psnr_rgb': 27.1, 'Set5/grid': 0.12}
 
 A data spec is `set5` or `set14` (the x4 sets bundled in evaluation/sets/, unless a
 folder of that name exists where the command runs) or a folder in one of these layouts:
@@ -30,7 +30,7 @@ from srgan_jax.evaluation import metrics
 from srgan_jax.common.errors import UserError
 from srgan_jax.data.imresize import imresize_uint8
 
-METRICS = ('psnr_y', 'ssim_y', 'psnr_rgb')
+METRICS = ('psnr_y', 'ssim_y', 'psnr_rgb', 'grid')  # grid: metrics.grid_artifact of SR
 # Set5 and Set14 at x4 as the SelfExSR collection has them (evaluation/sets/README.md).
 BUNDLED = {
   'set5': Path(__file__).resolve().parent / 'sets' / 'Set5',
@@ -176,7 +176,8 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
 def score(
   sr: np.ndarray, sample: Sample, scale: int, lpips_fn: Callable | None = None
 ) -> dict[str, float]:
-  """The SR protocol's psnr_y, ssim_y (gray files on gray) and psnr_rgb of uint8 SR vs HR.
+  """The SR protocol's psnr_y, ssim_y (gray files on gray) and psnr_rgb of uint8 SR vs HR, and
+  SR's grid artifact (metrics.grid_artifact; HR's own is hr_grid).
 
   With lpips_fn ((a, b) uint8 -> float, srgan_jax.lpips.make_lpips), also 'lpips'
   on the same border-cropped images (gray files on their gray values).
@@ -190,11 +191,18 @@ def score(
     'psnr_y': float(metrics.psnr_y(a, b, crop_border=scale)),
     'ssim_y': float(metrics.ssim_y(a, b, crop_border=scale)),
     'psnr_rgb': float(metrics.psnr_rgb(sr, sample.hr, crop_border=scale)),
+    'grid': metrics.grid_artifact(a, scale, crop_border=scale),
   }
   if lpips_fn is not None:
     crop = lambda x: np.asarray(x)[scale:-scale, scale:-scale].astype(np.uint8)
     out[LPIPS] = float(lpips_fn(crop(a), crop(b)))
   return out
+
+
+def hr_grid(sample: Sample, scale: int) -> float:
+  """HR's own grid_artifact (the reference for SR's), on the pixels `score` measures."""
+  hr = sample.hr[..., :1] if sample.gray else sample.hr
+  return metrics.grid_artifact(hr, scale, crop_border=scale)
 
 
 def to_uint8(sr_m11) -> np.ndarray:
@@ -221,7 +229,7 @@ def evaluate_sets(
   scale: int,
   lpips_fn: Callable | None = None,
 ) -> dict[str, float]:
-  """{'SET/psnr_y', 'SET/ssim_y', 'SET/psnr_rgb' (, 'SET/lpips'): mean over SET} for each set.
+  """{'SET/psnr_y', 'SET/ssim_y', 'SET/psnr_rgb', 'SET/grid' (, 'SET/lpips'): means} for each set.
 
   predict_fn(variables, lr) maps [1, h, w, 3] in [0, 1] to [1, h*s, w*s, 3]
   in [-1, 1] with BN in inference mode (e.g. inference.jit_predict() bound to
