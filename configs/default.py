@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.growth = 32  # rrdbnet only: channels each conv of a dense block adds (ESRGAN: 32).
   c.model.output = 'tanh'  # srresnet only: 'tanh' (the paper) or 'clamp' (SRGAN-PyTorch's).
   c.model.compute_dtype = 'float32'  # 'bfloat16' for mixed precision (params stay float32).
+  # srresnet: ICNR init of the sub-pixel convs (Aitken et al. 2017: the shuffle starts as
+  # nearest-neighbour, no grid at init); False: Flax's lecun_normal, as the paper's code.
+  c.model.icnr = False
   c.model.tiny = False  # test-only: tiny D (4 convs, 16 dense units) for fast compiles.
 
   c.data = ml_collections.ConfigDict()

@@ -92,3 +92,21 @@ def test_pixel_shuffle_x3_matches_index_reference():
 def test_bad_scale_is_rejected():
   with pytest.raises(ValueError, match='scale must be one of'):
     srgan.upsample_factors(5)
+
+
+def test_icnr_starts_the_sub_pixel_shuffle_as_nearest_neighbour_and_is_off_by_default():
+  x = jax.random.normal(jax.random.key(0), (1, 6, 5, 8))
+  for r in (2, 3):
+    block = srgan.UpsampleBlock(features=8, factor=r, icnr=True)
+    y = block.apply(block.init(jax.random.key(1), x), x)  # [1, 6r, 5r, 8]
+    blocks = y.reshape(1, 6, r, 5, r, 8)
+    assert jnp.allclose(blocks, blocks[:, :, :1, :, :1], atol=1e-6)  # each r x r block constant
+    plain = srgan.UpsampleBlock(features=8, factor=r)
+    y = plain.apply(plain.init(jax.random.key(1), x), x).reshape(1, 6, r, 5, r, 8)
+    assert not jnp.allclose(y, y[:, :, :1, :, :1], atol=1e-3)  # the default has sub-pixel detail
+  g = lambda icnr: srgan.Generator(num_blocks=1, features=8, icnr=icnr)
+  p_off, p_on = (g(i).init(jax.random.key(2), jnp.zeros((1, 8, 8, 3))) for i in (False, True))
+  assert jax.tree.structure(p_off) == jax.tree.structure(p_on)  # same names: a file format
+  same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), p_off, p_on)
+  changed = [jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_leaves_with_path(same) if not v]
+  assert changed and all("'up_" in c and "'kernel'" in c for c in changed), changed

@@ -85,7 +85,8 @@ def make_generator(model_config, dtype=None):
     return esrgan.MSRResNet(**size, dtype=dtype)
   if d['arch'] == 'rrdbnet':
     return esrgan.RRDBNet(**size, growth=d['growth'], dtype=dtype)
-  return srgan.Generator(**size, output=d.get('output', 'tanh'), dtype=dtype)
+  icnr = bool(model_config.get('icnr', False))  # an init, not the architecture: not in describe()
+  return srgan.Generator(**size, output=d.get('output', 'tanh'), icnr=icnr, dtype=dtype)
 
 
 def mismatch(have_shapes: dict, model_config) -> str | None:

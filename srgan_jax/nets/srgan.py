@@ -27,6 +27,18 @@ _BN = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
 _PReLU = functools.partial(nn.PReLU, negative_slope_init=0.25)
 
 
+def icnr(init, r: int):
+  """ICNR (Aitken et al. 2017): a sub-pixel conv's kernel init under which pixel_shuffle starts
+  as nearest-neighbour upsampling: the r*r output channels that one shuffled channel takes its
+  r*r sub-pixels from start with the same kernel, so no r-periodic (grid) pattern at init."""
+
+  def init_fn(key, shape, dtype=jnp.float32):
+    kh, kw, cin, cout = shape
+    return jnp.repeat(init(key, (kh, kw, cin, cout // (r * r)), dtype), r * r, axis=-1)
+
+  return init_fn
+
+
 def pixel_shuffle(x: jnp.ndarray, r: int) -> jnp.ndarray:
   """Sub-pixel convolution rearrangement (Shi et al. 2016), NHWC.
 
@@ -72,10 +84,13 @@ class UpsampleBlock(nn.Module):
   factor: int = 2
   dtype: Any = jnp.float32
   shuffle: bool = True
+  icnr: bool = False  # ICNR init of the conv (else Flax's lecun_normal)
 
   @nn.compact
   def __call__(self, x):
-    x = Conv(self.features * self.factor**2, (3, 3), dtype=self.dtype)(x)
+    init = nn.initializers.lecun_normal()
+    init = icnr(init, self.factor) if self.icnr else init
+    x = Conv(self.features * self.factor**2, (3, 3), dtype=self.dtype, kernel_init=init)(x)
     x = _PReLU()(x)
     return pixel_shuffle(x, self.factor) if self.shuffle else x
 
@@ -98,6 +113,7 @@ class Generator(nn.Module):
   # 'tanh': the paper's [-1, 1] output. 'clamp': SRGAN-PyTorch's clip of the same conv to
   # [0, 1] (for its converted weights), returned as 2y - 1 in [-1, 1] like tanh's.
   output: str = 'tanh'
+  icnr: bool = False  # ICNR init of the upsampling convs (training from scratch; not the paper's)
 
   @nn.compact
   def __call__(self, lr, train: bool = False):
@@ -113,7 +129,12 @@ class Generator(nn.Module):
     for i, f in enumerate(factors):
       last = i == len(factors) - 1
       x = UpsampleBlock(
-        self.features, f, dtype=self.dtype, shuffle=not (last and subpixel_out), name=f'up_{i}'
+        self.features,
+        f,
+        dtype=self.dtype,
+        shuffle=not (last and subpixel_out),
+        icnr=self.icnr,
+        name=f'up_{i}',
       )(x)
     if subpixel_out:  # k9n3s1 after the last shuffle == a 5x5 conv before it, then the shuffle
       x = SubpixelOutputConv(3, 9, factors[-1], dtype=self.dtype, name='conv_out')(x)
