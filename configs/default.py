@@ -75,6 +75,9 @@ def get_config() -> ml_collections.ConfigDict:
   # 'standard' (the paper's GAN, -log D(G(z))) or 'ragan' (ESRGAN's relativistic average GAN,
   # for G and D).
   c.loss.gan = 'standard'
+  # DiffAugment (Zhao et al. 2020) of D's inputs, real and fake alike: '' (the paper) or a comma
+  # list of 'color', 'translation', 'cutout' (for small training sets; training/augment.py).
+  c.loss.diffaugment = ''
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-4  # Adam learning rate (both networks).

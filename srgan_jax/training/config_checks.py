@@ -6,6 +6,7 @@ from absl import logging
 
 
 from srgan_jax.evaluation import validation
+from srgan_jax.training import augment
 from srgan_jax.nets import generators
 from srgan_jax.weights import zoo
 from srgan_jax.common.errors import UserError
@@ -34,6 +35,10 @@ def _check_losses(config) -> None:
   for name in ('content_weight', 'pixel_weight', 'adversarial_weight'):
     if loss.get(name, 0.0) < 0:
       raise ConfigError(f'config.loss.{name}={loss[name]}; use a weight >= 0.')
+  try:
+    augment.parse(loss.get('diffaugment', ''))
+  except ValueError as e:
+    raise ConfigError(f'config.loss.diffaugment={loss.diffaugment!r}: {e}') from None
   if not 0.0 <= config.get('ema_decay', 0.0) < 1.0:
     raise ConfigError(f'config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1).')
   pretrain = config.get('pretrain') or {}

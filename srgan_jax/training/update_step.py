@@ -12,7 +12,7 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from srgan_jax.training import losses
+from srgan_jax.training import augment, losses
 from srgan_jax.training import train_states
 from srgan_jax.data.imresize import degrade
 from srgan_jax.kernels import fast_conv
@@ -157,11 +157,15 @@ def train_step(
     metrics = {'g_loss': g_loss, **terms}
   else:
     w = config.loss.adversarial_weight
+    policy = augment.parse(config.loss.get('diffaugment', ''))
 
     def both_losses(g_params, d_params):
       sr, g_stats = generate(g_params)
       # Interleave along the batch so each device keeps its own rows (no resharding).
       pair = jnp.stack([hr, sr], axis=1).reshape((-1,) + hr.shape[1:])
+      if policy:  # DiffAugment: what D sees, real and fake alike; a fresh draw every step
+        key = jax.random.fold_in(jax.random.key(config.seed), g_state.step)
+        pair = augment.diff_augment(key, pair, policy)
       logits, d_updates = d_state.apply_fn(
         {'params': d_params, 'batch_stats': d_state.batch_stats},
         pair,
