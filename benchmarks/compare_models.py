@@ -45,13 +45,18 @@ def score_all(methods: dict, sets: dict, lpips_fn) -> tuple[dict, dict]:
   return table, images
 
 
-def markdown(table: dict) -> str:
+def markdown(table: dict, hr_grid: dict) -> str:
+  """The table: PSNR-Y / SSIM-Y / LPIPS / grid per set, and HR's grid as the last row."""
   sets = list(next(iter(table.values())))
-  head = '| method | ' + ' | '.join(f'{s} PSNR-Y / SSIM-Y / LPIPS' for s in sets) + ' |'
+  head = '| method | ' + ' | '.join(f'{s} PSNR-Y / SSIM-Y / LPIPS / grid' for s in sets) + ' |'
   rows = [head, '|' + ' --- |' * (len(sets) + 1)]
   for name, per_set in table.items():
-    cells = [f'{m["psnr_y"]:.2f} / {m["ssim_y"]:.4f} / {m["lpips"]:.4f}' for m in per_set.values()]
+    cells = [
+      f'{m["psnr_y"]:.2f} / {m["ssim_y"]:.4f} / {m["lpips"]:.4f} / {m["grid"]:.2f}'
+      for m in per_set.values()
+    ]
     rows.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  rows.append('| HR | ' + ' | '.join(f'- / - / - / {hr_grid[s]:.2f}' for s in sets) + ' |')
   return '\n'.join(rows)
 
 
@@ -96,9 +101,10 @@ def main(argv=None) -> int:
       inference.upscale_float(m, lr.astype(np.float32) / 255.0, None)
     )
   table, images = score_all(methods, sets, lpips.make_lpips('alexnet'))
-  print(markdown(table))
+  hr_grid = {n: float(np.mean([validation.hr_grid(s, SCALE) for s in v])) for n, v in sets.items()}
+  print(markdown(table, hr_grid))
   if args.json:
-    args.json.write_text(json.dumps(table, indent=2) + '\n')
+    args.json.write_text(json.dumps({**table, 'HR': {'grid': hr_grid}}, indent=2) + '\n')
   if args.figure:
     figure(images, sets, args.figure)
     print(f'figure: {args.figure}')
