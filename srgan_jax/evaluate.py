@@ -55,24 +55,26 @@ def _step_dirs(workdir) -> list[Path]:
 
 
 def _metrics(entry: dict) -> list[str]:
-  return [m for m in (*validation.METRICS, validation.LPIPS) if m in entry]
+  return [m for m in (*validation.METRICS, validation.LPIPS, validation.NIQE) if m in entry]
 
 
 def _means(per_image: list[dict]) -> dict:
   return {m: float(np.mean([p[m] for p in per_image])) for m in _metrics(per_image[0])}
 
 
-def _run_sets(sets, scale, upscale, out: Path | None, with_bicubic: bool, lpips_fn=None):
+def _run_sets(
+  sets, scale, upscale, out: Path | None, with_bicubic: bool, lpips_fn=None, with_niqe=False
+):
   """Scores every sample; writes SR PNGs and report images under `out` if given."""
   datasets, rows = {}, {}
   for set_name, samples in sets.items():
     per, items = [], []
     for s in samples:
       sr = upscale(s.lr)
-      entry = {'name': s.name, **validation.score(sr, s, scale, lpips_fn)}
+      entry = {'name': s.name, **validation.score(sr, s, scale, lpips_fn, with_niqe)}
       bic = validation.bicubic(s.lr, scale) if (with_bicubic or out is not None) else None
       if with_bicubic:
-        entry['bicubic'] = validation.score(bic, s, scale, lpips_fn)
+        entry['bicubic'] = validation.score(bic, s, scale, lpips_fn, with_niqe)
       if out is not None:
         sr_path = out / set_name / f'{s.name}.png'
         sr_path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +86,8 @@ def _run_sets(sets, scale, upscale, out: Path | None, with_bicubic: bool, lpips_
       per.append(entry)
     d = {'num_images': len(per), 'mean': _means(per), 'images': per}
     d['hr_grid'] = float(np.mean([validation.hr_grid(s, scale) for s in samples]))
+    if with_niqe:
+      d['hr_niqe'] = float(np.mean([validation.hr_niqe(s, scale) for s in samples]))
     if with_bicubic:
       d['bicubic_mean'] = _means([p['bicubic'] for p in per])
     elif out is not None:  # the method is bicubic: its own scores are the baseline
@@ -104,6 +108,7 @@ def evaluate(
   all_steps: bool = False,
   lpips: str | None = 'alexnet',
   dtype: str = 'float32',
+  niqe: bool = False,
   log=print,
 ) -> dict:
   """Evaluates and (if `out`) writes results; returns the results.json dict.
@@ -112,7 +117,8 @@ def evaluate(
   workdir, checkpoints/ or export/ dir or step dir (or a shipped model's name,
   e.g. 'srresnet_x4'), and `scale` (if given) must be the checkpoint's. lpips:
   the LPIPS network ('alexnet', 'vgg16') or None. tile: LR window side, None for
-  whole images, 'auto' for inference.default_tile. dtype: G's compute dtype ('float32', or
+  whole images, 'auto' for inference.default_tile. niqe: also NIQE (no-reference; SR, bicubic
+  and HR's own as hr_niqe). dtype: G's compute dtype ('float32', or
   'bfloat16' on CPUs with bf16 units: docs/performance.md gives what it costs in PSNR).
   """
   if method == 'bicubic':
@@ -160,22 +166,19 @@ def evaluate(
     for p in paths[:-1]:
       m = inference.load_model(p, dtype)
       _check_same(m, models[0], p)
-      datasets, _ = _run_sets(
-        sets, scale, _upscaler(m, tile), None, with_bicubic=False, lpips_fn=lpips_fn
-      )
+      datasets, _ = _run_sets(sets, scale, _upscaler(m, tile), None, False, lpips_fn, niqe)
       steps_table.append(_step_row(m.step, datasets))
       log(f'step {m.step}: ' + _summary(datasets))
 
   model = models[0]
   upscale = (lambda lr: validation.bicubic(lr, scale)) if model is None else _upscaler(model, tile)
   t0 = time.time()
-  datasets, rows = _run_sets(
-    sets, scale, upscale, out, with_bicubic=model is not None, lpips_fn=lpips_fn
-  )
+  datasets, rows = _run_sets(sets, scale, upscale, out, model is not None, lpips_fn, niqe)
   results = {
     'method': 'bicubic' if model is None else model.phase,
     'scale': scale,
     'lpips_net': lpips or None,
+    'niqe': niqe,
     'checkpoint': None if model is None else model.source,
     'step': None if model is None else model.step,
     'dtype': None if model is None else model.dtype,
@@ -222,6 +225,7 @@ def _summary(datasets) -> str:
   return ', '.join(
     f'{n} {d["mean"]["psnr_y"]:.2f} dB / {d["mean"]["ssim_y"]:.4f}{lp(d["mean"])}'
     f' / grid {d["mean"]["grid"]:.2f} (HR {d["hr_grid"]:.2f})'
+    + (f' / NIQE {d["mean"]["niqe"]:.2f} (HR {d["hr_niqe"]:.2f})' if 'niqe' in d['mean'] else '')
     for n, d in datasets.items()
   )
 
@@ -296,6 +300,12 @@ def main(argv=None) -> int:
     default='float32',
     help="G's compute dtype: float32 (exact) or bfloat16 (faster on CPUs with bf16 units)",
   )
+  parser.add_argument(
+    '--niqe',
+    action='store_true',
+    help="also NIQE (Mittal et al. 2013, the MATLAB release's pristine model; lower is more "
+    'natural), of SR, bicubic and HR',
+  )
   args = parser.parse_args(argv)
   try:
     method = args.method or 'generator'
@@ -315,6 +325,7 @@ def main(argv=None) -> int:
       all_steps=args.all_steps,
       lpips=None if args.lpips == 'none' else args.lpips,
       dtype=args.dtype,
+      niqe=args.niqe,
     )
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)

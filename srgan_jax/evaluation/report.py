@@ -134,9 +134,10 @@ def report_html(results: dict, rows: dict[str, list[dict]], plot_svg: str = '') 
   )
   has_lpips = bool(results.get('lpips_net'))
   lp_head = '<th>LPIPS</th>' if has_lpips else ''
+  niqe_head = '<th>NIQE (HR)</th>' if results.get('niqe') else ''
   summary = [
     '<table><tr><th>set</th><th>images</th><th>PSNR-Y (dB)</th><th>SSIM-Y</th>'
-    f'<th>PSNR-RGB (dB)</th>{lp_head}<th>grid (HR)</th><th>bicubic PSNR-Y / SSIM-Y'
+    f'<th>PSNR-RGB (dB)</th>{lp_head}<th>grid (HR)</th>{niqe_head}<th>bicubic PSNR-Y / SSIM-Y'
     f'{" / LPIPS" if has_lpips else ""}</th></tr>'
   ]
   nan = float('nan')
@@ -148,7 +149,8 @@ def report_html(results: dict, rows: dict[str, list[dict]], plot_svg: str = '') 
       f'<tr><td>{e(name)}</td><td>{d["num_images"]}</td><td>{m["psnr_y"]:.2f}</td>'
       f'<td>{m["ssim_y"]:.4f}</td><td>{m["psnr_rgb"]:.2f}</td>{lp}'
       f'<td>{m.get("grid", nan):.2f} ({d.get("hr_grid", nan):.2f})</td>'
-      f'<td>{b.get("psnr_y", nan):.2f} / {b.get("ssim_y", nan):.4f}{lp_b}</td></tr>'
+      + (f'<td>{m["niqe"]:.2f} ({d["hr_niqe"]:.2f})</td>' if niqe_head else '')
+      + f'<td>{b.get("psnr_y", nan):.2f} / {b.get("ssim_y", nan):.4f}{lp_b}</td></tr>'
     )
   summary.append('</table>')
   body = []

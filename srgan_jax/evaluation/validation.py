@@ -27,6 +27,7 @@ import numpy as np
 
 from srgan_jax.data import image_io
 from srgan_jax.evaluation import metrics
+from srgan_jax.evaluation import niqe as niqe_lib
 from srgan_jax.common.errors import UserError
 from srgan_jax.data.imresize import imresize_uint8
 
@@ -37,6 +38,7 @@ BUNDLED = {
   'set14': Path(__file__).resolve().parent / 'sets' / 'Set14',
 }
 LPIPS = 'lpips'  # added to METRICS' scores when an LPIPS function is given
+NIQE = 'niqe'  # added when asked (no-reference, niqe.py; lower is more natural)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +176,11 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def score(
-  sr: np.ndarray, sample: Sample, scale: int, lpips_fn: Callable | None = None
+  sr: np.ndarray,
+  sample: Sample,
+  scale: int,
+  lpips_fn: Callable | None = None,
+  with_niqe: bool = False,
 ) -> dict[str, float]:
   """The SR protocol's psnr_y, ssim_y (gray files on gray) and psnr_rgb of uint8 SR vs HR, and
   SR's grid artifact (metrics.grid_artifact; HR's own is hr_grid).
@@ -196,6 +202,8 @@ def score(
   if lpips_fn is not None:
     crop = lambda x: np.asarray(x)[scale:-scale, scale:-scale].astype(np.uint8)
     out[LPIPS] = float(lpips_fn(crop(a), crop(b)))
+  if with_niqe:
+    out[NIQE] = niqe_lib.niqe(a, crop_border=scale)
   return out
 
 
@@ -203,6 +211,12 @@ def hr_grid(sample: Sample, scale: int) -> float:
   """HR's own grid_artifact (the reference for SR's), on the pixels `score` measures."""
   hr = sample.hr[..., :1] if sample.gray else sample.hr
   return metrics.grid_artifact(hr, scale, crop_border=scale)
+
+
+def hr_niqe(sample: Sample, scale: int) -> float:
+  """HR's own NIQE, on the pixels `score` measures."""
+  hr = sample.hr[..., :1] if sample.gray else sample.hr
+  return niqe_lib.niqe(hr, crop_border=scale)
 
 
 def to_uint8(sr_m11) -> np.ndarray:
