@@ -11,6 +11,7 @@ at the current step and exits 0.
 
 import logging as logging_std
 import os
+import re
 import sys
 
 from absl import app
@@ -61,9 +62,17 @@ def _parse_flags(argv):
     ).strip()  # a config file's own error arrives with its traceback: keep its last line
     sys.exit(f'error: {text.splitlines()[-1] if "Traceback" in text else " ".join(text.split())}')
   except (AttributeError, KeyError) as e:
-    field = next((a for a in argv if a.startswith('--config.')), '--config.?')
+    # The override naming the field the error quotes (not merely the first override given).
+    while e.args and isinstance(e.args[0], Exception):  # AttributeError(KeyError(...))
+      e = e.args[0]
+    message = ' '.join(str(e.args[0] if e.args else e).split())
+    quoted = set(re.findall(r"'([^']+)'", message))
+    given = [a.split('=')[0] for a in argv if a.startswith('--config.')]
+    field = next(
+      (a for a in given if a.split('.')[-1] in quoted), given[0] if given else '--config.?'
+    )
     sys.exit(
-      f'error: {field.split("=")[0]} is not a field of the config ({e}); '
+      f'error: {field} is not a field of the config ({message}); '
       'see configs/default.py for the fields and their meaning.'
     )
 

@@ -233,11 +233,14 @@ def test_main_accepts_a_relative_workdir_as_the_readme_uses(tmp_path):
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_main_reports_user_errors_in_one_line(tmp_path):
-  for args in (['--config.bogus=1'], ['--config.data.hr_crop=26']):
+  misspelt = ['--config.data.hr_crop=96', '--config.loss.diffaugmentt=translation']
+  for args in (['--config.bogus=1'], ['--config.data.hr_crop=26'], misspelt):
     r = _main(tmp_path / 'x', *args)
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith('error:') and 'Traceback' not in r.stderr, r.stderr[-2000:]
+  # The misspelt field is the one named, not the first override on the line.
+  assert last.startswith('error: --config.loss.diffaugmentt is not a field'), last
 
 
 @pytest.fixture(scope='module')
