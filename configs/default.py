@@ -78,6 +78,9 @@ def get_config() -> ml_collections.ConfigDict:
   # DiffAugment (Zhao et al. 2020) of D's inputs, real and fake alike: '' (the paper) or a comma
   # list of 'color', 'translation', 'cutout' (for small training sets; training/augment.py).
   c.loss.diffaugment = ''
+  # >0: the content loss sees SR and HR cropped alike at a random offset of up to this many pixels
+  # each step (decouples VGG's pooling grid from G's LR grid: a cause of grid artifacts). 0: off.
+  c.loss.content_shift = 0
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-4  # Adam learning rate (both networks).

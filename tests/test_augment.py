@@ -78,3 +78,19 @@ def test_an_srgan_step_with_diffaugment_shows_d_augmented_images_and_g_still_lea
   plain, augmented = metrics[''], metrics['translation,cutout']
   assert plain['content_loss'] == augmented['content_loss']  # G's content term: unaugmented HR
   assert plain['d_loss'] != augmented['d_loss'] and np.isfinite(augmented['g_grad_norm'])
+
+
+def test_joint_shift_crops_sr_and_hr_alike_at_a_random_offset():
+  x = _images(n=2, h=16, w=16)
+  offsets = set()
+  for seed in range(6):
+    a, b = augment.joint_shift(jax.random.key(seed), x, x + 1.0, 4)
+    assert a.shape == (2, 12, 12, 3) and jnp.array_equal(b, a + 1.0)  # the same window of both
+    found = [
+      (i, j) for i in range(5) for j in range(5) if jnp.array_equal(a, x[:, i : i + 12, j : j + 12])
+    ]
+    assert len(found) == 1
+    offsets.add(found[0])
+  assert len(offsets) > 1
+  with pytest.raises(config_checks.ConfigError, match='content_shift'):
+    config_checks.validate_config(tiny_config('srresnet', **{'loss.content_shift': -1}))

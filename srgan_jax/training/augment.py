@@ -72,3 +72,13 @@ def diff_augment(key, x, policy: tuple[str, ...]):
   for name, k in zip(policy, jax.random.split(key, max(len(policy), 1))):
     x = ops[name](k, x)
   return x
+
+
+def joint_shift(key, sr, hr, max_shift: int):
+  """(sr, hr) cropped alike by max_shift pixels at a random offset (dy, dx) in [0, max_shift]:
+  the content loss sees the pair at a random phase of the LR grid each step, so the gradient of
+  VGG's pooling (or D's strides) cannot favour a pattern locked to the LR pixels."""
+  n, h, w, c = sr.shape
+  dy, dx = jax.random.randint(key, (2,), 0, max_shift + 1)
+  crop = lambda x: jax.lax.dynamic_slice(x, (0, dy, dx, 0), (n, h - max_shift, w - max_shift, c))
+  return crop(sr), crop(hr)

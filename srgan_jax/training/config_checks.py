@@ -39,6 +39,11 @@ def _check_losses(config) -> None:
     augment.parse(loss.get('diffaugment', ''))
   except ValueError as e:
     raise ConfigError(f'config.loss.diffaugment={loss.diffaugment!r}: {e}') from None
+  shift = loss.get('content_shift', 0)
+  if not (isinstance(shift, int) and 0 <= shift < config.data.hr_crop // 2):
+    raise ConfigError(
+      f'config.loss.content_shift={shift!r}; use 0 (off) or a few pixels, e.g. 4 (the scale).'
+    )
   if not 0.0 <= config.get('ema_decay', 0.0) < 1.0:
     raise ConfigError(f'config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1).')
   pretrain = config.get('pretrain') or {}

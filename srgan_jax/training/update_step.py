@@ -84,12 +84,19 @@ def loss_label(config, content_label: str) -> str:
   return ' + '.join(terms)
 
 
-def generator_loss_terms(config, sr, hr, vgg_params, content_loss) -> tuple[jnp.ndarray, dict]:
+def generator_loss_terms(
+  config, sr, hr, vgg_params, content_loss, key=None
+) -> tuple[jnp.ndarray, dict]:
   """(content_weight x content + pixel_weight x pixel, {'content_loss', 'pixel_loss'}).
 
-  The paper's configs have weight 1 and no pixel term: exactly its content loss.
+  The paper's configs have weight 1 and no pixel term: exactly its content loss. With
+  config.loss.content_shift (and `key`), the content loss sees SR and HR shifted alike.
   """
-  content = content_loss(sr, hr, vgg_params)
+  shift = config.loss.get('content_shift', 0)
+  if shift and key is not None:
+    content = content_loss(*augment.joint_shift(key, sr, hr, shift), vgg_params)
+  else:
+    content = content_loss(sr, hr, vgg_params)
   total = config.loss.get('content_weight', 1.0) * content
   terms = {'content_loss': content}
   if config.loss.get('pixel'):
@@ -133,6 +140,8 @@ def train_step(
   config.ema_decay G's moving average follows each update.)
   """
   lr_img, hr = degrade(batch['hr'], config.model.scale, config.data.quantize_lr)
+  # Randomness of the losses' augmentations: from the seed and the step (resumable).
+  step_key = jax.random.fold_in(jax.random.key(config.seed), g_state.step)
 
   def generate(g_params):
     sr, updates = g_state.apply_fn(
@@ -147,7 +156,7 @@ def train_step(
 
     def g_loss_fn(g_params):
       sr, g_stats = generate(g_params)
-      g_loss, terms = generator_loss_terms(config, sr, hr, vgg_params, content_loss)
+      g_loss, terms = generator_loss_terms(config, sr, hr, vgg_params, content_loss, step_key)
       return g_loss, (g_stats, terms)
 
     (g_loss, (g_stats, terms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
@@ -164,8 +173,7 @@ def train_step(
       # Interleave along the batch so each device keeps its own rows (no resharding).
       pair = jnp.stack([hr, sr], axis=1).reshape((-1,) + hr.shape[1:])
       if policy:  # DiffAugment: what D sees, real and fake alike; a fresh draw every step
-        key = jax.random.fold_in(jax.random.key(config.seed), g_state.step)
-        pair = augment.diff_augment(key, pair, policy)
+        pair = augment.diff_augment(jax.random.fold_in(step_key, 1), pair, policy)
       logits, d_updates = d_state.apply_fn(
         {'params': d_params, 'batch_stats': d_state.batch_stats},
         pair,
@@ -173,7 +181,7 @@ def train_step(
         mutable=['batch_stats'],
       )
       real, fake = logits.reshape(-1, 2).T
-      g_content, terms = generator_loss_terms(config, sr, hr, vgg_params, content_loss)
+      g_content, terms = generator_loss_terms(config, sr, hr, vgg_params, content_loss, step_key)
       adversarial, d_loss = adversarial_losses(config, real, fake)
       g_loss = g_content + w * adversarial  # l^SR, Eq. (3)
       aux = dict(
