@@ -26,7 +26,7 @@ from jax import lax
 
 from srgan_jax.training import train_states
 from srgan_jax.training import update_step
-from srgan_jax.kernels import fast_conv, onednn_conv
+from srgan_jax.kernels import fast_conv, onednn_build, onednn_conv
 from tests.helpers import tiny_config
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -149,13 +149,13 @@ def test_a_bf16_srgan_step_through_onednn_equals_one_through_xla(monkeypatch):
 
 def test_turned_off_or_without_a_compiler_it_says_why(monkeypatch, tmp_path):
   monkeypatch.setenv('SRGAN_JAX_ONEDNN', '0')
-  assert onednn_conv._load() == (False, 'turned off by SRGAN_JAX_ONEDNN=0', None)
+  assert onednn_build.load() == (False, 'turned off by SRGAN_JAX_ONEDNN=0', None)
   monkeypatch.delenv('SRGAN_JAX_ONEDNN')
   monkeypatch.setenv('SRGAN_JAX_CACHE', str(tmp_path))
   monkeypatch.setenv('CXX', str(tmp_path / 'no-such-compiler'))
-  ok, why, _ = onednn_conv._load()
+  ok, why, _ = onednn_build.load()
   assert not ok
-  if onednn_conv._onednn_prefix() is not None:
+  if onednn_build.onednn_prefix() is not None:
     assert (
       why == f"C++ compiler '{tmp_path / 'no-such-compiler'}' not found: install g++ or set CXX"
     )
@@ -246,16 +246,16 @@ def test_an_unwritable_cache_home_falls_back_to_a_temp_dir(monkeypatch, tmp_path
   blocker = tmp_path / 'not-a-dir'
   blocker.write_text('')
   monkeypatch.setenv('XDG_CACHE_HOME', str(blocker))  # mkdir under a file fails
-  monkeypatch.setattr(onednn_conv.tempfile, 'gettempdir', lambda: str(tmp_path))
-  d = onednn_conv._cache_dir()
+  monkeypatch.setattr(onednn_build.tempfile, 'gettempdir', lambda: str(tmp_path))
+  d = onednn_build.cache_dir()
   assert d.parent == tmp_path and d.name.startswith('srgan_jax-') and d.is_dir()
   monkeypatch.setenv('SRGAN_JAX_CACHE', str(tmp_path / 'mine'))
-  assert onednn_conv._cache_dir() == tmp_path / 'mine'
+  assert onednn_build.cache_dir() == tmp_path / 'mine'
 
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 needs_onednn_wheel = pytest.mark.skipif(
-  onednn_conv._onednn_prefix() is None,
+  onednn_build.onednn_prefix() is None,
   reason='the onednn-devel-cpu-gomp wheel is x86-64 Linux only',
 )
 
@@ -267,33 +267,33 @@ def test_the_temp_cache_dir_is_private_and_one_another_user_could_write_is_refus
   blocker = tmp_path / 'not-a-dir'
   blocker.write_text('')
   monkeypatch.setenv('XDG_CACHE_HOME', str(blocker))  # ~/.cache unusable: the temp dir fallback
-  monkeypatch.setattr(onednn_conv.tempfile, 'gettempdir', lambda: str(tmp_path))
-  d = onednn_conv._cache_dir()
+  monkeypatch.setattr(onednn_build.tempfile, 'gettempdir', lambda: str(tmp_path))
+  d = onednn_build.cache_dir()
   assert stat.S_IMODE(d.stat().st_mode) == 0o700
   d.chmod(0o777)  # anyone could plant a library there
   with pytest.raises(RuntimeError, match='writable by other users.*set SRGAN_JAX_CACHE'):
-    onednn_conv._cache_dir()
+    onednn_build.cache_dir()
   d.chmod(0o700)
   # Another user (here: this one, seen from uid + 1) created the fallback dir first.
   uid = os.getuid()
-  monkeypatch.setattr(onednn_conv.os, 'getuid', lambda: uid + 1)
+  monkeypatch.setattr(onednn_build.os, 'getuid', lambda: uid + 1)
   with pytest.raises(RuntimeError, match=f'owned by uid {uid}, not by this user'):
-    onednn_conv._cache_dir()
+    onednn_build.cache_dir()
 
 
 @needs_onednn_wheel
 def test_a_library_file_others_could_have_written_is_not_loaded(monkeypatch, tmp_path):
   monkeypatch.setenv('SRGAN_JAX_CACHE', str(tmp_path))
-  planted = onednn_conv._library_path()
+  planted = onednn_build.library_path()
   planted.write_bytes(b'not the library this source builds')
   planted.chmod(0o666)
-  ok, why, lib = onednn_conv._load()
+  ok, why, lib = onednn_build.load()
   assert not ok and lib is None and 'writable by other users' in why, why
 
 
 @needs_onednn_wheel
 def test_the_build_cache_key_follows_the_onednn_wheel(monkeypatch, tmp_path):
-  real = onednn_conv._onednn_prefix()
+  real = onednn_build.onednn_prefix()
   fake = tmp_path / 'prefix'
   (fake / 'include/oneapi/dnnl').mkdir(parents=True)
   (fake / 'lib').mkdir()
@@ -303,19 +303,19 @@ def test_the_build_cache_key_follows_the_onednn_wheel(monkeypatch, tmp_path):
   lib.symlink_to(sorted((real / 'lib').glob('libdnnl.so*'))[0])
   monkeypatch.setenv('DNNL_ROOT', str(fake))
   monkeypatch.setenv('SRGAN_JAX_CACHE', str(tmp_path / 'cache'))
-  paths = [onednn_conv._library_path()]
+  paths = [onednn_build.library_path()]
   # The wheel upgraded in place: another version header ...
   version = fake / 'include/oneapi/dnnl/dnnl_version.h'
   text = version.read_text()
   version.unlink()
   version.write_text(text.replace('#define DNNL_VERSION_PATCH', '#define DNNL_VERSION_PATCH 9 //'))
-  paths.append(onednn_conv._library_path())
+  paths.append(onednn_build.library_path())
   # ... or another library file.
   other = tmp_path / 'libdnnl.so.other'
   other.write_bytes(b'another build')
   lib.unlink()
   lib.symlink_to(other)
-  paths.append(onednn_conv._library_path())
+  paths.append(onednn_build.library_path())
   assert len(set(paths)) == 3, paths
 
 
@@ -330,7 +330,11 @@ def test_a_build_killed_midway_leaves_no_temp_file_after_the_next_build(monkeypa
     f.chmod(0o755)
   env = dict(os.environ, SRGAN_JAX_CACHE=str(cache), CXX=str(slow), JAX_PLATFORMS='cpu')
   proc = subprocess.Popen(
-    [sys.executable, '-c', 'from srgan_jax.kernels import onednn_conv; onednn_conv._compile()'],
+    [
+      sys.executable,
+      '-c',
+      'from srgan_jax.kernels import onednn_build; onednn_build.compile_library()',
+    ],
     cwd=REPO,
     env=env,
     start_new_session=True,
@@ -345,12 +349,12 @@ def test_a_build_killed_midway_leaves_no_temp_file_after_the_next_build(monkeypa
   monkeypatch.setenv('SRGAN_JAX_CACHE', str(cache))
   monkeypatch.setenv('CXX', str(failing))
   with pytest.raises(RuntimeError, match='failed to build'):
-    onednn_conv._compile()
+    onednn_build.compile_library()
   assert list(cache.iterdir()) == []
   # A build in progress in a live process is left alone.
   live = cache / f'.build-{socket.gethostname()}-{os.getpid()}-x.so'
   live.write_bytes(b'')
-  onednn_conv._remove_dead_builds(cache)
+  onednn_build.remove_dead_builds(cache)
   assert live.exists()
 
 
