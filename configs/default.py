@@ -79,8 +79,13 @@ def get_config() -> ml_collections.ConfigDict:
   # list of 'color', 'translation', 'cutout' (for small training sets; training/augment.py).
   c.loss.diffaugment = ''
   # >0: the content loss sees SR and HR cropped alike at a random offset of up to this many pixels
-  # each step (decouples VGG's pooling grid from G's LR grid: a cause of grid artifacts). 0: off.
+  # each step (decouples VGG's pooling grid from G's LR grid; measured: it does not change how
+  # VGG-16 phi_2,2 drives a grid, benchmarks/grid_drive.py). 0: off.
   c.loss.content_shift = 0
+  # >0: + this x losses.grid_loss, SR's pattern repeating with the LR pixel grid against HR's
+  # (grey levels^2; the grid measure squared). VGG features drive G towards such a grid
+  # (benchmarks/grid_drive.py); this term holds it at HR's level. 0: off (the paper).
+  c.loss.grid_weight = 0.0
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-4  # Adam learning rate (both networks).

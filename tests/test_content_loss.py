@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from srgan_jax.training import losses, update_step
 from srgan_jax.nets import vgg
@@ -30,3 +31,25 @@ def test_the_demo_pixel_term_is_the_papers_pixel_mse_on_minus_one_to_one():
   phi = float(content(sr, hr, params))
   assert phi > 0 and float(terms['content_loss']) == phi
   np.testing.assert_allclose(float(total), phi + float(losses.pixel_mse(sr, hr)), rtol=1e-5)
+
+
+def test_the_grid_term_adds_its_weight_times_the_grid_loss_and_is_checked():
+  from srgan_jax.training import config_checks  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(1)
+  sr, hr = (jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32) for _ in range(2))
+  plain = tiny_config('srgan', **{'loss.content': 'mse'})
+  gridded = tiny_config('srgan', **{'loss.content': 'mse', 'loss.grid_weight': 0.01})
+  content = update_step.make_content_loss(plain)
+  base, terms = update_step.generator_loss_terms(plain, sr, hr, None, content)
+  total, terms = update_step.generator_loss_terms(gridded, sr, hr, None, content)
+  assert 'grid_loss' not in update_step.generator_loss_terms(plain, sr, hr, None, content)[1]
+  grid = float(losses.grid_loss(sr, hr, 4))
+  assert grid > 0 and float(terms['grid_loss']) == grid
+  np.testing.assert_allclose(float(total), float(base) + 0.01 * grid, rtol=1e-5)
+  assert update_step.loss_label(gridded, 'pixel MSE').endswith(
+    '+ 0.01 x grid + 0.001 x adversarial'
+  )
+  config_checks.validate_config(tiny_config('srresnet', **{'loss.grid_weight': 0.01}))
+  with pytest.raises(config_checks.ConfigError, match='grid_weight'):
+    config_checks.validate_config(tiny_config('srresnet', **{'loss.grid_weight': -1.0}))

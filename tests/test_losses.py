@@ -40,3 +40,41 @@ def test_adversarial_terms_stay_finite_when_d_saturates():
   np.testing.assert_allclose(
     float(losses.generator_adversarial(jnp.array([-50.0]))), 50.0, rtol=1e-6
   )
+
+
+# The grid term (config.loss.grid_weight): SR's pattern locked to the LR grid against HR's.
+
+
+def _photo(datasets):
+  from srgan_jax.data import image_io  # pylint: disable=g-import-not-at-top
+
+  img = image_io.load_rgb(datasets / 'Set14' / 'image_SRF_4' / 'img_001_SRF_4_HR.png')
+  return img[:96, :120].astype(np.float32) / 127.5 - 1.0
+
+
+def test_the_grid_pattern_is_the_grid_measure_of_evaluation(datasets):
+  from srgan_jax.evaluation import metrics  # pylint: disable=g-import-not-at-top
+
+  x = _photo(datasets)
+  pattern = losses.grid_pattern(jnp.asarray(x)[None], 4)
+  assert pattern.shape == (1, 4, 4)
+  want = metrics.grid_artifact((x + 1.0) * 127.5, 4)  # scipy's Gaussian, numpy, float64
+  assert abs(float(jnp.sqrt(jnp.mean(pattern**2))) - want) < 1e-4 * want
+
+
+def test_the_grid_loss_is_zero_for_hr_and_its_step_removes_a_grid(datasets):
+  hr = jnp.asarray(_photo(datasets))[None]
+  assert float(losses.grid_loss(hr, hr, 4)) == 0.0
+  # A fixed 4x4 pattern tiled over the image (a sub-pixel convolution's grid) of 3 grey levels.
+  tile = np.random.default_rng(0).standard_normal((4, 4, 1)).astype(np.float32)
+  grid = np.tile(tile / np.sqrt(np.mean(tile**2)) * 3 / 127.5, (24, 30, 3))
+  sr = hr + grid
+  loss = float(losses.grid_loss(sr, hr, 4))
+  assert 5.0 < loss < 12.0  # ~ (3 grey levels x Y's weights and the high-pass)^2
+  # Noise of the same RMS that does not repeat with the LR pixels counts ~1 / 720 as much
+  # (its phase means over 24 x 30 positions).
+  noise = np.random.default_rng(1).standard_normal(grid.shape).astype(np.float32) * 3 / 127.5
+  assert float(losses.grid_loss(hr + noise, hr, 4)) < 0.01 * loss
+  g = jax.grad(lambda s: losses.grid_loss(s, hr, 4))(sr)
+  lr = 0.5 * loss / float(jnp.sum(g * g))
+  assert float(losses.grid_loss(sr - lr * g, hr, 4)) < 0.6 * loss

@@ -44,6 +44,9 @@ def _check_losses(config) -> None:
     raise ConfigError(
       f'config.loss.content_shift={shift!r}; use 0 (off) or a few pixels, e.g. 4 (the scale).'
     )
+  grid_weight = loss.get('grid_weight', 0.0)
+  if not (isinstance(grid_weight, (int, float)) and grid_weight >= 0):
+    raise ConfigError(f'config.loss.grid_weight={grid_weight!r}; use 0 (off) or a weight > 0.')
   if not 0.0 <= config.get('ema_decay', 0.0) < 1.0:
     raise ConfigError(f'config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1).')
   pretrain = config.get('pretrain') or {}

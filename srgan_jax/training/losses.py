@@ -12,6 +12,7 @@ so they stay finite when D saturates.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def pixel_mse(sr: jnp.ndarray, hr: jnp.ndarray) -> jnp.ndarray:
@@ -63,3 +64,44 @@ def ragan_discriminator(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> j
   rel_real = real_logits - jnp.mean(fake_logits)
   rel_fake = fake_logits - jnp.mean(real_logits)
   return -(jnp.mean(jax.nn.log_sigmoid(rel_real)) + jnp.mean(jax.nn.log_sigmoid(-rel_fake))) / 2
+
+
+# ----------------------------------------------------------------------------
+# The grid term: the pattern that repeats with the LR pixel grid, SR's against HR's.
+
+
+def _gaussian_taps(sigma: float) -> np.ndarray:
+  """scipy.ndimage.gaussian_filter's 1-D kernel (truncate=4)."""
+  radius = int(4.0 * sigma + 0.5)
+  k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+  return k / k.sum()
+
+
+def _blur(y: jnp.ndarray, taps: np.ndarray, axis: int) -> jnp.ndarray:
+  """1-D convolution along `axis` with mirrored edges (scipy's mode='reflect')."""
+  r = len(taps) // 2
+  pad = [(0, 0)] * y.ndim
+  pad[axis] = (r, r)
+  yp = jnp.pad(y, pad, mode='symmetric')
+  n = y.shape[axis]
+  return sum(float(w) * jax.lax.slice_in_dim(yp, i, i + n, axis=axis) for i, w in enumerate(taps))
+
+
+def grid_pattern(images: jnp.ndarray, scale: int) -> jnp.ndarray:
+  """[N, s, s]: each image's high-pass luma (grey levels, BT.601 Y of [-1, 1] RGB, minus its
+  Gaussian blur with sigma = s / 2) averaged over the positions of each LR-grid phase (y mod s,
+  x mod s), about its mean. The RMS of one is `metrics.grid_artifact` of that image."""
+  x = (images.astype(jnp.float32) + 1.0) * 127.5
+  y = (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
+  taps = _gaussian_taps(scale / 2)
+  high = y - _blur(_blur(y, taps, 1), taps, 2)
+  n, h, w = high.shape
+  h, w = h // scale * scale, w // scale * scale
+  phases = high[:, :h, :w].reshape(n, h // scale, scale, w // scale, scale).mean(axis=(1, 3))
+  return phases - phases.mean(axis=(1, 2), keepdims=True)
+
+
+def grid_loss(sr: jnp.ndarray, hr: jnp.ndarray, scale: int) -> jnp.ndarray:
+  """Mean over the batch of the squared difference of SR's and HR's grid patterns (grey levels^2):
+  zero where SR repeats with the LR pixel grid no more than HR does; about grid^2 for a grid."""
+  return jnp.mean(jnp.square(grid_pattern(sr, scale) - grid_pattern(hr, scale)))

@@ -76,6 +76,8 @@ def loss_label(config, content_label: str) -> str:
   terms = [f'{w:g} x {content_label}' if w != 1 else content_label]
   if config.loss.get('pixel'):
     terms.append(f'{config.loss.pixel_weight:g} x pixel {config.loss.pixel}')
+  if config.loss.get('grid_weight', 0.0):
+    terms.append(f'{config.loss.grid_weight:g} x grid')
   if config.phase == 'srgan':
     gan = config.loss.get('gan', 'standard')
     terms.append(
@@ -87,7 +89,7 @@ def loss_label(config, content_label: str) -> str:
 def generator_loss_terms(
   config, sr, hr, vgg_params, content_loss, key=None
 ) -> tuple[jnp.ndarray, dict]:
-  """(content_weight x content + pixel_weight x pixel, {'content_loss', 'pixel_loss'}).
+  """(content_weight x content + pixel_weight x pixel + grid_weight x grid, {'content_loss', ...}).
 
   The paper's configs have weight 1 and no pixel term: exactly its content loss. With
   config.loss.content_shift (and `key`), the content loss sees SR and HR shifted alike.
@@ -102,6 +104,9 @@ def generator_loss_terms(
   if config.loss.get('pixel'):
     terms['pixel_loss'] = losses.pixel_loss(config.loss.pixel, sr, hr)
     total = total + config.loss.pixel_weight * terms['pixel_loss']
+  if config.loss.get('grid_weight', 0.0):  # SR's pattern locked to the LR grid against HR's
+    terms['grid_loss'] = losses.grid_loss(sr, hr, config.model.scale)
+    total = total + config.loss.grid_weight * terms['grid_loss']
   return total, terms
 
 
