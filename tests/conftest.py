@@ -1,7 +1,9 @@
 """Shared fixtures: repo root importable (for configs/), where the Set5/Set14 files live."""
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
+
+
+# One JAX compilation cache for the whole run, child processes included (they inherit the
+# environment): most tests compile the same small programs (a tiny config's step, its eval), and
+# compiling is most of their time. Measured on two training tests: 277 s without, 174 s with an
+# empty cache. Removed at the end; a cache the caller set is used as it is.
+_JIT_CACHE = None
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _JIT_CACHE = tempfile.mkdtemp(prefix='srgan_jax-tests-jit-')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _JIT_CACHE
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+
+
+def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argument
+  if _JIT_CACHE:
+    shutil.rmtree(_JIT_CACHE, ignore_errors=True)
 
 
 def _prepare_convolutions() -> str:
