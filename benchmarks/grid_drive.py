@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from scipy import ndimage
 
 from configs import srresnet_x4
 from srgan_jax.data import image_io
@@ -72,18 +71,6 @@ def lock(g, sr_pattern) -> tuple[float, float, float]:
   per_phase = y.size / SCALE**2
   cos = -np.sum(pattern * sr_pattern) / (np.linalg.norm(pattern) * np.linalg.norm(sr_pattern))
   return rms_pattern / (float(np.std(y)) / np.sqrt(per_phase)), rms_pattern, float(cos)
-
-
-def image_pattern(srs) -> np.ndarray:
-  """[s, s] phase means of the high-pass luma of SR images in [-1, 1] (as grid_artifact)."""
-  out = []
-  for s in srs:
-    y = metrics.rgb_to_y(np.clip((s + 1) * 127.5, 0, 255)).astype(np.float64)
-    high = y - ndimage.gaussian_filter(y, SCALE / 2, mode='reflect')
-    h, w = high.shape
-    out.append(high.reshape(h // SCALE, SCALE, w // SCALE, SCALE).mean(axis=(0, 2)))
-  pattern = np.mean(out, axis=0)
-  return pattern - pattern.mean()
 
 
 def vgg_term(params, preprocess, taps, shift):
@@ -152,7 +139,7 @@ def main():
   grid = np.mean([metrics.grid_artifact(np.clip((s + 1) * 127.5, 0, 255), SCALE) for s in srs])
   print(f'G: {args.model}; {args.batches} x {args.batch_size} crops of {CROP} from {args.data}')
   print(f"G's output grid on the crops (metrics.grid_artifact, mean): {grid:.3f}")
-  sr_pattern = image_pattern(srs)
+  sr_pattern = np.mean(np.asarray(losses.grid_pattern(jnp.asarray(np.stack(srs)), SCALE)), axis=0)
   print('| term | lock (1 = none) | phase-pattern RMS x weight | cos(-grad, SR) pattern |')
   print('| --- | --- | --- | --- |')
   for k, (w, _) in terms.items():
