@@ -6,6 +6,8 @@ be overridden on the command line, e.g. `--config.data.batch_size=32`.
 
 import ml_collections
 
+from srgan_jax.data import degradations
+
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -35,6 +37,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 16  # global batch (the paper: 16), split over all devices.
   c.data.augment = True  # random flips and 90-degree rotations of HR crops.
   c.data.quantize_lr = True  # round LR to 8-bit levels, like LR images read from disk.
+  # How the train step makes LR from HR: 'bicubic' (the paper: MATLAB bicubic x1/scale) or
+  # 'realesrgan' (Real-ESRGAN's blur / resize / noise / JPEG, twice, per sample; data/degradations.py).
+  c.data.degradation = 'bicubic'
+  c.data.realesrgan = degradations.defaults()  # its parameters (Real-ESRGAN's, names as there)
   c.data.cache_gb = (
     16.0  # max RAM (GB) per process for the decoded uint8 images (DIV2K train: ~6.9).
   )

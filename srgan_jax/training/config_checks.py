@@ -5,6 +5,7 @@ import ml_collections
 from absl import logging
 
 
+from srgan_jax.data import degradations
 from srgan_jax.evaluation import validation
 from srgan_jax.training import augment
 from srgan_jax.nets import generators
@@ -72,6 +73,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f'config.data.val_crop={config.data.val_crop} is not divisible by the scale '
       f'{config.model.scale}; pick a multiple of {config.model.scale}.'
     )
+  try:
+    degradations.check(config.data, config.model.scale)
+  except ValueError as e:
+    raise ConfigError(f'config.{e}') from None
   if config.eval.get('lpips') and config.eval.lpips not in ('alexnet', 'vgg16'):
     raise ConfigError(f"config.eval.lpips={config.eval.lpips!r}; use alexnet, vgg16 or '' (none).")
   if config.data.batch_size % jax.device_count():

@@ -14,7 +14,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from srgan_jax.training import augment, losses
 from srgan_jax.training import train_states
-from srgan_jax.data.imresize import degrade
+from srgan_jax.data import degradations
 from srgan_jax.kernels import fast_conv
 
 
@@ -144,9 +144,11 @@ def train_step(
   (ESRGAN's options add a weighted pixel term and swap in the RaGAN losses; with
   config.ema_decay G's moving average follows each update.)
   """
-  lr_img, hr = degrade(batch['hr'], config.model.scale, config.data.quantize_lr)
-  # Randomness of the losses' augmentations: from the seed and the step (resumable).
+  # Randomness of the degradation and the losses' augmentations: from the seed and the step.
   step_key = jax.random.fold_in(jax.random.key(config.seed), g_state.step)
+  lr_img, hr = degradations.make_lr(
+    jax.random.fold_in(step_key, 2), batch['hr'], config.data, config.model.scale
+  )
 
   def generate(g_params):
     sr, updates = g_state.apply_fn(

@@ -7,6 +7,7 @@ import io
 import json
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
@@ -15,7 +16,8 @@ from PIL import Image
 
 from srgan_jax.evaluation import metrics
 from srgan_jax.evaluation import validation
-from srgan_jax.data.imresize import degrade, imresize
+from srgan_jax.data import degradations
+from srgan_jax.data.imresize import imresize
 
 
 class MetricWriter:
@@ -70,11 +72,12 @@ def _hms(seconds: float) -> str:
   return f'{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}'
 
 
-def sample_grid(
-  val_hr: np.ndarray, scale: int, quantize: bool, g_state, predict
-) -> tuple[np.ndarray, dict]:
-  """Rows of (bicubic | SR | HR) for each fixed validation crop (uint8 HWC), and their PSNR-Y."""
-  lr, hr = degrade(jnp.asarray(val_hr), scale, quantize)
+def sample_grid(val_hr: np.ndarray, data, scale: int, g_state, predict) -> tuple[np.ndarray, dict]:
+  """Rows of (bicubic | SR | HR) for each fixed validation crop (uint8 HWC), and their PSNR-Y.
+
+  The LR inputs are made by the training's degradation (config.data.degradation), with one
+  fixed key: the same inputs at every step."""
+  lr, hr = degradations.make_lr(jax.random.key(0), jnp.asarray(val_hr), data, scale)
   variables = {'params': g_state.params, 'batch_stats': g_state.batch_stats}
   sr = predict(g_state.apply_fn, variables, lr)
   bicubic = imresize(lr, scale=scale) * 2.0 - 1.0
@@ -90,7 +93,7 @@ def sample_grid(
 def write_sample_grid(
   writer: MetricWriter, workdir, step: int, val_hr, config, g_state, predict
 ) -> None:
-  grid, psnr = sample_grid(val_hr, config.model.scale, config.data.quantize_lr, g_state, predict)
+  grid, psnr = sample_grid(val_hr, config.data, config.model.scale, g_state, predict)
   if not writer.enabled:
     return
   writer.write_scalars(step, psnr)
