@@ -12,8 +12,8 @@ Each test set's LR input, made reproducibly from the bundled Set5 / Set14 (x4):
 
 scored against HR as compare_models does (PSNR-Y / SSIM-Y on BT.601 Y, 4 pixels cropped; LPIPS
 v0.1 AlexNet on the same crops; grid). The figure: scikit-image's photographs (the cat, the
-coffee cup, the astronaut) saved as JPEG at quality 60 -- the LR a web page holds, with no HR --
-upscaled x4 by bicubic and each model, zoomed crops side by side. --write-sets saves each
+coffee cup, the astronaut) downscaled x4 and saved as JPEG at quality 60 -- a web image --,
+upscaled x4 by bicubic and each model, crops side by side with the original photograph. --write-sets saves each
 degraded set as DIR/NAME/{HR,LR} PNG folders, which `evaluate --data=DIR/NAME` reads.
 """
 
@@ -92,19 +92,25 @@ def markdown(table: dict) -> str:
 
 
 def photo_figure(methods: dict, path: Path) -> None:
-  """Rows: each photograph's JPEG (q 60) crop upscaled by each method, zoomed; labelled columns."""
+  """Rows: a photograph, MATLAB-bicubic x1/4 and saved as JPEG q60 (a web image), upscaled x4 by
+  each method, and the original; zoomed crops, labelled columns."""
   tile = CROP * SCALE
   label_h = 18
-  cols = list(methods)
+  cols = [*methods, 'original photo']
   canvas = Image.new('RGB', (len(cols) * (tile + 4), label_h + len(PHOTOS) * (tile + 4)), 'white')
   draw = ImageDraw.Draw(canvas)
   for c, name in enumerate(cols):
-    draw.text((c * (tile + 4) + 4, 3), f'{name} (JPEG q60 in)' if c == 0 else name, fill='black')
+    draw.text((c * (tile + 4) + 4, 3), name, fill='black')
   for r, (photo, (y, x)) in enumerate(PHOTOS):
-    lr = jpeg_uint8(getattr(skdata, photo)()[..., :3], 60)[y : y + CROP, x : x + CROP]
-    for c, fn in enumerate(methods.values()):
-      canvas.paste(Image.fromarray(fn(lr)), (c * (tile + 4), label_h + r * (tile + 4)))
-  canvas = canvas.resize((canvas.width * ZOOM // 2, canvas.height * ZOOM // 2), Image.NEAREST)
+    hr = getattr(skdata, photo)()[..., :3]
+    hr = hr[: hr.shape[0] // SCALE * SCALE, : hr.shape[1] // SCALE * SCALE]
+    lr = jpeg_uint8(imresize_uint8(hr, scale=1 / SCALE), 60)
+    box = (slice(y * SCALE, (y + CROP) * SCALE), slice(x * SCALE, (x + CROP) * SCALE))
+    for c, fn in enumerate([*methods.values(), None]):
+      img = hr if fn is None else fn(lr)
+      canvas.paste(
+        Image.fromarray(np.ascontiguousarray(img[box])), (c * (tile + 4), label_h + r * (tile + 4))
+      )
   path.parent.mkdir(parents=True, exist_ok=True)
   image_io.save_png(path, np.asarray(canvas))
 
