@@ -232,7 +232,10 @@ def test_the_papers_configs_keep_bicubic():
     esrgan_x4.get_config(),
   ):
     assert c.data.degradation == 'bicubic'
-  assert realsrgan_x4.get_config().data.degradation == 'realesrgan'
+  for variant in (None, 'demo'):  # the real-world config and its demo validate as they are
+    c = realsrgan_x4.get_config(variant)
+    assert c.data.degradation == 'realesrgan'
+    config_checks.validate_config(c)
   assert isinstance(realsrgan_x4.get_config().data.realesrgan, ml_collections.ConfigDict)
 
 
