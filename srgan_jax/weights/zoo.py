@@ -2,6 +2,7 @@
 
   python -m srgan_jax.upscale photo.jpg --out=up/                   # a shipped model
   python -m srgan_jax.upscale photo.jpg --model=srgan_x4 --out=up/
+  python -m srgan_jax.upscale web_photo.jpg --model=realsrgan_x4 --out=up/   # JPEG, noise, blur
   python -m srgan_jax.model_zoo export runs/srresnet_x4 srresnet.msgpack   # your own run
 
 A generator file is msgpack of {'params', 'batch_stats', 'meta'}: G's
@@ -41,6 +42,12 @@ MODELS: dict[str, tuple[str, str, str]] = {
     'd1ba89eac92a528f38a666b9fdf5984f97b22a372090280129b5492954798a6e',
     'SRGAN x4 v2 from srresnet_x4 v2 (VGG-16 phi_2,2 + pixel MSE + grid term + 1e-3 '
     'adversarial), 1k steps on 533 images: Set5 LPIPS 0.148 vs SRResNet 0.193',
+  ),
+  'realsrgan_x4': (
+    'realsrgan_x4.msgpack',
+    '2a3c1973ca8625c8ee2ffcdb403efedf702823861b59e1cf5e0feb815be71327',
+    "for photos from the wild (JPEG, noise, blur): the paper's G from srgan_x4 v2, 1k steps "
+    "on Real-ESRGAN's degradations of 533 images",
   ),
 }
 DEFAULT_MODEL = 'srresnet_x4'
