@@ -161,6 +161,12 @@ def _kernel_params(p, suffix: str) -> dict:
   }
 
 
+def _noise_params(p, suffix: str) -> list:
+  """random_noise's (gaussian_prob, sigma_range, poisson_range, gray_prob) of one order."""
+  names = ('gaussian_noise_prob', 'noise_range', 'poisson_scale_range', 'gray_noise_prob')
+  return [p[name + suffix] for name in names]
+
+
 def _quality(key, b, lo_hi):
   return jax.random.randint(key, (b,), lo_hi[0], lo_hi[1] + 1)
 
@@ -178,10 +184,7 @@ def realesrgan(key, hr01, scale: int, p):
   size1 = (int(h * p['resize_range'][1]), int(w * p['resize_range'][1]))
   n1 = [jnp.clip(jnp.floor(n * s1).astype(jnp.int32), 1, c) for n, c in zip((h, w), size1)]
   x = resize(x, (full(h), full(w)), n1, size1, mode(ks[2]))
-  noise1 = [
-    p[k] for k in ('gaussian_noise_prob', 'noise_range', 'poisson_scale_range', 'gray_noise_prob')
-  ]
-  x = random_noise(ks[3], x, *n1, *noise1)
+  x = random_noise(ks[3], x, *n1, *_noise_params(p, ''))
   x = jpeg(x, _quality(ks[4], b, p['jpeg_range']), *n1)
   # Second order.
   blurred = blur.filter2d(x, blur.random_kernels(ks[5], b, _kernel_params(p, '2')), *n1)
@@ -192,11 +195,7 @@ def realesrgan(key, hr01, scale: int, p):
   size2 = tuple(max(1, int(n * p['resize_range2'][1])) for n in lr_hw)
   n2 = [jnp.clip(jnp.floor(n * s2).astype(jnp.int32), 1, c) for n, c in zip(lr_hw, size2)]
   x = resize(x, n1, n2, size2, mode(ks[8]))
-  noise2 = [
-    p[k + '2']
-    for k in ('gaussian_noise_prob', 'noise_range', 'poisson_scale_range', 'gray_noise_prob')
-  ]
-  x = random_noise(ks[9], x, *n2, *noise2)
+  x = random_noise(ks[9], x, *n2, *_noise_params(p, '2'))
   # Last: resize to the LR size + sinc, and JPEG, in random order.
   sinc = blur.random_final_sinc(ks[10], b, p['final_sinc_prob'])
   quality, final_mode = _quality(ks[11], b, p['jpeg_range2']), mode(ks[12])
@@ -255,21 +254,21 @@ def check(data, scale: int) -> None:
   for name, n in (('kernel_prob', 6), ('kernel_prob2', 6), ('resize_prob', 3), ('resize_prob2', 3)):
     if len(p[name]) != n or min(p[name]) < 0 or sum(p[name]) <= 0:
       fail(name, f'use {n} weights >= 0, not all 0')
-  for name, lo, hi in (
-    ('blur_sigma', 0.0, 50),
-    ('blur_sigma2', 0.0, 50),
-    ('betag_range', 0.0, 50),
-    ('betag_range2', 0.0, 50),
-    ('betap_range', 0.0, 50),
-    ('betap_range2', 0.0, 50),
-    ('noise_range', 0, 255),
-    ('noise_range2', 0, 255),
-    ('poisson_scale_range', 0, 100),
-    ('poisson_scale_range2', 0, 100),
+  for name, hi in (
+    ('blur_sigma', 50),
+    ('blur_sigma2', 50),
+    ('betag_range', 50),
+    ('betag_range2', 50),
+    ('betap_range', 50),
+    ('betap_range2', 50),
+    ('noise_range', 255),
+    ('noise_range2', 255),
+    ('poisson_scale_range', 100),
+    ('poisson_scale_range2', 100),
   ):
     r = p[name]
-    if len(r) != 2 or not lo <= r[0] <= r[1] <= hi or (lo == 0.0 and r[0] <= 0):
-      fail(name, f'use (low, high) with {lo} {"<" if lo == 0.0 else "<="} low <= high <= {hi}')
+    if len(r) != 2 or not 0 < r[0] <= r[1] <= hi:
+      fail(name, f'use (low, high) with 0 < low <= high <= {hi}')
   for name in ('jpeg_range', 'jpeg_range2'):
     r = p[name]
     if len(r) != 2 or not all(isinstance(q, int) for q in r) or not 1 <= r[0] <= r[1] <= 100:
