@@ -52,6 +52,9 @@ def defaults() -> ml_collections.ConfigDict:
   p.resize_prob2, p.resize_range2 = (0.3, 0.4, 0.3), (0.3, 1.2)
   p.gaussian_noise_prob2, p.noise_range2, p.poisson_scale_range2 = 0.5, (1.0, 25.0), (0.05, 2.5)
   p.gray_noise_prob2, p.jpeg_range2 = 0.4, (30, 95)
+  # Not Real-ESRGAN's: the share of samples made the web image's way instead (MATLAB bicubic
+  # x1/scale, then one JPEG at a quality in light_jpeg_range); 0 is Real-ESRGAN's model alone.
+  p.light_prob, p.light_jpeg_range = 0.0, (30, 95)
   return p
 
 
@@ -204,7 +207,17 @@ def realesrgan(key, hr01, scale: int, p):
   jpeg_first = blur.filter2d(resize(jpeg(x, quality, *n2), n2, lr_valid, lr_hw, final_mode), sinc)
   order = jax.random.bernoulli(ks[13], 0.5, (b,))[:, None, None, None]
   x = jnp.where(order, then_jpeg, jpeg_first)
-  return jnp.clip(jnp.round(x * 255.0), 0, 255) / 255.0
+  x = jnp.clip(jnp.round(x * 255.0), 0, 255) / 255.0
+  if p.get('light_prob', 0.0) > 0:  # static: Real-ESRGAN's model alone computes as before
+    light = jax.random.bernoulli(ks[14], p['light_prob'], (b,))[:, None, None, None]
+    x = jnp.where(light, light_lr(ks[15], hr01, scale, p['light_jpeg_range']), x)
+  return x
+
+
+def light_lr(key, hr01, scale: int, jpeg_range):
+  """A web image: MATLAB bicubic x1/scale on 8-bit levels, then JPEG at a quality per sample."""
+  lr = jnp.round(jnp.clip(imresize.imresize(hr01, scale=1.0 / scale), 0.0, 1.0) * 255.0) / 255.0
+  return jpeg(lr, _quality(key, hr01.shape[0], jpeg_range))
 
 
 def make_lr(key, hr_uint8, data, scale: int):
@@ -236,6 +249,12 @@ def check(data, scale: int) -> None:
       f'data.realesrgan.{unknown[0]} is not a parameter; see degradations.defaults().'
     )
 
+  missing = sorted(set(defaults()) - set(p) - {'light_prob', 'light_jpeg_range'})
+  if missing:
+    raise ValueError(
+      f'data.realesrgan.{missing[0]} is missing; start from degradations.defaults().'
+    )
+
   def fail(name, why):
     raise ValueError(f'data.realesrgan.{name}={p[name]!r}: {why}.')
 
@@ -248,7 +267,10 @@ def check(data, scale: int) -> None:
     'sinc_prob2',
     'gaussian_noise_prob2',
     'gray_noise_prob2',
+    'light_prob',
   ):
+    if name not in p:  # light_*: optional (0: Real-ESRGAN's model alone)
+      continue
     if not 0.0 <= p[name] <= 1.0:
       fail(name, 'use a probability in [0, 1]')
   for name, n in (('kernel_prob', 6), ('kernel_prob2', 6), ('resize_prob', 3), ('resize_prob2', 3)):
@@ -269,7 +291,9 @@ def check(data, scale: int) -> None:
     r = p[name]
     if len(r) != 2 or not 0 < r[0] <= r[1] <= hi:
       fail(name, f'use (low, high) with 0 < low <= high <= {hi}')
-  for name in ('jpeg_range', 'jpeg_range2'):
+  for name in ('jpeg_range', 'jpeg_range2', 'light_jpeg_range'):
+    if name not in p:
+      continue
     r = p[name]
     if len(r) != 2 or not all(isinstance(q, int) for q in r) or not 1 <= r[0] <= r[1] <= 100:
       fail(name, "use integer qualities (low, high) with 1 <= low <= high <= 100 (libjpeg's scale)")
