@@ -182,6 +182,27 @@ def test_realesrgan_lr_is_seeded_per_sample_and_on_8_bit_levels():
   assert not np.array_equal(a[0], a[1]) and not np.array_equal(a[1], a[2])  # own parameters
 
 
+def test_light_samples_are_bicubic_lr_saved_as_jpeg_and_the_rest_realesrgans():
+  hr = np.stack([skdata.astronaut()[y : y + 96, 150:246] for y in range(0, 400, 50)])
+  c = realsrgan_x4.get_config()
+  key = jax.random.key(3)
+  full, _ = degradations.make_lr(key, hr, c.data, 4)
+  c.data.realesrgan.light_prob, c.data.realesrgan.light_jpeg_range = 1.0, (50, 50)
+  light, _ = degradations.make_lr(key, hr, c.data, 4)
+  bicubic_lr = np.asarray(imresize.degrade(hr, 4, True)[0] * 255).round().astype(np.uint8)
+  np.testing.assert_array_equal(light, jpeg.jpeg(bicubic_lr / 255.0, 50))
+  pillow = np.stack([_pillow_roundtrip(lr, 50)[0] for lr in bicubic_lr])
+  # A web image: bicubic, then JPEG q50. Over 8 images of 24 x 24 (9 blocks each) one DCT
+  # coefficient rounded the other way (float DCT here, libjpeg's integer one) weighs more.
+  assert _psnr(np.asarray(light * 255).round(), pillow) > 38
+  c.data.realesrgan.light_prob = 0.5
+  mixed = np.asarray(degradations.make_lr(key, hr, c.data, 4)[0])
+  is_light = [np.array_equal(m, x) for m, x in zip(mixed, np.asarray(light))]
+  is_full = [np.array_equal(m, x) for m, x in zip(mixed, np.asarray(full))]
+  assert all(a != b for a, b in zip(is_light, is_full))  # each sample one kind or the other
+  assert 0 < sum(is_light) < len(hr)
+
+
 def test_make_lr_bicubic_is_the_papers_degradation():
   hr = skdata.coffee()[None, :96, :96]
   c = realsrgan_x4.get_config()
@@ -202,6 +223,8 @@ def test_make_lr_bicubic_is_the_papers_degradation():
     ('realesrgan.sinc_prob', 1.5, 'probability'),
     ('realesrgan.kernel_prob', (1.0, 0.0), 'kernel_prob'),
     ('realesrgan.blur_sigma', (0.0, 3.0), 'blur_sigma'),
+    ('realesrgan.light_prob', -0.1, 'light_prob=-0.1: use a probability'),
+    ('realesrgan.light_jpeg_range', (0, 50), 'light_jpeg_range=(0, 50)'),
   ],
 )
 def test_bad_degradation_settings_are_one_line_config_errors(field, value, says):
