@@ -169,6 +169,10 @@ def test_noise_statistics():
   # Poisson: variance scale^2 x / v, v = 64 * 64 * 3 rounded up to 2^14
   pz = np.asarray(degradations.random_noise(key, x, n, n, 0.0, (1.0, 1.0), (2.0, 2.0), 0.0)) - 0.5
   np.testing.assert_allclose(np.var(pz), 4 * 0.5 / 2**14, rtol=0.05)
+  # ranges may start at 0 (config.data.realesrgan.noise_range=(0, 30)): sigma or scale 0 adds none
+  for gaussian_prob in (0.0, 1.0):
+    none = degradations.random_noise(key, x, n, n, gaussian_prob, (0.0, 0.0), (0.0, 0.0), 0.0)
+    np.testing.assert_array_equal(none, x)
 
 
 def test_realesrgan_lr_is_seeded_per_sample_and_on_8_bit_levels():
@@ -223,6 +227,7 @@ def test_make_lr_bicubic_is_the_papers_degradation():
     ('realesrgan.sinc_prob', 1.5, 'probability'),
     ('realesrgan.kernel_prob', (1.0, 0.0), 'kernel_prob'),
     ('realesrgan.blur_sigma', (0.0, 3.0), 'blur_sigma'),
+    ('realesrgan.noise_range', (-1.0, 30.0), 'noise_range=(-1.0, 30.0): use (low, high) with 0 <='),
     ('realesrgan.light_prob', -0.1, 'light_prob=-0.1: use a probability'),
     ('realesrgan.light_jpeg_range', (0, 50), 'light_jpeg_range=(0, 50)'),
   ],

@@ -276,21 +276,21 @@ def check(data, scale: int) -> None:
   for name, n in (('kernel_prob', 6), ('kernel_prob2', 6), ('resize_prob', 3), ('resize_prob2', 3)):
     if len(p[name]) != n or min(p[name]) < 0 or sum(p[name]) <= 0:
       fail(name, f'use {n} weights >= 0, not all 0')
-  for name, hi in (
-    ('blur_sigma', 50),
-    ('blur_sigma2', 50),
-    ('betag_range', 50),
-    ('betag_range2', 50),
-    ('betap_range', 50),
-    ('betap_range2', 50),
-    ('noise_range', 255),
-    ('noise_range2', 255),
-    ('poisson_scale_range', 100),
-    ('poisson_scale_range2', 100),
+  for name, hi, zero in (  # zero: whether low may be 0 (no noise); a kernel's shape may not
+    ('blur_sigma', 50, False),
+    ('blur_sigma2', 50, False),
+    ('betag_range', 50, False),
+    ('betag_range2', 50, False),
+    ('betap_range', 50, False),
+    ('betap_range2', 50, False),
+    ('noise_range', 255, True),
+    ('noise_range2', 255, True),
+    ('poisson_scale_range', 100, True),
+    ('poisson_scale_range2', 100, True),
   ):
     r = p[name]
-    if len(r) != 2 or not 0 < r[0] <= r[1] <= hi:
-      fail(name, f'use (low, high) with 0 < low <= high <= {hi}')
+    if len(r) != 2 or not (0 <= r[0] if zero else 0 < r[0]) or not r[0] <= r[1] <= hi:
+      fail(name, f"use (low, high) with 0 {'<=' if zero else '<'} low <= high <= {hi}")
   for name in ('jpeg_range', 'jpeg_range2', 'light_jpeg_range'):
     if name not in p:
       continue
