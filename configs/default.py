@@ -27,6 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
   # srresnet: ICNR init of the sub-pixel convs (Aitken et al. 2017: the shuffle starts as
   # nearest-neighbour, no grid at init); False: Flax's lecun_normal, as the paper's code.
   c.model.icnr = False
+  # D: 'srgan' (the paper's Figure 4: a logit per image) or 'unet_sn' (Real-ESRGAN's U-Net
+  # with spectral normalisation: a logit per pixel; data.hr_crop a multiple of 8).
+  c.model.discriminator = 'srgan'
   c.model.tiny = False  # test-only: tiny D (4 convs, 16 dense units) for fast compiles.
 
   c.data = ml_collections.ConfigDict()

@@ -179,9 +179,18 @@ TinyDiscriminator = functools.partial(
 # The discriminator a config names (generators.make_generator builds G).
 
 
-def make_discriminator(config) -> Discriminator:
-  """D of a run's config (config.model.tiny and compute_dtype)."""
+DISCRIMINATORS = ('srgan', 'unet_sn')  # config.model.discriminator
+
+
+def make_discriminator(config) -> nn.Module:
+  """D of a run's config (config.model.discriminator, tiny and compute_dtype)."""
   dtype = jnp.dtype(config.model.compute_dtype)
+  if config.model.get('discriminator', 'srgan') == 'unet_sn':
+    from srgan_jax.nets import unet_discriminator  # pylint: disable=g-import-not-at-top
+
+    if config.model.tiny:
+      return unet_discriminator.TinyUNetDiscriminatorSN(dtype=dtype)
+    return unet_discriminator.UNetDiscriminatorSN(dtype=dtype)
   if config.model.tiny:
     return TinyDiscriminator(dtype=dtype)
   return Discriminator(dtype=dtype)

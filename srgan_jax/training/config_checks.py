@@ -8,7 +8,7 @@ from absl import logging
 from srgan_jax.data import degradations
 from srgan_jax.evaluation import validation
 from srgan_jax.training import augment
-from srgan_jax.nets import generators
+from srgan_jax.nets import generators, srgan
 from srgan_jax.weights import zoo
 from srgan_jax.common.errors import UserError
 
@@ -67,6 +67,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f'config.data.hr_crop={config.data.hr_crop} is not divisible by the scale '
       f'{config.model.scale}; pick a multiple, e.g. {config.model.scale * 24}.'
+    )
+  d = config.model.get('discriminator', 'srgan')
+  if d not in srgan.DISCRIMINATORS:
+    raise ConfigError(f'config.model.discriminator={d!r}; use one of {srgan.DISCRIMINATORS}.')
+  if d == 'unet_sn' and config.data.hr_crop % 8:
+    raise ConfigError(
+      f'config.data.hr_crop={config.data.hr_crop}: the unet_sn discriminator halves it three '
+      f'times; pick a multiple of 8, e.g. {config.data.hr_crop // 8 * 8 or 8}.'
     )
   if config.data.val_crop % config.model.scale:
     raise ConfigError(

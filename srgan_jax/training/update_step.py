@@ -187,7 +187,9 @@ def train_step(
         train=True,
         mutable=['batch_stats'],
       )
-      real, fake = logits.reshape(-1, 2).T
+      # [2B] (a logit per image) or [2B, H, W] (unet_sn: per pixel) -> the HR and SR halves
+      pairs = logits.reshape((-1, 2) + logits.shape[1:])
+      real, fake = pairs[:, 0], pairs[:, 1]
       g_content, terms = generator_loss_terms(config, sr, hr, vgg_params, content_loss, step_key)
       adversarial, d_loss = adversarial_losses(config, real, fake)
       g_loss = g_content + w * adversarial  # l^SR, Eq. (3)
