@@ -9,8 +9,8 @@ LeakyReLU 0.2, no normalisation layers; F.interpolate(bilinear, align_corners=Fa
 jax.image.resize's half-pixel bilinear.
 
 The spectral norm's power-iteration vectors u (and the last sigma) live in the 'batch_stats'
-collection, the trainer's mutable state for BN: one step of power iteration per training call
-(train=True), none at evaluation.
+collection, the trainer's mutable state for BN: each call runs one power iteration from the
+stored u; training calls (train=True) store the new u and sigma, others leave them.
 """
 
 import functools
