@@ -95,6 +95,9 @@ def get_config() -> ml_collections.ConfigDict:
   # (grey levels^2; the grid measure squared). VGG features drive G towards such a grid
   # (benchmarks/grid_drive.py); this term holds it at HR's level. 0: off (the paper).
   c.loss.grid_weight = 0.0
+  # Real-ESRGAN: G's content, pixel and grid terms against the unsharp-masked HR (BasicSR's
+  # USMSharp, data/blur.usm_sharpen); D still sees HR. Needs data.hr_crop > 25.
+  c.loss.usm_target = False
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-4  # Adam learning rate (both networks).

@@ -289,3 +289,45 @@ def test_the_train_step_feeds_g_the_seeded_realesrgan_lr():
     {'params': g.params, 'batch_stats': g.batch_stats}, lr, train=True, mutable=['batch_stats']
   )
   np.testing.assert_allclose(m['content_loss'], losses.pixel_mse(sr, hr), rtol=1e-5)
+
+
+def test_usm_sharpen_is_basicsrs_usmsharp():
+  x = np.stack([skdata.astronaut()[100:196, 150:246], skdata.coffee()[:96, 200:296]]) / 255.0
+  got = np.asarray(blur.usm_sharpen(jnp.asarray(x, jnp.float32)))
+  # BasicSR: cv2.getGaussianKernel(51, 0) (sigma 8, 25 taps each side), torch's reflect padding
+  # (numpy/scipy 'mirror'), residual mask above 10 grey levels softened by the same blur.
+  g = lambda a: scipy.ndimage.gaussian_filter(a, sigma=(0, 8, 8, 0), mode='mirror', truncate=25 / 8)
+  residual = x - g(x)
+  soft = g((np.abs(residual) * 255 > 10).astype(np.float64))
+  want = soft * np.clip(x + 0.5 * residual, 0, 1) + (1 - soft) * x
+  np.testing.assert_allclose(got, want, atol=2e-4)
+  assert np.std(got - x) > 1e-3  # it did sharpen
+  flat = jnp.full((1, 32, 32, 3), 0.3)
+  np.testing.assert_allclose(blur.usm_sharpen(flat), flat, atol=1e-6)
+
+
+def test_usm_target_is_what_gs_content_loss_aims_at():
+  from srgan_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from srgan_jax.training import losses, train_states, update_step  # pylint: disable=g-import-not-at-top
+  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
+
+  c = tiny_config('srresnet', **{'data.hr_crop': 32, 'loss.usm_target': True})
+  config_checks.validate_config(c)
+  g, _ = train_states.create_train_states(c, jax.random.key(0))
+  batch = {'hr': jnp.asarray(next(pipeline.create_train_iterator(c))['hr'])}
+  step = jax.jit(
+    lambda g, b: update_step.train_step(
+      g, None, b, None, config=c, content_loss=update_step.make_content_loss(c)
+    )
+  )
+  _, _, m = step(g, batch)
+  lr, hr = degradations.make_lr(None, batch['hr'], c.data, 4)
+  sr, _ = g.apply_fn(
+    {'params': g.params, 'batch_stats': g.batch_stats}, lr, train=True, mutable=['batch_stats']
+  )
+  target = blur.usm_sharpen((hr + 1) / 2) * 2 - 1
+  np.testing.assert_allclose(m['content_loss'], losses.pixel_mse(sr, target), rtol=1e-5)
+  assert not np.isclose(m['content_loss'], losses.pixel_mse(sr, hr), rtol=1e-3)
+  c.data.hr_crop = 24
+  with pytest.raises(config_checks.ConfigError, match='usm_target'):
+    config_checks.validate_config(c)

@@ -152,3 +152,20 @@ def filter2d(x, kernels, valid_h=None, valid_w=None):
   kernel = jnp.fft.rfft2(kernels[:, None, ::-1, ::-1].astype(jnp.float32), s=(ph, pw))
   out = jnp.fft.irfft2(spectrum * kernel, s=(ph, pw))[:, :, 2 * pad :, 2 * pad :]
   return jnp.moveaxis(out, 1, -1).astype(x.dtype)
+
+
+def usm_sharpen(x, weight: float = 0.5, threshold: float = 10.0, radius: int = 51):
+  """Unsharp masking of [B, H, W, C] images in [0, 1], as BasicSR's USMSharp (Real-ESRGAN's HR target).
+
+  x + weight (x - G x), clipped to [0, 1], kept where |x - G x| > threshold grey levels, the
+  mask softened by the same Gaussian G: radius 51 (Real-ESRGAN's 50, made odd), sigma as
+  OpenCV's getGaussianKernel(51, 0) (8.0), reflected borders (H, W > radius // 2).
+  """
+  sigma = 0.3 * ((radius - 1) * 0.5 - 1) + 0.8
+  taps = np.exp(-((np.arange(radius) - radius // 2) ** 2) / (2 * sigma**2))
+  taps /= taps.sum()
+  kernel = jnp.broadcast_to(jnp.asarray(np.outer(taps, taps), jnp.float32), (x.shape[0], radius, radius))
+  residual = x - filter2d(x, kernel)
+  soft_mask = filter2d((jnp.abs(residual) * 255.0 > threshold).astype(x.dtype), kernel)
+  sharp = jnp.clip(x + weight * residual, 0.0, 1.0)
+  return soft_mask * sharp + (1.0 - soft_mask) * x

@@ -21,7 +21,7 @@ Differences from Real-ESRGAN's code, chosen and documented (docs/degradations.md
 qualities are integers (a real encoder's), the resize scale and mode are drawn per sample
 (Real-ESRGAN draws them per batch), Poisson noise counts an image's distinct values as its
 number of values (what Real-ESRGAN's torch.unique finds in a blurred float image), and the
-HR target is not sharpened (Real-ESRGAN's USM of the ground truth is not applied).
+HR target is sharpened only with config.loss.usm_target (Real-ESRGAN's USM of the ground truth).
 """
 
 import jax

@@ -76,6 +76,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f'config.data.hr_crop={config.data.hr_crop}: the unet_sn discriminator halves it three '
       f'times; pick a multiple of 8, e.g. {config.data.hr_crop // 8 * 8 or 8}.'
     )
+  if config.loss.get('usm_target', False) and config.data.hr_crop <= 25:
+    raise ConfigError(
+      f'config.data.hr_crop={config.data.hr_crop} is too small for loss.usm_target (its 51-tap '
+      'blur reflects 25 pixels); use hr_crop >= 26.'
+    )
   if config.data.val_crop % config.model.scale:
     raise ConfigError(
       f'config.data.val_crop={config.data.val_crop} is not divisible by the scale '

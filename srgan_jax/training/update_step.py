@@ -14,7 +14,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from srgan_jax.training import augment, losses
 from srgan_jax.training import train_states
-from srgan_jax.data import degradations
+from srgan_jax.data import blur, degradations
 from srgan_jax.kernels import fast_conv
 
 
@@ -149,6 +149,11 @@ def train_step(
   lr_img, hr = degradations.make_lr(
     jax.random.fold_in(step_key, 2), batch['hr'], config.data, config.model.scale
   )
+  # G's content / pixel / grid terms aim at `target`: HR, or (Real-ESRGAN) HR unsharp-masked;
+  # D always sees HR itself.
+  target = hr
+  if config.loss.get('usm_target', False):
+    target = blur.usm_sharpen((hr + 1.0) * 0.5) * 2.0 - 1.0
 
   def generate(g_params):
     sr, updates = g_state.apply_fn(
@@ -163,7 +168,7 @@ def train_step(
 
     def g_loss_fn(g_params):
       sr, g_stats = generate(g_params)
-      g_loss, terms = generator_loss_terms(config, sr, hr, vgg_params, content_loss, step_key)
+      g_loss, terms = generator_loss_terms(config, sr, target, vgg_params, content_loss, step_key)
       return g_loss, (g_stats, terms)
 
     (g_loss, (g_stats, terms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
@@ -190,7 +195,7 @@ def train_step(
       # [2B] (a logit per image) or [2B, H, W] (unet_sn: per pixel) -> the HR and SR halves
       pairs = logits.reshape((-1, 2) + logits.shape[1:])
       real, fake = pairs[:, 0], pairs[:, 1]
-      g_content, terms = generator_loss_terms(config, sr, hr, vgg_params, content_loss, step_key)
+      g_content, terms = generator_loss_terms(config, sr, target, vgg_params, content_loss, step_key)
       adversarial, d_loss = adversarial_losses(config, real, fake)
       g_loss = g_content + w * adversarial  # l^SR, Eq. (3)
       aux = dict(
