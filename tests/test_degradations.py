@@ -267,12 +267,13 @@ def test_the_papers_configs_keep_bicubic():
   assert isinstance(realsrgan_x4.get_config().data.realesrgan, ml_collections.ConfigDict)
 
 
-def test_the_train_step_feeds_g_the_seeded_realesrgan_lr():
+def _srresnet_step(**overrides):
+  """(config, G's state, batch, metrics) of one jitted SRResNet train step on a tiny config."""
   from srgan_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from srgan_jax.training import losses, train_states, update_step  # pylint: disable=g-import-not-at-top
+  from srgan_jax.training import train_states, update_step  # pylint: disable=g-import-not-at-top
   from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
 
-  c = tiny_config('srresnet', **{'data.hr_crop': 32, 'data.degradation': 'realesrgan'})
+  c = tiny_config('srresnet', **{'data.hr_crop': 32, **overrides})
   config_checks.validate_config(c)
   g, _ = train_states.create_train_states(c, jax.random.key(0))
   batch = {'hr': jnp.asarray(next(pipeline.create_train_iterator(c))['hr'])}
@@ -281,7 +282,13 @@ def test_the_train_step_feeds_g_the_seeded_realesrgan_lr():
       g, None, b, None, config=c, content_loss=update_step.make_content_loss(c)
     )
   )
-  _, _, m = step(g, batch)
+  return c, g, batch, step(g, batch)[2]
+
+
+def test_the_train_step_feeds_g_the_seeded_realesrgan_lr():
+  from srgan_jax.training import losses  # pylint: disable=g-import-not-at-top
+
+  c, g, batch, m = _srresnet_step(**{'data.degradation': 'realesrgan'})
   key = jax.random.fold_in(jax.random.fold_in(jax.random.key(c.seed), g.step), 2)
   lr, hr = degradations.make_lr(key, batch['hr'], c.data, 4)
   assert not np.allclose(lr, imresize.degrade(batch['hr'], 4, True)[0], atol=2 / 255)
@@ -307,20 +314,9 @@ def test_usm_sharpen_is_basicsrs_usmsharp():
 
 
 def test_usm_target_is_what_gs_content_loss_aims_at():
-  from srgan_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from srgan_jax.training import losses, train_states, update_step  # pylint: disable=g-import-not-at-top
-  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
+  from srgan_jax.training import losses  # pylint: disable=g-import-not-at-top
 
-  c = tiny_config('srresnet', **{'data.hr_crop': 32, 'loss.usm_target': True})
-  config_checks.validate_config(c)
-  g, _ = train_states.create_train_states(c, jax.random.key(0))
-  batch = {'hr': jnp.asarray(next(pipeline.create_train_iterator(c))['hr'])}
-  step = jax.jit(
-    lambda g, b: update_step.train_step(
-      g, None, b, None, config=c, content_loss=update_step.make_content_loss(c)
-    )
-  )
-  _, _, m = step(g, batch)
+  c, g, batch, m = _srresnet_step(**{'loss.usm_target': True})
   lr, hr = degradations.make_lr(None, batch['hr'], c.data, 4)
   sr, _ = g.apply_fn(
     {'params': g.params, 'batch_stats': g.batch_stats}, lr, train=True, mutable=['batch_stats']
