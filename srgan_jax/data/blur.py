@@ -164,7 +164,9 @@ def usm_sharpen(x, weight: float = 0.5, threshold: float = 10.0, radius: int = 5
   sigma = 0.3 * ((radius - 1) * 0.5 - 1) + 0.8
   taps = np.exp(-((np.arange(radius) - radius // 2) ** 2) / (2 * sigma**2))
   taps /= taps.sum()
-  kernel = jnp.broadcast_to(jnp.asarray(np.outer(taps, taps), jnp.float32), (x.shape[0], radius, radius))
+  kernel = jnp.broadcast_to(
+    jnp.asarray(np.outer(taps, taps), jnp.float32), (x.shape[0], radius, radius)
+  )
   residual = x - filter2d(x, kernel)
   soft_mask = filter2d((jnp.abs(residual) * 255.0 > threshold).astype(x.dtype), kernel)
   sharp = jnp.clip(x + weight * residual, 0.0, 1.0)

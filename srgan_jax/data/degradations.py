@@ -290,7 +290,7 @@ def check(data, scale: int) -> None:
   ):
     r = p[name]
     if len(r) != 2 or not (0 <= r[0] if zero else 0 < r[0]) or not r[0] <= r[1] <= hi:
-      fail(name, f"use (low, high) with 0 {'<=' if zero else '<'} low <= high <= {hi}")
+      fail(name, f'use (low, high) with 0 {"<=" if zero else "<"} low <= high <= {hi}')
   for name in ('jpeg_range', 'jpeg_range2', 'light_jpeg_range'):
     if name not in p:
       continue

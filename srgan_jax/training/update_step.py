@@ -195,7 +195,9 @@ def train_step(
       # [2B] (a logit per image) or [2B, H, W] (unet_sn: per pixel) -> the HR and SR halves
       pairs = logits.reshape((-1, 2) + logits.shape[1:])
       real, fake = pairs[:, 0], pairs[:, 1]
-      g_content, terms = generator_loss_terms(config, sr, target, vgg_params, content_loss, step_key)
+      g_content, terms = generator_loss_terms(
+        config, sr, target, vgg_params, content_loss, step_key
+      )
       adversarial, d_loss = adversarial_losses(config, real, fake)
       g_loss = g_content + w * adversarial  # l^SR, Eq. (3)
       aux = dict(
