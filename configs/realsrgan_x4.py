@@ -1,6 +1,8 @@
 """Real-world SRGAN x4: the paper's G and D trained on Real-ESRGAN's degradations (issue 23).
 
 Run:   python -m srgan_jax.main --config=configs/realsrgan_x4.py --workdir=runs/realsrgan_x4
+v2:    python -m srgan_jax.main --config=configs/realsrgan_x4.py:v2 --workdir=runs/realsrgan_x4_v2 \
+         --config.generator_init=runs/realsrgan_x4/checkpoints/1400
 Demo:  python -m srgan_jax.main --config=configs/realsrgan_x4.py:demo --workdir=runs/realdemo
 
 The LR inputs are made in the train step from clean HR crops by Real-ESRGAN's
@@ -19,6 +21,12 @@ towards the blurred mean; Real-ESRGAN weights its GAN term 0.1 against L1 1 for
 the same reason. The shipped realsrgan_x4 ran 577 steps with v2's weights, then
 these (srgan_jax/weights/realsrgan_x4.md). Set5/Set14 (clean bicubic LR) are
 scored every 500 steps: what the model gives up on clean inputs.
+
+v2: the last stage of the shipped realsrgan_x4 v2 (its card gives the whole chain:
+the above for 1,000 steps, 400 more with light_prob 0.5, then this for 1,400):
+Real-ESRGAN's U-Net discriminator with spectral normalisation (fresh) and half of
+each batch degraded as a web image (MATLAB bicubic, one JPEG q30-95;
+config.data.realesrgan.light_prob), from a G already trained on the degradations.
 """
 
 import ml_collections
@@ -37,7 +45,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint_every = 100
   c.eval.every = 500
   c.sample_every = 250
-  if arg == 'demo':  # a few minutes on 2 CPU cores, on scikit-image's photographs
+  if arg == 'v2':
+    c.model.discriminator = 'unet_sn'  # Real-ESRGAN's D: a logit per pixel
+    c.data.realesrgan.light_prob = 0.5
+    c.num_train_steps = 1_400
+    c.eval.every = 250
+  elif arg == 'demo':  # a few minutes on 2 CPU cores, on scikit-image's photographs
     c.data.source = 'demo'
     c.data.batch_size = 4
     c.num_train_steps = 20
@@ -47,5 +60,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 10
     c.sample_every = 10
   elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; use configs/realsrgan_x4.py or :demo')
+    raise ValueError(f'unknown config variant {arg!r}; use configs/realsrgan_x4.py, :v2 or :demo')
   return c

@@ -260,7 +260,7 @@ def test_the_papers_configs_keep_bicubic():
     esrgan_x4.get_config(),
   ):
     assert c.data.degradation == 'bicubic'
-  for variant in (None, 'demo'):  # the real-world config and its demo validate as they are
+  for variant in (None, 'v2', 'demo'):  # the real-world configs and the demo validate as they are
     c = realsrgan_x4.get_config(variant)
     assert c.data.degradation == 'realesrgan'
     config_checks.validate_config(c)
