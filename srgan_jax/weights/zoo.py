@@ -45,9 +45,9 @@ MODELS: dict[str, tuple[str, str, str]] = {
   ),
   'realsrgan_x4': (
     'realsrgan_x4.msgpack',
-    '2a3c1973ca8625c8ee2ffcdb403efedf702823861b59e1cf5e0feb815be71327',
-    "for photos from the wild (JPEG, noise, blur): the paper's G from srgan_x4 v2, 1k steps "
-    "on Real-ESRGAN's degradations of 533 images",
+    '2a4437f3f387ab771dc4b82d3af537b5c68eed1ab9e9ba4582c8de49a526cafb',
+    "realsrgan_x4 v2, for photos from the wild (JPEG, noise, blur): the paper's G from srgan_x4 "
+    "v2, 2.8k steps on Real-ESRGAN's degradations of 533 images (U-Net SN D last)",
   ),
 }
 DEFAULT_MODEL = 'srresnet_x4'
