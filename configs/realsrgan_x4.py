@@ -18,8 +18,8 @@ paper's D starts fresh. With v2's weights (4 x pixel MSE, 1e-3 adversarial) the
 outputs came out smooth (on JPEG-q50 Set14 LPIPS 0.458 at step 500, srgan_x4:
 0.443): degraded inputs leave G more uncertain, and the pixel term then pulls
 towards the blurred mean; Real-ESRGAN weights its GAN term 0.1 against L1 1 for
-the same reason. The shipped realsrgan_x4 ran 577 steps with v2's weights, then
-these (srgan_jax/weights/realsrgan_x4.md). Set5/Set14 (clean bicubic LR) are
+the same reason. The shipped realsrgan_x4 (v1, and v2's first stage) ran 577
+steps with v2's weights, then these (srgan_jax/weights/realsrgan_x4.md). Set5/Set14 (clean bicubic LR) are
 scored every 500 steps: what the model gives up on clean inputs.
 
 v2: the last stage of the shipped realsrgan_x4 v2 (its card gives the whole chain:
