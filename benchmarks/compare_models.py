@@ -4,7 +4,8 @@
       [--figure docs/figures/x4_comparison.png] [--json OUT.json]
 
 Models are shipped names (srgan_jax.model_zoo), generator files, or training
-workdirs. Prints a markdown table (the SR literature's protocol: Y channel,
+workdirs; a trailing '+' (srresnet_x4+) scores that model with EDSR's x8
+self-ensemble (inference.self_ensemble). Prints a markdown table (the SR literature's protocol: Y channel,
 4-pixel border cropped; LPIPS v0.1 AlexNet on the same crops, lower is
 better) and writes, like Figure 2 of Ledig et al., zoomed crops of
 bicubic | each model | HR for a few images. DIR (holding Set5/ and Set14/ at x4)
@@ -86,7 +87,13 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
     prog='python -m benchmarks.compare_models', description=__doc__.splitlines()[0]
   )
-  parser.add_argument('--models', nargs='+', default=['srresnet_x4', 'srgan_x4'])
+  parser.add_argument(
+    '--models',
+    nargs='+',
+    default=['srresnet_x4', 'srgan_x4'],
+    help="shipped names or checkpoint paths; a trailing '+' (srresnet_x4+) adds EDSR's x8 "
+    'self-ensemble',
+  )
   parser.add_argument('--datasets', type=Path, default=validation.BUNDLED['set5'].parent)
   parser.add_argument(
     '--figure', type=Path, default=None, help='PNG of zoomed crops (bicubic | models | HR)'
@@ -96,8 +103,10 @@ def main(argv=None) -> int:
   sets = validation.load_sets([args.datasets / 'Set5', args.datasets / 'Set14'], SCALE)
   methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE)}
   for spec in args.models:
-    model = inference.load_model(spec)
-    methods[Path(spec).stem if os.sep in spec else spec] = lambda lr, m=model: validation.to_uint8(
+    base = spec.removesuffix('+')
+    model = inference.load_model(base, ensemble=spec.endswith('+'))
+    name = (Path(base).stem if os.sep in base else base) + '+' * model.self_ensemble
+    methods[name] = lambda lr, m=model: validation.to_uint8(
       inference.upscale_float(m, lr.astype(np.float32) / 255.0, None)
     )
   table, images = score_all(methods, sets, lpips.make_lpips('alexnet'))

@@ -109,6 +109,7 @@ def evaluate(
   lpips: str | None = 'alexnet',
   dtype: str = 'float32',
   niqe: bool = False,
+  self_ensemble: bool = False,
   log=print,
 ) -> dict:
   """Evaluates and (if `out`) writes results; returns the results.json dict.
@@ -120,6 +121,7 @@ def evaluate(
   whole images, 'auto' for inference.default_tile. niqe: also NIQE (no-reference; SR, bicubic
   and HR's own as hr_niqe). dtype: G's compute dtype ('float32', or
   'bfloat16' on CPUs with bf16 units: docs/performance.md gives what it costs in PSNR).
+  self_ensemble: G averaged over the 8 flips / rotations of each image (EDSR's '+'; 8x the time).
   """
   if method == 'bicubic':
     if checkpoint:
@@ -128,6 +130,8 @@ def evaluate(
       raise UserError('--method=bicubic needs --scale (2, 3, 4 or 8).')
     if all_steps:
       raise UserError('--all-steps needs a --workdir, not --method=bicubic.')
+    if self_ensemble:
+      raise UserError('--self-ensemble averages a generator; drop it with --method=bicubic.')
     models = [None]
   elif method == 'generator':
     if not checkpoint:
@@ -135,7 +139,7 @@ def evaluate(
     from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top  # JAX only when needed
 
     paths = _step_dirs(checkpoint) if all_steps else [checkpoint]
-    models = [inference.load_model(paths[-1], dtype)]
+    models = [inference.load_model(paths[-1], dtype, self_ensemble)]
     if scale and scale != models[0].scale:
       raise UserError(
         f'--scale={scale} but {checkpoint} was trained for x{models[0].scale}; '
@@ -164,7 +168,7 @@ def evaluate(
     from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
 
     for p in paths[:-1]:
-      m = inference.load_model(p, dtype)
+      m = inference.load_model(p, dtype, self_ensemble)
       _check_same(m, models[0], p)
       datasets, _ = _run_sets(sets, scale, _upscaler(m, tile), None, False, lpips_fn, niqe)
       steps_table.append(_step_row(m.step, datasets))
@@ -182,6 +186,7 @@ def evaluate(
     'checkpoint': None if model is None else model.source,
     'step': None if model is None else model.step,
     'dtype': None if model is None else model.dtype,
+    'self_ensemble': model is not None and model.self_ensemble,
     'datasets': datasets,
   }
   log(
@@ -306,6 +311,12 @@ def main(argv=None) -> int:
     help="also NIQE (Mittal et al. 2013, the MATLAB release's pristine model; lower is more "
     'natural), of SR, bicubic and HR',
   )
+  parser.add_argument(
+    '--self-ensemble',
+    action='store_true',
+    help="average G over the 8 flips / rotations of each image (EDSR's '+': a test-time "
+    'ensemble, 8x the time; report it apart from the model alone)',
+  )
   args = parser.parse_args(argv)
   try:
     method = args.method or 'generator'
@@ -326,6 +337,7 @@ def main(argv=None) -> int:
       lpips=None if args.lpips == 'none' else args.lpips,
       dtype=args.dtype,
       niqe=args.niqe,
+      self_ensemble=args.self_ensemble,
     )
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)

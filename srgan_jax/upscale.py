@@ -171,6 +171,12 @@ def main(argv=None) -> int:
     default='float32',
     help="G's compute dtype: float32 (exact) or bfloat16 (faster on CPUs with bf16 units)",
   )
+  parser.add_argument(
+    '--self-ensemble',
+    action='store_true',
+    help="average G over the 8 flips / rotations of the image (EDSR's '+'): 8x the time, "
+    'a little more PSNR for PSNR-oriented models such as srresnet_x4',
+  )
   args = parser.parse_args(argv)
   from srgan_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
   from srgan_jax.kernels import onednn_conv  # pylint: disable=g-import-not-at-top
@@ -178,7 +184,7 @@ def main(argv=None) -> int:
   onednn_conv.prepare()  # built or loaded here, where its cost and failure show
   try:
     source = args.workdir or args.checkpoint or args.model or zoo.DEFAULT_MODEL
-    model = inference.load_model(source, args.dtype)
+    model = inference.load_model(source, args.dtype, args.self_ensemble)
     if source in zoo.MODELS:
       print(f'model: {source} ({zoo.MODELS[source][2]})')
     tile = inference.default_tile(model) if args.tile is None else args.tile

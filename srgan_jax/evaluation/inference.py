@@ -32,6 +32,7 @@ class Model:
   halo: int  # LR receptive radius (tiling.receptive_radius)
   source: str
   dtype: str = 'float32'  # the compute dtype of predict
+  self_ensemble: bool = False  # predict averages G over the 8 flips / rotations (EDSR's '+')
 
 
 def jit_predict() -> Callable:
@@ -53,6 +54,23 @@ def make_predict(model_config, dtype: str = 'float32') -> Callable:
   return functools.partial(jit_predict(), generator.apply)
 
 
+def self_ensemble(predict: Callable) -> Callable:
+  """EDSR's geometric self-ensemble (Lim et al. 2017, the '+' models): G on the 8 flips and
+  90-degree rotations of LR, each SR turned back, averaged in float32. 8x the compute; a test-time
+  average, not the trained model (benchmark tables name it with a '+')."""
+
+  def ensembled(variables, lr):  # lr [N, h, w, 3]
+    outs = []
+    for k in range(4):
+      for flip in (False, True):
+        x = jnp.rot90(lr, k, axes=(1, 2))
+        y = predict(variables, x[:, :, ::-1] if flip else x).astype(jnp.float32)
+        outs.append(jnp.rot90(y[:, :, ::-1] if flip else y, -k, axes=(1, 2)))
+    return jnp.mean(jnp.stack(outs), axis=0)
+
+  return ensembled
+
+
 def _check_architecture(variables, model_config, where) -> None:
   have = checkpoint_files.leaf_shapes(
     {'params': variables.get('params', {}), 'batch_stats': variables.get('batch_stats', {})}
@@ -66,9 +84,10 @@ def _check_architecture(variables, model_config, where) -> None:
     )
 
 
-def load_model(path, dtype: str = 'float32') -> Model:
+def load_model(path, dtype: str = 'float32', ensemble: bool = False) -> Model:
   """The generator saved in a workdir, its checkpoints/ or export/ dir, or one step dir (or a
-  generator file, or a shipped model's name), predicting in compute dtype `dtype`."""
+  generator file, or a shipped model's name), predicting in compute dtype `dtype` (with
+  `ensemble`: averaged over the 8 flips / rotations, `self_ensemble`)."""
   if dtype not in DTYPES:
     raise UserError(f'--dtype={dtype}: use one of {", ".join(DTYPES)}.')
   variables, meta = zoo.load_generator_with_meta(path)
@@ -86,15 +105,17 @@ def load_model(path, dtype: str = 'float32') -> Model:
       f'{path}: its meta describes no generator this srgan_jax builds ({e})'
     ) from None
   _check_architecture(variables, model_config, path)
+  predict = make_predict(model_config, dtype)
   return Model(
     variables=jax.device_put(variables),
-    predict=make_predict(model_config, dtype),
+    predict=self_ensemble(predict) if ensemble else predict,
     scale=int(model_config.scale),
     step=meta.get('step'),
     phase=meta.get('phase', 'generator'),
     halo=tiling.receptive_radius(model_meta),
     source=str(path),
     dtype=dtype,
+    self_ensemble=ensemble,
   )
 
 
