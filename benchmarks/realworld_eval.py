@@ -125,7 +125,12 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
     prog='python -m benchmarks.realworld_eval', description=__doc__.splitlines()[0]
   )
-  parser.add_argument('--models', nargs='+', default=['srgan_x4', 'realsrgan_x4'])
+  parser.add_argument(
+    '--models',
+    nargs='+',
+    default=['srgan_x4', 'realsrgan_x4'],
+    help="shipped names or checkpoint paths; NAME+ adds EDSR's x8 self-ensemble",
+  )
   parser.add_argument('--kinds', nargs='+', default=list(KINDS), choices=KINDS)
   parser.add_argument('--json', type=Path, default=None)
   parser.add_argument('--figure', type=Path, default=None)
@@ -137,8 +142,10 @@ def main(argv=None) -> int:
     write_sets(sets, args.write_sets)
   methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE)}
   for spec in args.models:
-    model = inference.load_model(spec)
-    methods[Path(spec).stem if os.sep in spec else spec] = lambda lr, m=model: validation.to_uint8(
+    base = spec.removesuffix('+')  # NAME+: EDSR's x8 self-ensemble, as in compare_models
+    model = inference.load_model(base, ensemble=spec.endswith('+'))
+    name = (Path(base).stem if os.sep in base else base) + '+' * model.self_ensemble
+    methods[name] = lambda lr, m=model: validation.to_uint8(
       inference.upscale_float(m, lr.astype(np.float32) / 255.0, None)
     )
   if args.figure:
