@@ -66,3 +66,18 @@ def test_the_v2_recipes_validate_and_only_they_add_the_grid_term():
   assert update_step.loss_label(v2, 'phi').endswith('+ 0.01 x grid + 0.001 x adversarial')
   for paper in (x4.get_config(), x4.get_config('vgg16'), x4.get_config('demo')):
     assert paper.loss.grid_weight == 0.0
+
+
+def test_v3_is_v2_with_the_unet_discriminator_and_asks_for_the_v2_run():
+  from configs import x4  # pylint: disable=g-import-not-at-top
+  from srgan_jax.training import config_checks  # pylint: disable=g-import-not-at-top
+
+  v2, v3 = x4.get_config('v2'), x4.get_config('v3')
+  assert (v3.model.discriminator, v3.loss.adversarial_weight) == ('unet_sn', 5e-3)
+  changed = {'generator_init', 'model', 'loss', 'num_train_steps', 'eval', 'checkpoint_every'}
+  assert all(v3[k] == v2[k] for k in v2.keys() if k not in changed)
+  assert v3.loss.grid_weight == v2.loss.grid_weight and v3.loss.pixel_weight == v2.loss.pixel_weight
+  with pytest.raises(config_checks.ConfigError, match='generator_init'):
+    config_checks.validate_config(v3)  # G must come from the v2 run, not a zoo default
+  v3.generator_init = 'srresnet_x4'  # any generator validates (the recipe names v2's run)
+  config_checks.validate_config(v3)
