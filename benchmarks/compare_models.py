@@ -5,9 +5,10 @@
 
 Models are shipped names (srgan_jax.model_zoo), generator files, or training
 workdirs; a trailing '+' (srresnet_x4+) scores that model with EDSR's x8
-self-ensemble (inference.self_ensemble). Prints a markdown table (the SR literature's protocol: Y channel,
-4-pixel border cropped; LPIPS v0.1 AlexNet on the same crops, lower is
-better) and writes, like Figure 2 of Ledig et al., zoomed crops of
+self-ensemble (inference.self_ensemble). Prints a markdown table (the SR
+literature's protocol: Y channel, 4-pixel border cropped; LPIPS v0.1 AlexNet on
+the same crops, lower is better) and writes, like Figure 2 of Ledig et al.,
+zoomed crops of
 bicubic | each model | HR for a few images. DIR (holding Set5/ and Set14/ at x4)
 defaults to the bundled sets (srgan_jax/evaluation/sets). About 2 minutes on 2
 CPU cores.
@@ -83,6 +84,20 @@ def figure(images: dict, sets: dict, path: Path) -> None:
   image_io.save_png(path, np.asarray(canvas))
 
 
+def model_methods(specs) -> dict:
+  """{name: uint8 LR -> uint8 SR} for shipped names or checkpoint paths; NAME+ is that model with
+  EDSR's x8 self-ensemble (inference.self_ensemble), named with its '+'."""
+  methods = {}
+  for spec in specs:
+    base = spec.removesuffix('+')
+    model = inference.load_model(base, ensemble=spec.endswith('+'))
+    name = (Path(base).stem if os.sep in base else base) + '+' * model.self_ensemble
+    methods[name] = lambda lr, m=model: validation.to_uint8(
+      inference.upscale_float(m, lr.astype(np.float32) / 255.0, None)
+    )
+  return methods
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
     prog='python -m benchmarks.compare_models', description=__doc__.splitlines()[0]
@@ -101,14 +116,7 @@ def main(argv=None) -> int:
   parser.add_argument('--json', type=Path, default=None, help='write the table as JSON')
   args = parser.parse_args(argv)
   sets = validation.load_sets([args.datasets / 'Set5', args.datasets / 'Set14'], SCALE)
-  methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE)}
-  for spec in args.models:
-    base = spec.removesuffix('+')
-    model = inference.load_model(base, ensemble=spec.endswith('+'))
-    name = (Path(base).stem if os.sep in base else base) + '+' * model.self_ensemble
-    methods[name] = lambda lr, m=model: validation.to_uint8(
-      inference.upscale_float(m, lr.astype(np.float32) / 255.0, None)
-    )
+  methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE), **model_methods(args.models)}
   table, images = score_all(methods, sets, lpips.make_lpips('alexnet'))
   hr_grid = {n: float(np.mean([validation.hr_grid(s, SCALE) for s in v])) for n, v in sets.items()}
   print(markdown(table, hr_grid))

@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,10 @@ import scipy.ndimage
 from PIL import Image, ImageDraw
 from skimage import data as skdata
 
-from benchmarks.compare_models import score_all
+from benchmarks.compare_models import model_methods, score_all
 from srgan_jax.data import image_io
 from srgan_jax.data.imresize import imresize_uint8
-from srgan_jax.evaluation import inference, validation
+from srgan_jax.evaluation import validation
 from srgan_jax.nets import lpips
 
 SCALE = 4
@@ -140,14 +139,7 @@ def main(argv=None) -> int:
   sets = {k: v for k, v in degraded_sets(base).items() if k.split('/')[0] in args.kinds}
   if args.write_sets:
     write_sets(sets, args.write_sets)
-  methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE)}
-  for spec in args.models:
-    base = spec.removesuffix('+')  # NAME+: EDSR's x8 self-ensemble, as in compare_models
-    model = inference.load_model(base, ensemble=spec.endswith('+'))
-    name = (Path(base).stem if os.sep in base else base) + '+' * model.self_ensemble
-    methods[name] = lambda lr, m=model: validation.to_uint8(
-      inference.upscale_float(m, lr.astype(np.float32) / 255.0, None)
-    )
+  methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE), **model_methods(args.models)}
   if args.figure:
     photo_figure(methods, args.figure)
     print(f'figure: {args.figure}')
