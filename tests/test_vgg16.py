@@ -125,6 +125,52 @@ def test_loss_names_say_which_network_and_layer():
     vgg.VGG16(taps=('relu5_4',)).init(__import__('jax').random.key(0), np.zeros((1, 32, 32, 3)))
 
 
+@pytest.mark.parametrize('before_activation, criterion', [(False, 'mse'), (True, 'l1')])
+def test_multi_tap_loss_is_the_weighted_sum_of_its_five_single_map_losses(
+  vgg16_file, before_activation, criterion
+):
+  """vgg16_multi from a config = 0.1 phi_1,2 + 0.1 phi_2,2 + phi_3,3 + phi_4,3 + phi_5,3, each alone."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from srgan_jax.training import update_step  # pylint: disable=g-import-not-at-top
+
+  assert vgg.loss_label('vgg16_multi') == (
+    'VGG-16 0.1 x phi_1,2 + 0.1 x phi_2,2 + phi_3,3 + phi_4,3 + phi_5,3'
+  )
+  weights = vgg.load_vgg(vgg16_file, arch='vgg16')
+  config = tiny_config(
+    'srgan',
+    **{
+      'loss.content': 'vgg16_multi',
+      'loss.vgg_weights': str(vgg16_file),
+      'loss.vgg_before_activation': before_activation,
+      'loss.vgg_criterion': criterion,
+    },
+  )
+  loss = update_step.make_content_loss(config, weights.preprocess)
+  k1, k2 = jax.random.split(jax.random.key(0))
+  hr = jax.random.uniform(k1, (2, 32, 32, 3), minval=-1, maxval=1)
+  sr = hr + 0.2 * jax.random.normal(k2, hr.shape)
+  got = float(loss(sr, hr, weights.params))
+  _, taps = vgg.loss_network('vgg16_multi')
+  parts = [
+    float(
+      vgg.content_loss(
+        weights.params,
+        sr,
+        hr,
+        preprocess='torch',
+        taps=(t.replace('relu', 'conv') if before_activation else t,),
+        arch='vgg16',
+        criterion=criterion,
+      )
+    )
+    for t in taps
+  ]
+  assert got == pytest.approx(0.1 * parts[0] + 0.1 * parts[1] + sum(parts[2:]), rel=1e-4)
+  assert min(parts) > 0 and got > 1.05 * sum(parts[2:])  # the shallow maps do count
+
+
 def test_a_vgg_file_of_the_wrong_network_for_the_loss_is_a_one_line_error(vgg16_file, tmp_path):
   for content in ('vgg54', 'vgg22'):
     config = tiny_config(

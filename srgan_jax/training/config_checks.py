@@ -19,7 +19,16 @@ class ConfigError(UserError):
 
 PHASES = ('srresnet', 'srgan')
 # vgg22/54: the paper's VGG-19; l1: ESRGAN's PSNR-oriented pixel loss.
-CONTENT_LOSSES = ('mse', 'vgg22', 'vgg54', 'vgg16_22', 'vgg16_53', 'l1')
+CONTENT_LOSSES = (
+  'mse',
+  'vgg22',
+  'vgg54',
+  'vgg16_22',
+  'vgg16_53',
+  'vgg19_multi',
+  'vgg16_multi',
+  'l1',
+)
 PIXEL_LOSSES = ('', 'l1', 'mse')
 GANS = ('standard', 'ragan')
 

@@ -42,6 +42,7 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
     hr,
     preprocess=preprocess,
     taps=taps,
+    tap_weights=vgg.tap_weights(config.loss.content),
     feature_scale=config.loss.vgg_feature_scale,
     dtype=dtype,
     arch=arch,
