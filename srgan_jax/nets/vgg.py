@@ -93,6 +93,11 @@ def loss_label(name: str) -> str:
   return f'{ARCH_LABELS[arch]} ' + ' + '.join(terms)
 
 
+def _losses_of(arch: str) -> str:
+  """'vgg22/vgg54/vgg19_multi': the content losses computed on `arch`."""
+  return '/'.join(k for k, (a, _) in LOSSES.items() if a == arch)
+
+
 def tap_weights(name: str) -> tuple[float, ...]:
   """The weight of each of LOSSES[name]'s taps in the content loss (1 unless TAP_WEIGHTS says)."""
   return TAP_WEIGHTS.get(name, (1.0,) * len(LOSSES[name][1]))
@@ -343,8 +348,8 @@ def load_vgg(path: str | os.PathLike | None, arch: str | None = None) -> VGGWeig
     raise VGGWeightsError(
       path,
       f'holds {ARCH_LABELS[meta["arch"]]} weights but this loss needs {ARCH_LABELS[arch]} '
-      f"(the vgg22/vgg54 losses are VGG-19's, vgg16_22/vgg16_53 VGG-16's); pick the loss of the "
-      "file's network or a file of the loss's network",
+      f"({_losses_of('vgg19')} are VGG-19's, {_losses_of('vgg16')} VGG-16's); pick the loss of "
+      "the file's network or a file of the loss's network",
     )
   if meta.get('preprocess') not in PREPROCESS_KINDS:
     raise VGGWeightsError(path, f'records unknown preprocessing {meta.get("preprocess")!r}')
