@@ -41,6 +41,7 @@ pass --config.eval.lpips= there and score the exported file here
 
 import argparse
 import gzip
+import importlib.util
 import os
 import shutil
 import signal
@@ -63,6 +64,7 @@ WHEELS = (
   'ml-collections==1.1.0',
   'tensorboardX==2.6.5',
 )
+IMPORTS = ('grain', 'array_record', 'portpicker', 'ml_collections', 'tensorboardX')
 PYTHON_VERSION = '3.12'  # the lent GPU image's python3
 SITE = '/tmp/burst_site'
 VGG_FILE = 'vgg16_22.msgpack'
@@ -163,6 +165,9 @@ def pack(args) -> int:
 def setup(args) -> int:
   burst = Path(args.dir)
   wheels = sorted((burst / 'wheels').glob('*.whl'))
+  if all(importlib.util.find_spec(m) for m in IMPORTS):
+    print(f'{", ".join(IMPORTS)} already installed: no wheels installed')
+    wheels = []
   if wheels:
     subprocess.run(
       [sys.executable, '-m', 'pip', 'install', '-q', '--no-index', '--no-deps', '--no-compile',
