@@ -2,7 +2,7 @@
 # One call on a lent GPU host (launch/burst.py): from the shipped srresnet_x4, SRResNet at 1e-4,
 # then 1e-5, then SRGAN with srgan_x4 v3's recipe (configs/x4.py:v3), each under a wall-clock
 # budget, on the photographs packed in .burst/; each phase's G exported to $OUT, to be scored
-# here with LPIPS (python -m benchmarks.compare_models --extra NAME=FILE ...).
+# here with LPIPS (python -m benchmarks.compare_models --models srresnet_x4 FILE ...).
 #
 #   here:  python launch/burst.py pack .burst --data ../shared/datasets/extra242
 #   there: bash launch/burst_plan.sh        (device run: carry .burst, timeout_s 590)
