@@ -22,6 +22,12 @@ from v1 (config.generator_init: v2 was trained from v1's file, which the zoo
 no longer ships; 'srresnet_x4' now continues v2 itself): Adam at 1e-4, x0.1 at
 7k and 8.5k, 9k steps, computing in bf16 (the CPU setting where it has bf16
 units, docs/performance.md). Resumes like any run.
+
+p192: srresnet_x4 v3's first cycle: train533 on larger crops, batch 8 of
+192x192 HR (48x48 LR: the generator's ~77-px receptive field then sees image,
+not padding; a step costs 2x a b16/96 one), Adam at 5e-5, x0.1 at 3k and 4k,
+4.5k steps. v3 is this run resumed twice with a new schedule (warm restarts:
+the model card gives the flags).
 """
 
 import ml_collections
@@ -64,10 +70,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 500
     c.keep_checkpoints = 2
     c.sample_every = 5000
+  elif arg == 'p192':
+    c = get_config('train533')
+    c.data.hr_crop = 192
+    c.data.batch_size = 8
+    c.optim.learning_rate = 5e-5
+    c.optim.decay_steps = (3_000, 4_000)  # then 5e-6, 5e-7
+    c.num_train_steps = 4_500
+    c.eval.every = 500
   elif arg:
     raise ValueError(
       f'unknown config variant {arg!r}; use configs/srresnet_x4.py, '
-      'configs/srresnet_x4.py:train291, configs/srresnet_x4.py:train533 or '
+      'configs/srresnet_x4.py:train291, configs/srresnet_x4.py:train533, '
+      'configs/srresnet_x4.py:p192 or '
       'configs/srresnet_x4.py:demo'
     )
   return c

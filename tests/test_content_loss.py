@@ -62,6 +62,10 @@ def test_the_v2_recipes_validate_and_only_they_add_the_grid_term():
   v2 = x4.get_config('v2')
   config_checks.validate_config(v2)
   config_checks.validate_config(srresnet_x4.get_config('train533'))
+  p192 = srresnet_x4.get_config('p192')  # srresnet_x4 v3's first cycle: train533 on 192-px crops
+  config_checks.validate_config(p192)
+  assert (p192.data.hr_crop, p192.data.batch_size, p192.loss.content) == (192, 8, 'mse')
+  assert p192.generator_init == srresnet_x4.get_config('train533').generator_init
   assert v2.loss.grid_weight == 0.01 and v2.loss.content == 'vgg16_22'
   assert update_step.loss_label(v2, 'phi').endswith('+ 0.01 x grid + 0.001 x adversarial')
   for paper in (x4.get_config(), x4.get_config('vgg16'), x4.get_config('demo')):
