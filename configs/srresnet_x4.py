@@ -26,8 +26,8 @@ units, docs/performance.md). Resumes like any run.
 p192: srresnet_x4 v3's first cycle: train533 on larger crops, batch 8 of
 192x192 HR (48x48 LR: the generator's ~77-px receptive field then sees image,
 not padding; a step costs 2x a b16/96 one), Adam at 5e-5, x0.1 at 3k and 4k,
-4.5k steps. v3 is this run resumed twice with a new schedule (warm restarts:
-the model card gives the flags).
+4.5k steps. v3 is this run resumed twice with a new schedule (warm restarts),
+v4 three times (the model card gives the flags).
 """
 
 import ml_collections
