@@ -45,9 +45,9 @@ MODELS: dict[str, tuple[str, str, str]] = {
   ),
   'realsrgan_x4': (
     'realsrgan_x4.msgpack',
-    '2a4437f3f387ab771dc4b82d3af537b5c68eed1ab9e9ba4582c8de49a526cafb',
-    "realsrgan_x4 v2, for photos from the wild (JPEG, noise, blur): the paper's G from srgan_x4 "
-    "v2, 2.8k steps on Real-ESRGAN's degradations of 533 images (U-Net SN D last)",
+    'f92f47d3a112532caf4379415446a18f6b057c04f9a640337b496e0a280a992c',
+    "realsrgan_x4 v3, for photos from the wild (JPEG, noise, blur): the paper's G, v2 trained "
+    "1.4k steps more on 192-px crops of 533 images (Real-ESRGAN's degradations, 80% web images)",
   ),
 }
 DEFAULT_MODEL = 'srresnet_x4'
