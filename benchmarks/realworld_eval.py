@@ -9,6 +9,9 @@ Each test set's LR input, made reproducibly from the bundled Set5 / Set14 (x4):
   jpeg30/50/70  those LR files saved as JPEG by Pillow (libjpeg) at quality 30 / 50 / 70, 4:2:0
   mixed       HR blurred (isotropic Gaussian, sigma 1.2), MATLAB bicubic x1/4, Gaussian noise of
               sigma 5 grey levels (seeded by the image's index), rounded, JPEG quality 60
+and, only when named in --kinds (heavier than anything the web-image share of training draws):
+  noise15     the LR files plus Gaussian noise of sigma 15 grey levels (seeded), rounded, JPEG q70
+  blur2       HR blurred (isotropic Gaussian, sigma 2.0), MATLAB bicubic x1/4, JPEG quality 80
 
 scored against HR as compare_models does (PSNR-Y / SSIM-Y on BT.601 Y, 4 pixels cropped; LPIPS
 v0.1 AlexNet on the same crops; grid). The figure: scikit-image's photographs (the cat, the
@@ -36,6 +39,7 @@ from srgan_jax.nets import lpips
 
 SCALE = 4
 KINDS = ('clean', 'jpeg30', 'jpeg50', 'jpeg70', 'mixed')
+EXTRA_KINDS = ('noise15', 'blur2')  # scored only when asked for
 # (y, x) in LR pixels of each photograph's crop: the cat's eyes, the cup's rim, the face.
 PHOTOS = (('chelsea', (22, 38)), ('coffee', (18, 55)), ('astronaut', (12, 40)))
 CROP = 40  # LR pixels of each crop (160 after x4)
@@ -54,22 +58,30 @@ def degraded_lr(sample: validation.Sample, kind: str, index: int) -> np.ndarray:
     return sample.lr
   if kind.startswith('jpeg'):
     return jpeg_uint8(sample.lr, int(kind[4:]))
+  if kind == 'noise15':
+    noisy = sample.lr + np.random.default_rng([15, index]).normal(0.0, 15.0, sample.lr.shape)
+    return jpeg_uint8(np.clip(np.round(noisy), 0, 255).astype(np.uint8), 70)
+  if kind not in ('mixed', 'blur2'):
+    raise ValueError(f'unknown kind {kind!r}; use one of {KINDS + EXTRA_KINDS}')
+  sigma = 1.2 if kind == 'mixed' else 2.0
   blurred = scipy.ndimage.gaussian_filter(
-    sample.hr.astype(np.float64), (1.2, 1.2, 0), mode='mirror'
+    sample.hr.astype(np.float64), (sigma, sigma, 0), mode='mirror'
   )
   lr = imresize_uint8(np.clip(np.round(blurred), 0, 255).astype(np.uint8), scale=1 / SCALE)
+  if kind == 'blur2':
+    return jpeg_uint8(lr, 80)
   noise = np.random.default_rng([23, index]).normal(0.0, 5.0, lr.shape)
   return jpeg_uint8(np.clip(np.round(lr + noise), 0, 255).astype(np.uint8), 60)
 
 
-def degraded_sets(sets: dict) -> dict:
-  """{'KIND/SET': [Sample with that LR]} for every kind and set."""
+def degraded_sets(sets: dict, kinds=KINDS) -> dict:
+  """{'KIND/SET': [Sample with that LR]} for each of `kinds` and each set."""
   return {
     f'{kind}/{name}': [
       dataclasses.replace(s, lr=degraded_lr(s, kind, i), lr_from_file=False)
       for i, s in enumerate(samples)
     ]
-    for kind in KINDS
+    for kind in kinds
     for name, samples in sets.items()
   }
 
@@ -130,13 +142,13 @@ def main(argv=None) -> int:
     default=['srgan_x4', 'realsrgan_x4'],
     help="shipped names or checkpoint paths; NAME+ adds EDSR's x8 self-ensemble",
   )
-  parser.add_argument('--kinds', nargs='+', default=list(KINDS), choices=KINDS)
+  parser.add_argument('--kinds', nargs='+', default=list(KINDS), choices=KINDS + EXTRA_KINDS)
   parser.add_argument('--json', type=Path, default=None)
   parser.add_argument('--figure', type=Path, default=None)
   parser.add_argument('--write-sets', type=Path, default=None)
   args = parser.parse_args(argv)
   base = validation.load_sets(['set5', 'set14'], SCALE)
-  sets = {k: v for k, v in degraded_sets(base).items() if k.split('/')[0] in args.kinds}
+  sets = degraded_sets(base, args.kinds)
   if args.write_sets:
     write_sets(sets, args.write_sets)
   methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE), **model_methods(args.models)}

@@ -1,0 +1,53 @@
+"""benchmarks/realworld_eval's degraded test inputs: reproducible, and degraded as documented."""
+
+import numpy as np
+import pytest
+import scipy.ndimage
+
+from benchmarks import realworld_eval
+from srgan_jax.evaluation import validation
+
+
+@pytest.fixture(scope='module')
+def set5():
+  return validation.load_set('set5', 4)
+
+
+def _detail(img: np.ndarray) -> float:
+  """Variance of the Laplacian of the grey image: how much fine detail is left."""
+  return float(scipy.ndimage.laplace(img.astype(np.float64).mean(-1)).var())
+
+
+@pytest.mark.parametrize('kind', realworld_eval.KINDS + realworld_eval.EXTRA_KINDS)
+def test_each_kind_is_reproducible_and_the_lr_size(set5, kind):
+  sample = set5[2]
+  a, b = (realworld_eval.degraded_lr(sample, kind, 2) for _ in range(2))
+  assert a.dtype == np.uint8 and a.shape == sample.lr.shape
+  np.testing.assert_array_equal(a, b)
+
+
+def test_noise15_adds_noise_of_about_sigma_15(set5):
+  # Against the clean LR, noise15's error power is JPEG q70's own (the jpeg70 kind) plus the
+  # part of the sigma-15 noise that JPEG q70 keeps (it drops much of the finest): 6-15 levels.
+  for i, sample in enumerate(set5):
+    noisy, jpeg_alone = (
+      (realworld_eval.degraded_lr(sample, k, i).astype(np.float64) - sample.lr).var()
+      for k in ('noise15', 'jpeg70')
+    )
+    kept = np.sqrt(noisy - jpeg_alone)
+    assert 6.0 < kept < 15.0, (i, kept)
+  other = realworld_eval.degraded_lr(set5[0], 'noise15', 1)  # the seed is the image's index
+  assert not np.array_equal(other, realworld_eval.degraded_lr(set5[0], 'noise15', 0))
+
+
+def test_blur2_leaves_less_detail_than_mixed_and_clean(set5):
+  for i, sample in enumerate(set5):
+    clean, mixed, blur2 = (
+      _detail(realworld_eval.degraded_lr(sample, k, i)) for k in ('clean', 'mixed', 'blur2')
+    )
+    assert blur2 < clean and blur2 < mixed, (i, clean, mixed, blur2)
+
+
+def test_an_unknown_kind_is_an_error(set5):
+  with pytest.raises(ValueError, match='unknown kind'):
+    realworld_eval.degraded_lr(set5[0], 'jpgg', 0)
