@@ -45,9 +45,9 @@ MODELS: dict[str, tuple[str, str, str]] = {
   ),
   'realsrgan_x4': (
     'realsrgan_x4.msgpack',
-    'f92f47d3a112532caf4379415446a18f6b057c04f9a640337b496e0a280a992c',
-    "realsrgan_x4 v3, for photos from the wild (JPEG, noise, blur): the paper's G, v2 trained "
-    "1.4k steps more on 192-px crops of 533 images (Real-ESRGAN's degradations, 80% web images)",
+    '36dd73f33688a3fa6c57855144760e952fcb42fecbaf54d65e1642e5f2f5c580',
+    "realsrgan_x4 v4, for photos from the wild (JPEG, noise, blur): the paper's G, v2 trained "
+    "1.9k steps more on 192-px crops of 533 images (Real-ESRGAN's degradations, then web images)",
   ),
 }
 DEFAULT_MODEL = 'srresnet_x4'
