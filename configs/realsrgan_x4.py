@@ -27,8 +27,9 @@ the above for 1,000 steps, 400 more with light_prob 0.5, then this for 1,400):
 Real-ESRGAN's U-Net discriminator with spectral normalisation (fresh) and half of
 each batch degraded as a web image (MATLAB bicubic, one JPEG q30-95;
 config.data.realesrgan.light_prob), from a G already trained on the degradations.
-The shipped v3 ran this stage again from v2 with --config.data.hr_crop=192
---config.data.batch_size=4, and light_prob 0.8 from step 742 to 1,400 (its card).
+The shipped v3 and v4 ran this stage again from v2 with --config.data.hr_crop=192
+--config.data.batch_size=4, light_prob 0.8 from step 742 (v3: step 1,400) and 1.0
+from 1,400 (v4: step 1,900); its card gives the commands.
 """
 
 import ml_collections
