@@ -52,26 +52,32 @@ def jpeg_uint8(img: np.ndarray, quality: int) -> np.ndarray:
   return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert('RGB'))
 
 
+def _uint8(img: np.ndarray) -> np.ndarray:
+  return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def _blurred_lr(hr: np.ndarray, sigma: float) -> np.ndarray:
+  """HR blurred by an isotropic Gaussian of `sigma`, then MATLAB bicubic x1/SCALE."""
+  blurred = scipy.ndimage.gaussian_filter(hr.astype(np.float64), (sigma, sigma, 0), mode='mirror')
+  return imresize_uint8(_uint8(blurred), scale=1 / SCALE)
+
+
 def degraded_lr(sample: validation.Sample, kind: str, index: int) -> np.ndarray:
   """The LR input of `kind` for one test image (deterministic)."""
   if kind == 'clean':
     return sample.lr
-  if kind.startswith('jpeg'):
+  if kind in ('jpeg30', 'jpeg50', 'jpeg70'):
     return jpeg_uint8(sample.lr, int(kind[4:]))
+  if kind == 'mixed':
+    lr = _blurred_lr(sample.hr, 1.2)
+    noise = np.random.default_rng([23, index]).normal(0.0, 5.0, lr.shape)
+    return jpeg_uint8(_uint8(lr + noise), 60)
   if kind == 'noise15':
-    noisy = sample.lr + np.random.default_rng([15, index]).normal(0.0, 15.0, sample.lr.shape)
-    return jpeg_uint8(np.clip(np.round(noisy), 0, 255).astype(np.uint8), 70)
-  if kind not in ('mixed', 'blur2'):
-    raise ValueError(f'unknown kind {kind!r}; use one of {KINDS + EXTRA_KINDS}')
-  sigma = 1.2 if kind == 'mixed' else 2.0
-  blurred = scipy.ndimage.gaussian_filter(
-    sample.hr.astype(np.float64), (sigma, sigma, 0), mode='mirror'
-  )
-  lr = imresize_uint8(np.clip(np.round(blurred), 0, 255).astype(np.uint8), scale=1 / SCALE)
+    noise = np.random.default_rng([15, index]).normal(0.0, 15.0, sample.lr.shape)
+    return jpeg_uint8(_uint8(sample.lr + noise), 70)
   if kind == 'blur2':
-    return jpeg_uint8(lr, 80)
-  noise = np.random.default_rng([23, index]).normal(0.0, 5.0, lr.shape)
-  return jpeg_uint8(np.clip(np.round(lr + noise), 0, 255).astype(np.uint8), 60)
+    return jpeg_uint8(_blurred_lr(sample.hr, 2.0), 80)
+  raise ValueError(f'unknown kind {kind!r}; use one of {KINDS + EXTRA_KINDS}')
 
 
 def degraded_sets(sets: dict, kinds=KINDS) -> dict:
