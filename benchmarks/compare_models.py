@@ -17,15 +17,16 @@ CPU cores.
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from srgan_jax.common.errors import UserError
 from srgan_jax.data import image_io
-from srgan_jax.evaluation import inference
+from srgan_jax.evaluation import inference, validation
 from srgan_jax.nets import lpips
-from srgan_jax.evaluation import validation
 
 SCALE = 4
 # (set, image index, (y, x) of a 64-pixel HR crop): baboon fur, zebra grass, comic headdress.
@@ -115,8 +116,13 @@ def main(argv=None) -> int:
   )
   parser.add_argument('--json', type=Path, default=None, help='write the table as JSON')
   args = parser.parse_args(argv)
+  try:  # the models first: a bad name or file fails before minutes of data loading
+    models = model_methods(args.models)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   sets = validation.load_sets([args.datasets / 'Set5', args.datasets / 'Set14'], SCALE)
-  methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE), **model_methods(args.models)}
+  methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE), **models}
   table, images = score_all(methods, sets, lpips.make_lpips('alexnet'))
   hr_grid = {n: float(np.mean([validation.hr_grid(s, SCALE) for s in v])) for n, v in sets.items()}
   print(markdown(table, hr_grid))

@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from PIL import Image, ImageDraw
 from skimage import data as skdata
 
 from benchmarks.compare_models import model_methods, score_all
+from srgan_jax.common.errors import UserError
 from srgan_jax.data import image_io
 from srgan_jax.data.imresize import imresize_uint8
 from srgan_jax.evaluation import validation
@@ -153,11 +155,16 @@ def main(argv=None) -> int:
   parser.add_argument('--figure', type=Path, default=None)
   parser.add_argument('--write-sets', type=Path, default=None)
   args = parser.parse_args(argv)
+  try:  # the models first: a bad name or file fails before the sets are degraded
+    models = model_methods(args.models)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   base = validation.load_sets(['set5', 'set14'], SCALE)
   sets = degraded_sets(base, args.kinds)
   if args.write_sets:
     write_sets(sets, args.write_sets)
-  methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE), **model_methods(args.models)}
+  methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE), **models}
   if args.figure:
     photo_figure(methods, args.figure)
     print(f'figure: {args.figure}')

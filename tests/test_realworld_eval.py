@@ -51,3 +51,13 @@ def test_blur2_leaves_less_detail_than_mixed_and_clean(set5):
 def test_an_unknown_kind_is_an_error(set5):
   with pytest.raises(ValueError, match='unknown kind'):
     realworld_eval.degraded_lr(set5[0], 'jpgg', 0)
+
+
+@pytest.mark.parametrize('cli', ['realworld_eval', 'compare_models'])
+def test_a_missing_model_file_is_a_one_line_error(cli, tmp_path, capsys):
+  import importlib
+
+  main = importlib.import_module(f'benchmarks.{cli}').main
+  assert main(['--models', str(tmp_path / 'nope.msgpack')]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('error: ') and 'nope.msgpack' in err and '\n' not in err
