@@ -116,11 +116,15 @@ def main(argv=None) -> int:
   )
   parser.add_argument('--json', type=Path, default=None, help='write the table as JSON')
   args = parser.parse_args(argv)
-  try:  # the models first: a bad name or file fails before minutes of data loading
-    models = model_methods(args.models)
-  except UserError as e:
+  try:
+    return run(args)
+  except UserError as e:  # a bad model or folder: one line, no traceback
     print(f'error: {e}', file=sys.stderr)
     return 2
+
+
+def run(args) -> int:
+  models = model_methods(args.models)  # first: a bad name or file fails before the sets load
   sets = validation.load_sets([args.datasets / 'Set5', args.datasets / 'Set14'], SCALE)
   methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE), **models}
   table, images = score_all(methods, sets, lpips.make_lpips('alexnet'))

@@ -155,11 +155,15 @@ def main(argv=None) -> int:
   parser.add_argument('--figure', type=Path, default=None)
   parser.add_argument('--write-sets', type=Path, default=None)
   args = parser.parse_args(argv)
-  try:  # the models first: a bad name or file fails before the sets are degraded
-    models = model_methods(args.models)
-  except UserError as e:
+  try:
+    return run(args)
+  except UserError as e:  # a bad model name or file: one line, no traceback
     print(f'error: {e}', file=sys.stderr)
     return 2
+
+
+def run(args) -> int:
+  models = model_methods(args.models)  # first: a bad name or file fails before the sets are made
   base = validation.load_sets(['set5', 'set14'], SCALE)
   sets = degraded_sets(base, args.kinds)
   if args.write_sets:

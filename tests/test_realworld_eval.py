@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from benchmarks import realworld_eval
+from benchmarks import compare_models, realworld_eval
 from srgan_jax.evaluation import validation
 
 
@@ -53,11 +53,15 @@ def test_an_unknown_kind_is_an_error(set5):
     realworld_eval.degraded_lr(set5[0], 'jpgg', 0)
 
 
-@pytest.mark.parametrize('cli', ['realworld_eval', 'compare_models'])
+@pytest.mark.parametrize('cli', [realworld_eval, compare_models], ids=lambda m: m.__name__)
 def test_a_missing_model_file_is_a_one_line_error(cli, tmp_path, capsys):
-  import importlib
-
-  main = importlib.import_module(f'benchmarks.{cli}').main
-  assert main(['--models', str(tmp_path / 'nope.msgpack')]) == 2
+  assert cli.main(['--models', str(tmp_path / 'nope.msgpack')]) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith('error: ') and 'nope.msgpack' in err and '\n' not in err
+
+
+def test_a_missing_datasets_folder_is_a_one_line_error(tmp_path, capsys):
+  argv = ['--models', 'srgan_x4', '--datasets', str(tmp_path / 'nowhere')]
+  assert compare_models.main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('error: ') and 'nowhere' in err and '\n' not in err
