@@ -19,12 +19,33 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from srgan_jax.kernels.fast_conv import Conv, SubpixelOutputConv
+from srgan_jax.kernels.fast_conv import Conv, Dense, SubpixelOutputConv
 
 # PyTorch's BatchNorm momentum 0.1 is Flax's 0.9; epsilon as in the reference.
 _BN = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
+
+
+class PReLU(nn.Module):
+  """nn.PReLU (one slope, parameter 'negative_slope'); slope x input in float32.
+
+  So the slope's gradient, a sum over every element, is summed in float32 when the
+  activations are bfloat16 (nn.PReLU casts the slope to the input's dtype); the same
+  values as nn.PReLU in float32.
+  """
+
+  negative_slope_init: float = 0.01
+
+  @nn.compact
+  def __call__(self, x):
+    slope = self.param(
+      'negative_slope', lambda k: jnp.asarray(self.negative_slope_init, jnp.float32)
+    )
+    wide = jnp.promote_types(x.dtype, jnp.float32)
+    return jnp.where(x >= 0, x, (slope.astype(wide) * x.astype(wide)).astype(x.dtype))
+
+
 # He et al. (2015) initialise the PReLU slope at 0.25 (one slope per layer).
-_PReLU = functools.partial(nn.PReLU, negative_slope_init=0.25)
+_PReLU = functools.partial(PReLU, negative_slope_init=0.25)
 
 
 def icnr(init, r: int):
@@ -163,8 +184,8 @@ class Discriminator(nn.Module):
         x = _BN(use_running_average=not train, dtype=self.dtype, name=f'bn_{i}')(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
-    x = nn.leaky_relu(nn.Dense(self.dense_features, dtype=self.dtype, name='dense_0')(x), 0.2)
-    x = nn.Dense(1, dtype=self.dtype, name='dense_1')(x)
+    x = nn.leaky_relu(Dense(self.dense_features, dtype=self.dtype, name='dense_0')(x), 0.2)
+    x = Dense(1, dtype=self.dtype, name='dense_1')(x)
     return x[:, 0].astype(jnp.float32)
 
 
