@@ -254,3 +254,15 @@ def test_bf16_vgg_max_pool_equals_flax_max_pool_with_ties(h, w):
   np.testing.assert_array_equal(got, want)
   ct = jax.random.normal(jax.random.key(1), want.shape, jnp.bfloat16)
   np.testing.assert_array_equal(got_vjp(ct)[0], want_vjp(ct)[0])
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_vgg_relu_equals_nn_relu_values_and_gradient(dtype):
+  # Exact zeros included: the gradient there is 0 either way.
+  x = jnp.round(jax.random.normal(jax.random.key(0), (2, 6, 6, 4)) * 2).astype(dtype)
+  assert bool(jnp.any(x == 0))
+  want, want_vjp = jax.vjp(nn.relu, x)
+  got, got_vjp = jax.vjp(vgg.relu, x)
+  np.testing.assert_array_equal(got, want)
+  ct = jax.random.normal(jax.random.key(1), x.shape, dtype)
+  np.testing.assert_array_equal(got_vjp(ct)[0], want_vjp(ct)[0])

@@ -194,6 +194,28 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   return _max_of_phases(x) if x.dtype == jnp.float32 else _max_pool_first_max_grad(x)
 
 
+@jax.custom_vjp
+def relu(x: jax.Array) -> jax.Array:
+  """nn.relu with its gradient taken from the output (y > 0 iff x > 0: the same values).
+
+  So the backward pass keeps only the activation, not also the pre-activation map,
+  and XLA fuses the conv's bias add with the ReLU into one pass over the map.
+  """
+  return jnp.maximum(x, 0)
+
+
+def _relu_fwd(x):
+  y = jnp.maximum(x, 0)
+  return y, y
+
+
+def _relu_bwd(y, dy):
+  return (jnp.where(y > 0, dy, jnp.zeros_like(dy)),)
+
+
+relu.defvjp(_relu_fwd, _relu_bwd)
+
+
 class VGG(nn.Module):
   """torchvision's VGG `features` (no BN) up to the deepest tap; input NHWC, already preprocessed."""
 
@@ -214,7 +236,7 @@ class VGG(nn.Module):
         )
         if f'conv{b}_{j}' in wanted:
           out[f'conv{b}_{j}'] = x
-        x = nn.relu(x)
+        x = relu(x)
         if f'relu{b}_{j}' in wanted:
           out[f'relu{b}_{j}'] = x
         if k == last:
