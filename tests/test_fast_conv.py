@@ -13,6 +13,7 @@ from srgan_jax.kernels import fast_conv
 from srgan_jax.kernels import onednn_conv
 from srgan_jax.training import train_states
 from srgan_jax.training import update_step
+from srgan_jax.nets import vgg_layers
 from srgan_jax.nets import vgg
 from srgan_jax.nets.srgan import pixel_shuffle
 from tests.helpers import tiny_config
@@ -131,7 +132,7 @@ def test_the_discriminator_strided_convs_take_the_phase_wise_input_gradient(monk
 def test_vgg_max_pool_equals_flax_max_pool_values_and_gradient(h, w):
   x = jax.random.normal(jax.random.key(0), (2, h, w, 5))  # continuous: no ties
   want, want_vjp = jax.vjp(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), x)
-  got, got_vjp = jax.vjp(vgg.max_pool_2x2, x)
+  got, got_vjp = jax.vjp(vgg_layers.max_pool_2x2, x)
   np.testing.assert_array_equal(got, want)
   ct = jax.random.normal(jax.random.key(1), want.shape)
   np.testing.assert_array_equal(got_vjp(ct)[0], want_vjp(ct)[0])
@@ -250,19 +251,19 @@ def test_bf16_vgg_max_pool_equals_flax_max_pool_with_ties(h, w):
   # Rounded values: many ties, whose gradient goes to the window's first maximum.
   x = (jnp.round(jax.random.normal(jax.random.key(0), (2, h, w, 5)) * 2) / 2).astype(jnp.bfloat16)
   want, want_vjp = jax.vjp(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), x)
-  got, got_vjp = jax.vjp(vgg.max_pool_2x2, x)
+  got, got_vjp = jax.vjp(vgg_layers.max_pool_2x2, x)
   np.testing.assert_array_equal(got, want)
   ct = jax.random.normal(jax.random.key(1), want.shape, jnp.bfloat16)
   np.testing.assert_array_equal(got_vjp(ct)[0], want_vjp(ct)[0])
 
 
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
-def test_vgg_relu_equals_nn_relu_values_and_gradient(dtype):
-  # Exact zeros included: the gradient there is 0 either way.
+def test_output_gradient_relu_equals_flax_values_and_gradients(dtype):
+  # Exact zeros included: the gradient there is flax's either way.
   x = jnp.round(jax.random.normal(jax.random.key(0), (2, 6, 6, 4)) * 2).astype(dtype)
   assert bool(jnp.any(x == 0))
   want, want_vjp = jax.vjp(nn.relu, x)
-  got, got_vjp = jax.vjp(vgg.relu, x)
+  got, got_vjp = jax.vjp(vgg_layers.relu, x)
   np.testing.assert_array_equal(got, want)
   ct = jax.random.normal(jax.random.key(1), x.shape, dtype)
   np.testing.assert_array_equal(got_vjp(ct)[0], want_vjp(ct)[0])

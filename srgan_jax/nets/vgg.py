@@ -31,6 +31,7 @@ from etils import epath
 from flax import serialization
 
 from srgan_jax.kernels import fast_conv
+from srgan_jax.nets import vgg_layers
 from srgan_jax.weights import pretrained
 from srgan_jax.common.errors import UserError
 
@@ -137,85 +138,6 @@ def _tap_depth(taps: Sequence[str], arch: str = 'vgg19') -> int:
   return max(names.index('conv' + t[4:] if t.startswith('relu') else t) for t in taps)
 
 
-def _windows(x: jax.Array) -> jax.Array:
-  """[N, H, W, C] -> [N, H/2, 2, W/2, 2, C], an odd last row or column dropped (VALID)."""
-  n, h, w, c = x.shape
-  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
-
-
-def _max_of_phases(x: jax.Array) -> jax.Array:
-  h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
-  x = x[:, :h, :w]
-  return jnp.maximum(
-    jnp.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2]), jnp.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2])
-  )
-
-
-@jax.custom_vjp
-def _max_pool_first_max_grad(x: jax.Array) -> jax.Array:
-  return _max_of_phases(x)
-
-
-def _max_pool_fwd(x):
-  y = _max_of_phases(x)
-  return y, (x, y)
-
-
-def _max_pool_bwd(res, dy):
-  # Each window's gradient goes to its first maximum in row-major order, as
-  # nn.max_pool's (XLA's select-and-scatter) and torch's MaxPool2d do.
-  x, y = res
-  xw = _windows(x)
-  order = jnp.arange(4, dtype=jnp.int8).reshape(1, 1, 2, 1, 2, 1)
-  first = jnp.min(jnp.where(xw == y[:, :, None, :, None], order, 4), axis=(2, 4), keepdims=True)
-  dx = jnp.where(order == first, dy[:, :, None, :, None], 0).astype(x.dtype)
-  dx = dx.reshape(xw.shape[0], xw.shape[1] * 2, xw.shape[3] * 2, xw.shape[5])
-  return (
-    jnp.pad(dx, ((0, 0), (0, x.shape[1] - dx.shape[1]), (0, x.shape[2] - dx.shape[2]), (0, 0))),
-  )
-
-
-_max_pool_first_max_grad.defvjp(_max_pool_fwd, _max_pool_bwd)
-
-
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 max-pool, stride 2, VALID (torchvision's MaxPool2d(2, 2)); same values as `nn.max_pool`.
-
-  float32: the max of the 4 phases, elementwise, because XLA:CPU hands a
-  reduce-window to YNNPACK together with the convolutions that feed it, and
-  those ran slower there (VGG54 loss and gradient: 1.62 s -> 1.30 s on the
-  paper's batch, 2-core Xeon); at exact ties its gradient is shared. Other
-  dtypes (bfloat16): the same forward with a hand-written gradient, computed on
-  the reshaped 2x2 windows, that goes to each window's first maximum as
-  nn.max_pool's does, because
-  XLA:CPU interleaves the phases' bfloat16 gradients 8x slower than float32's
-  (16 x 96² x 64, AMX Xeon: 107 ms vs 20 ms for forward and gradient).
-  """
-  return _max_of_phases(x) if x.dtype == jnp.float32 else _max_pool_first_max_grad(x)
-
-
-@jax.custom_vjp
-def relu(x: jax.Array) -> jax.Array:
-  """nn.relu with its gradient taken from the output (y > 0 iff x > 0: the same values).
-
-  So the backward pass keeps only the activation, not also the pre-activation map,
-  and XLA fuses the conv's bias add with the ReLU into one pass over the map.
-  """
-  return jnp.maximum(x, 0)
-
-
-def _relu_fwd(x):
-  y = jnp.maximum(x, 0)
-  return y, y
-
-
-def _relu_bwd(y, dy):
-  return (jnp.where(y > 0, dy, jnp.zeros_like(dy)),)
-
-
-relu.defvjp(_relu_fwd, _relu_bwd)
-
-
 class VGG(nn.Module):
   """torchvision's VGG `features` (no BN) up to the deepest tap; input NHWC, already preprocessed."""
 
@@ -229,14 +151,14 @@ class VGG(nn.Module):
     wanted, out, k = set(self.taps), {}, 0
     for b, block in enumerate(ARCH_BLOCKS[self.arch], 1):
       if b > 1:
-        x = max_pool_2x2(x)
+        x = vgg_layers.max_pool_2x2(x)
       for j, channels in enumerate(block, 1):
         x = fast_conv.Conv(channels, (3, 3), padding='SAME', dtype=self.dtype, name=f'conv{b}_{j}')(
           x
         )
         if f'conv{b}_{j}' in wanted:
           out[f'conv{b}_{j}'] = x
-        x = relu(x)
+        x = vgg_layers.relu(x)  # its gradient from the output: fuses with the bias add
         if f'relu{b}_{j}' in wanted:
           out[f'relu{b}_{j}'] = x
         if k == last:
