@@ -196,7 +196,7 @@ class Conv(nn.Module):
   features: int
   kernel_size: tuple[int, ...]
   strides: int | tuple[int, ...] = 1
-  padding: Any = 'SAME'
+  padding: Any = 'SAME'  # 'SAME', 'VALID' or ((top, bottom), (left, right))
   use_bias: bool = True
   dtype: Any = None  # compute dtype (None: that of the input and the float32 kernel)
   kernel_init: Any = nn.linear.default_kernel_init
