@@ -1,4 +1,4 @@
-"""Building, caching and loading the oneDNN convolution handlers (`csrc/onednn_conv.cc`).
+"""Building, caching and loading the oneDNN handlers (`csrc/`: convolutions, BatchNorm).
 
 The handlers are compiled with the system C++ compiler (`CXX`, default g++)
 against the oneDNN of the `onednn-devel-cpu-gomp` wheel (x86-64 Linux; a
@@ -24,8 +24,10 @@ import jax
 
 from srgan_jax.common import cache
 
-_SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'onednn_conv.cc'
-TARGETS = ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights')
+_CSRC = pathlib.Path(__file__).parent / 'csrc'
+_SOURCES = (_CSRC / 'onednn_conv.cc', _CSRC / 'onednn_bn.cc')
+_HEADERS = (_CSRC / 'onednn_runtime.h',)
+TARGETS = ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights', 'SrganBnFwd', 'SrganBnBwd')
 BF16 = 'Bf16'  # the bfloat16 handlers: SrganConvFwdBf16, ...
 # oneDNN ISAs with bfloat16 dot products (AVX-512 BF16's vdpbf16ps, AMX's tiles).
 BF16_ISAS = ('avx512_core_bf16', 'avx512_core_fp16', 'avx512_core_amx', 'avx512_core_amx_fp16')
@@ -94,17 +96,18 @@ def _build_plan() -> tuple[list[str], pathlib.Path]:
     '-w',
     f'-I{jax.ffi.include_dir()}',
     f'-I{prefix / "include"}',
+    f'-I{_CSRC}',
   ]
   libs = [f'-L{prefix / "lib"}', f'-Wl,-rpath,{prefix / "lib"}', '-ldnnl']
   key = hashlib.sha256(
-    _SOURCE.read_bytes()
+    b''.join(p.read_bytes() for p in (*_SOURCES, *_HEADERS))
     + repr((cxx, flags, libs, jax.__version__)).encode()
     + _onednn_identity(prefix)
   )
   return [
     cxx,
     *flags,
-    str(_SOURCE),
+    *(str(p) for p in _SOURCES),
     *libs,
   ], cache_dir() / f'libsrgan_onednn_{key.hexdigest()[:16]}.so'
 
@@ -131,7 +134,7 @@ def compile_library() -> tuple[pathlib.Path, bool]:
       raise RuntimeError(f'C++ compiler {cxx!r} not found: install g++ or set CXX') from None
     if proc.returncode:
       first = next((l for l in proc.stderr.splitlines() if 'error' in l), proc.stderr.strip()[:300])
-      raise RuntimeError(f'{cxx} failed to build {_SOURCE.name}: {first}')
+      raise RuntimeError(f'{cxx} failed to build {_CSRC}: {first}')
     os.chmod(tmp, 0o700)
     os.replace(tmp, out)  # atomic: concurrent processes never load a partial library
   finally:
@@ -155,6 +158,12 @@ def load() -> tuple[bool, str, ctypes.CDLL | None]:
     lib.SrganConvProbe.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_char_p, ctypes.c_int64]
     lib.SrganConvCacheInfo.argtypes = [ctypes.POINTER(ctypes.c_int64)] * 2
     lib.SrganConvSetCacheCapacity.argtypes = [ctypes.c_int64]
+    lib.SrganBnProbe.argtypes = [
+      ctypes.POINTER(ctypes.c_int64),
+      ctypes.c_float,
+      ctypes.c_char_p,
+      ctypes.c_int64,
+    ]
     lib.SrganConvIsa.restype = ctypes.c_char_p
     threads, isa = lib.SrganConvThreads(), lib.SrganConvIsa().decode()
   except (OSError, RuntimeError, ValueError, subprocess.SubprocessError, AttributeError) as e:

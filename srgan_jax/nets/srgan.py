@@ -20,9 +20,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from srgan_jax.kernels.fast_conv import Conv, Dense, SubpixelOutputConv
+from srgan_jax.kernels.fast_norm import BatchNorm
 
-# PyTorch's BatchNorm momentum 0.1 is Flax's 0.9; epsilon as in the reference.
-_BN = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
+# PyTorch's BatchNorm momentum 0.1 is Flax's 0.9; epsilon as in the reference. BatchNorm is
+# nn.BatchNorm (same parameters) with bfloat16 training on oneDNN's kernels (kernels/fast_norm.py).
+_BN = functools.partial(BatchNorm, momentum=0.9, epsilon=1e-5)
 
 
 class PReLU(nn.Module):

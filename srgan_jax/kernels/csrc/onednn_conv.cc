@@ -3,41 +3,19 @@
 // convolutions accumulate in float32 inside oneDNN's kernels (AVX-512 BF16's
 // vdpbf16ps, AMX's tiles) and round once to bfloat16 on output.
 //
-// Threads: oneDNN's OpenMP build gives every thread that enters it a team of
-// its own, and XLA:CPU calls these handlers from any thread of its pool, so
-// teams (and threads) would pile up, one per pool thread. Here the first thread
-// that calls a handler runs its calls itself (XLA:CPU makes most calls from one
-// thread, and a hand-over costs a wake-up per call: 7x slower inference on a
-// loaded 2-core machine when every call went to a worker); calls from any other
-// thread go to one worker thread. So at most two teams exist, each sized to the
-// cores this process may use, and a mutex keeps only one of them busy at a time.
+// Threads, the engine and the primitive cache: onednn_runtime.h.
 //
 // Primitives are built once per geometry and kept in a bounded LRU cache.
 // `SrganConvProbe` builds the three primitives of a geometry ahead of time (the
 // Python side asks before it lowers a convolution here, and uses XLA's own
 // convolution for a geometry oneDNN rejects).
-#include <omp.h>
-#include <sched.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <deque>
-#include <exception>
-#include <functional>
-#include <list>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <unordered_map>
-#include <utility>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "onednn_runtime.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -46,6 +24,8 @@ using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
 namespace {
+
+using namespace srgan_onednn;
 
 enum Kind { kFwd = 0, kBwdData = 1, kBwdWeights = 2 };
 
@@ -80,19 +60,6 @@ struct Entry {
   dnnl::primitive kernel_reorder;
   size_t scratchpad_bytes = 0;
   std::string impl;                     // oneDNN's implementation, e.g. "brgconv:avx512_core_bf16"
-};
-
-dnnl::engine& Engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
-}
-
-struct Buf {  // 64-byte aligned scratch
-  explicit Buf(size_t bytes) : p(bytes ? std::aligned_alloc(64, (bytes + 63) / 64 * 64) : nullptr) {
-    if (bytes && !p) throw std::bad_alloc();
-  }
-  ~Buf() { std::free(p); }
-  void* p;
 };
 
 std::shared_ptr<Entry> Build(const Geometry& g, Kind kind) {
@@ -138,158 +105,11 @@ std::shared_ptr<Entry> Build(const Geometry& g, Kind kind) {
   return e;
 }
 
-// ----------------------------------------------------------------------------
-// The primitive cache: least recently used entries go first.
-
-class Cache {
- public:
-  std::shared_ptr<Entry> Get(const Geometry& g, Kind kind) {
-    std::string key = g.key(kind);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = index_.find(key);
-      if (it != index_.end()) {
-        order_.splice(order_.begin(), order_, it->second);
-        return it->second->second;
-      }
-    }
-    auto e = Build(g, kind);  // outside the lock: building takes a while; a twin build is harmless
-    std::lock_guard<std::mutex> lock(mu_);
-    if (index_.count(key)) return index_[key]->second;
-    order_.emplace_front(key, e);
-    index_[key] = order_.begin();
-    Trim();
-    return e;
-  }
-  void SetCapacity(int64_t capacity) {
-    std::lock_guard<std::mutex> lock(mu_);
-    capacity_ = capacity < 1 ? 1 : capacity;
-    Trim();
-  }
-  void Info(int64_t* size, int64_t* capacity) {
-    std::lock_guard<std::mutex> lock(mu_);
-    *size = static_cast<int64_t>(index_.size());
-    *capacity = capacity_;
-  }
-
- private:
-  void Trim() {
-    while (static_cast<int64_t>(index_.size()) > capacity_) {
-      index_.erase(order_.back().first);
-      order_.pop_back();
-    }
-  }
-  std::mutex mu_;
-  std::list<std::pair<std::string, std::shared_ptr<Entry>>> order_;  // most recent first
-  std::unordered_map<std::string, decltype(order_)::iterator> index_;
-  int64_t capacity_ = 256;  // a train step at one size uses ~100 (G, D, VGG x 3 kinds)
-};
-
-Cache& PrimitiveCache() {
-  static Cache* cache = new Cache();  // never destroyed: the worker may still use it at exit
+Cache<Entry>& PrimitiveCache() {
+  // a train step at one size uses ~100 (G, D, VGG x 3 kinds); never destroyed: the worker may
+  // still use it at exit
+  static auto* cache = new Cache<Entry>(256);
   return *cache;
-}
-
-// ----------------------------------------------------------------------------
-// The one thread that calls oneDNN, and its OpenMP team.
-
-int UsableCores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? static_cast<int>(n) : 1;
-}
-
-// Threads of a team: OMP_NUM_THREADS (default: the cores), but no more than the usable cores.
-int TeamSize() { return std::max(1, std::min(omp_get_max_threads(), UsableCores())); }
-
-class Worker {
- public:
-  // The worker of this process (a forked child gets a new one: threads do not survive fork).
-  static Worker& Get() {
-    static std::mutex mu;
-    static Worker* worker = nullptr;
-    std::lock_guard<std::mutex> lock(mu);
-    if (worker == nullptr || worker->pid_ != getpid()) worker = new Worker();  // never destroyed
-    return *worker;
-  }
-
-  // Runs `job` on the worker thread; returns its error message, empty on success.
-  std::string Run(const std::function<void()>& job) {
-    Task task{&job};
-    std::unique_lock<std::mutex> lock(mu_);
-    queue_.push_back(&task);
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return task.done; });
-    return task.error;
-  }
-
-  int threads() const { return threads_; }
-
-  // Runs `job` on the calling thread while no other oneDNN call runs; its error message or "".
-  static std::string Guarded(const std::function<void()>& job) {
-    static std::mutex busy;
-    std::lock_guard<std::mutex> lock(busy);
-    try {
-      job();
-    } catch (const dnnl::error& err) {
-      return std::string("oneDNN: ") + err.what();
-    } catch (const std::exception& err) {  // e.g. bad_alloc: never let it cross the FFI boundary
-      return std::string("oneDNN convolution: ") + err.what();
-    } catch (...) {
-      return "oneDNN convolution: unknown exception";
-    }
-    return "";
-  }
-
- private:
-  struct Task {
-    const std::function<void()>* job;
-    bool done = false;
-    std::string error;
-  };
-
-  Worker() : pid_(getpid()), threads_(TeamSize()) {
-    std::thread([this] { Loop(); }).detach();
-  }
-
-  void Loop() {
-    omp_set_num_threads(threads_);
-    for (;;) {
-      Task* task;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return !queue_.empty(); });
-        task = queue_.front();
-        queue_.pop_front();
-      }
-      std::string error = Guarded(*task->job);
-      std::lock_guard<std::mutex> lock(mu_);
-      task->error = std::move(error);
-      task->done = true;
-      cv_.notify_all();
-    }
-  }
-
-  const pid_t pid_;
-  const int threads_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Task*> queue_;
-};
-
-// Runs `job` on this thread if it is the first that ever called (its team is the main one),
-// else on the worker; one job at a time. Returns its error message, empty on success.
-std::string Execute(const std::function<void()>& job) {
-  static std::atomic<bool> claimed{false};
-  thread_local bool owner = [] {
-    bool expected = false;
-    if (!claimed.compare_exchange_strong(expected, true)) return false;
-    omp_set_num_threads(TeamSize());  // this thread's team: no more than the cores
-    return true;
-  }();
-  if (owner) return Worker::Guarded(job);
-  return Worker::Get().Run(job);
 }
 
 // x: [N,H,W,C], k: [KH,KW,C,O], y: [N,HO,WO,O]; `kind` says which of the three is the output.
@@ -297,7 +117,7 @@ ffi::Error Run(Kind kind, void* x, void* k, void* y, const Geometry& g) {
   std::string bad = g.Inconsistency();
   if (!bad.empty()) return ffi::Error::InvalidArgument("oneDNN convolution: " + bad);
   std::string error = Execute([&] {
-    auto e = PrimitiveCache().Get(g, kind);
+    auto e = PrimitiveCache().Get(g.key(kind), [&] { return Build(g, kind); });
     auto& eng = Engine();
     dnnl::stream s(eng);
     memory x_mem(e->src, eng, x), y_mem(e->dst, eng, y), k_user(e->w_user, eng, k);
@@ -399,7 +219,7 @@ __attribute__((visibility("default"))) int SrganConvProbe(const int64_t* dims, c
   if (error.empty()) {
     error = Worker::Get().Run([&] {
       for (Kind kind : {kFwd, kBwdData, kBwdWeights}) {
-        impls += (impls.empty() ? "" : ";") + PrimitiveCache().Get(g, kind)->impl;
+        impls += (impls.empty() ? "" : ";") + PrimitiveCache().Get(g.key(kind), [&] { return Build(g, kind); })->impl;
       }
     });
   }
