@@ -22,7 +22,7 @@ from jax import lax
 from jax.extend import core as jex_core
 from jax.interpreters import ad, batching, mlir
 
-from srgan_jax.kernels import onednn_conv
+from srgan_jax.kernels import bf16_grads, onednn_conv
 
 # jaxlib 0.10's XLA:CPU hands dots, reductions and convolutions to YNNPACK by
 # default. On the paper's conv shapes YNNPACK's convolutions use one core (a
@@ -182,6 +182,8 @@ def add_bias(y, bias):
   gradient over N*H*W pixels in bfloat16 (XLA keeps the rounding at every add, and
   such reductions run 10-40x slower on XLA:CPU). In float32 this is y + bias.
   """
+  if bf16_grads.applies(y) and bias.dtype == jnp.float32:
+    return bf16_grads.add_bias(y, bias)  # the same; its gradient summed in one pass (FFI)
   wide = jnp.promote_types(y.dtype, jnp.float32)
   return (y.astype(wide) + bias.astype(wide)).astype(y.dtype)
 

@@ -1,4 +1,4 @@
-"""Building, caching and loading the oneDNN handlers (`csrc/`: convolutions, BatchNorm).
+"""Building, caching and loading the FFI handlers of `csrc/` (oneDNN convolutions and BatchNorm, bf16 gradient sums).
 
 The handlers are compiled with the system C++ compiler (`CXX`, default g++)
 against the oneDNN of the `onednn-devel-cpu-gomp` wheel (x86-64 Linux; a
@@ -25,10 +25,11 @@ import jax
 from srgan_jax.common import cache
 
 _CSRC = pathlib.Path(__file__).parent / 'csrc'
-_SOURCES = (_CSRC / 'onednn_conv.cc', _CSRC / 'onednn_bn.cc')
+_SOURCES = (_CSRC / 'onednn_conv.cc', _CSRC / 'onednn_bn.cc', _CSRC / 'bf16_grads.cc')
 _HEADERS = (_CSRC / 'onednn_runtime.h',)
 TARGETS = ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights', 'SrganBnFwd', 'SrganBnBwd')
 BF16 = 'Bf16'  # the bfloat16 handlers: SrganConvFwdBf16, ...
+BF16_ONLY = ('SrganBiasGradBf16', 'SrganPreluBwdBf16')  # csrc/bf16_grads.cc
 # oneDNN ISAs with bfloat16 dot products (AVX-512 BF16's vdpbf16ps, AMX's tiles).
 BF16_ISAS = ('avx512_core_bf16', 'avx512_core_fp16', 'avx512_core_amx', 'avx512_core_amx_fp16')
 
@@ -153,7 +154,7 @@ def load() -> tuple[bool, str, ctypes.CDLL | None]:
     if why:
       raise RuntimeError(f'not loading {why}; delete it')
     lib = ctypes.CDLL(str(path))
-    for name in (*TARGETS, *(t + BF16 for t in TARGETS)):
+    for name in (*TARGETS, *(t + BF16 for t in TARGETS), *BF16_ONLY):
       jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform='cpu')
     lib.SrganConvProbe.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_char_p, ctypes.c_int64]
     lib.SrganConvCacheInfo.argtypes = [ctypes.POINTER(ctypes.c_int64)] * 2

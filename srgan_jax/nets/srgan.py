@@ -19,6 +19,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from srgan_jax.kernels import bf16_grads
 from srgan_jax.kernels.fast_conv import Conv, Dense, SubpixelOutputConv
 from srgan_jax.kernels.fast_norm import BatchNorm
 
@@ -42,6 +43,8 @@ class PReLU(nn.Module):
     slope = self.param(
       'negative_slope', lambda k: jnp.asarray(self.negative_slope_init, jnp.float32)
     )
+    if bf16_grads.applies(x):
+      return bf16_grads.prelu(x, slope)  # the same; the slope's gradient summed in one pass (FFI)
     wide = jnp.promote_types(x.dtype, jnp.float32)
     return jnp.where(x >= 0, x, (slope.astype(wide) * x.astype(wide)).astype(x.dtype))
 

@@ -1,0 +1,73 @@
+"""Bias and PReLU-slope gradients of bfloat16 maps, summed in float32 in one pass (`csrc/bf16_grads.cc`).
+
+`fast_conv.add_bias` and `srgan.PReLU` compute in float32 and round once to bfloat16,
+so their parameter gradients are float32 sums over every element of a bfloat16
+map. XLA:CPU computes such a sum by writing a float32 copy of the map and reducing
+that: on G's 16 x 48 x 48 x 256 upsampling map, the copies alone took ~17 ms of a
+0.28 s bf16 SRResNet step (AMX Xeon; docs/performance.md). Here the backward passes
+are FFI handlers that read each element once. Same values as autodiff of the
+float32-then-round forward (tested); `SRGAN_JAX_BF16_GRADS=0` turns them off.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+
+from srgan_jax.kernels import onednn_conv
+
+
+def applies(x) -> bool:
+  """Whether a bfloat16 map x on a single CPU device takes these handlers."""
+  return (
+    x.dtype == jnp.bfloat16
+    and os.environ.get('SRGAN_JAX_BF16_GRADS', '1') != '0'
+    and jax.default_backend() == 'cpu'
+    and jax.device_count() == 1
+    and onednn_conv.status()[0]
+  )
+
+
+def _bias_sum(dy):
+  c = dy.shape[-1]
+  return jax.ffi.ffi_call('SrganBiasGradBf16', jax.ShapeDtypeStruct((c,), jnp.float32))(dy)
+
+
+@jax.custom_vjp
+def add_bias(y, bias):
+  """bf16(float32(y) + bias) for a bfloat16 map y and a float32 bias of y's last dimension."""
+  return (y.astype(jnp.float32) + bias.astype(jnp.float32)).astype(y.dtype)
+
+
+def _add_bias_fwd(y, bias):
+  return add_bias(y, bias), bias
+
+
+def _add_bias_bwd(bias, ct):
+  ct = ct.astype(jnp.bfloat16)
+  return ct, _bias_sum(ct).astype(bias.dtype)
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
+@jax.custom_vjp
+def prelu(x, slope):
+  """PReLU with one float32 slope: x where x >= 0, else bf16(slope * float32(x))."""
+  return jnp.where(x >= 0, x, (slope.astype(jnp.float32) * x.astype(jnp.float32)).astype(x.dtype))
+
+
+def _prelu_fwd(x, slope):
+  return prelu(x, slope), (x, slope)
+
+
+def _prelu_bwd(res, ct):
+  x, slope = res
+  dx, dslope = jax.ffi.ffi_call(
+    'SrganPreluBwdBf16',
+    (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct((), jnp.float32)),
+  )(x, ct.astype(x.dtype), slope.astype(jnp.float32))
+  return dx, dslope.astype(slope.dtype)
+
+
+prelu.defvjp(_prelu_fwd, _prelu_bwd)
