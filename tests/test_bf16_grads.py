@@ -82,3 +82,17 @@ def test_a_bf16_srresnet_step_sums_its_bias_and_slope_gradients_through_the_hand
 
 def test_float32_maps_keep_xlas_code():
   assert not bf16_grads.applies(jnp.zeros((2, 3), jnp.float32))
+
+
+@needs_handlers
+@pytest.mark.parametrize('slope', [0.2, 0.1])
+def test_leaky_relu_equals_flax_values_and_gradient(slope):
+  x, ct = _maps((2, 9, 11, 64))
+  y, vjp = jax.vjp(lambda v: bf16_grads.leaky_relu(v, slope), x)
+  ry, rvjp = jax.vjp(lambda v: jax.nn.leaky_relu(v, slope), x)
+  text = jax.jit(jax.grad(lambda v: jnp.sum(bf16_grads.leaky_relu(v, slope)))).lower(x).as_text()
+  assert 'SrganPreluBwdBf16' in text
+  assert y.dtype == jnp.bfloat16 and np.array_equal(y, ry)
+  assert np.array_equal(jax.jit(vjp)(ct)[0], rvjp(ct)[0])
+  x32 = x.astype(jnp.float32)
+  assert np.array_equal(bf16_grads.leaky_relu(x32, slope), jax.nn.leaky_relu(x32, slope))

@@ -187,9 +187,9 @@ class Discriminator(nn.Module):
       x = Conv(f, (3, 3), strides=(s, s), use_bias=(i == 0), dtype=self.dtype, name=f'conv_{i}')(x)
       if i > 0:
         x = _BN(use_running_average=not train, dtype=self.dtype, name=f'bn_{i}')(x)
-      x = nn.leaky_relu(x, 0.2)
+      x = bf16_grads.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
-    x = nn.leaky_relu(Dense(self.dense_features, dtype=self.dtype, name='dense_0')(x), 0.2)
+    x = bf16_grads.leaky_relu(Dense(self.dense_features, dtype=self.dtype, name='dense_0')(x), 0.2)
     x = Dense(1, dtype=self.dtype, name='dense_1')(x)
     return x[:, 0].astype(jnp.float32)
 

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from srgan_jax.kernels import bf16_grads
 from srgan_jax.kernels.fast_conv import Conv
 
 
@@ -34,7 +35,7 @@ class UNetDiscriminatorSN(nn.Module):
     if x.shape[1] % 8 or x.shape[2] % 8:
       raise ValueError(f'UNetDiscriminatorSN needs H and W divisible by 8, got {x.shape[1:3]}.')
     f = self.features
-    act = functools.partial(nn.leaky_relu, negative_slope=0.2)
+    act = functools.partial(bf16_grads.leaky_relu, negative_slope=0.2)  # nn.leaky_relu's values
 
     def sn_conv(n, k, s, i):  # params conv_i/kernel; power-iteration state under sn_i
       pad = ((1, 1), (1, 1))  # k4s2p1 halves; k3s1p1 keeps the size
