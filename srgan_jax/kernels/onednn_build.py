@@ -29,7 +29,7 @@ _SOURCES = (_CSRC / 'onednn_conv.cc', _CSRC / 'onednn_bn.cc', _CSRC / 'bf16_grad
 _HEADERS = (_CSRC / 'onednn_runtime.h',)
 TARGETS = ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights', 'SrganBnFwd', 'SrganBnBwd')
 BF16 = 'Bf16'  # the bfloat16 handlers: SrganConvFwdBf16, ...
-BF16_ONLY = ('SrganBiasGradBf16', 'SrganPreluBwdBf16')  # csrc/bf16_grads.cc
+BF16_ONLY = ('SrganBiasGradBf16', 'SrganPreluBwdBf16', 'SrganLeakyFwdBf16')  # csrc/bf16_grads.cc
 # oneDNN ISAs with bfloat16 dot products (AVX-512 BF16's vdpbf16ps, AMX's tiles).
 BF16_ISAS = ('avx512_core_bf16', 'avx512_core_fp16', 'avx512_core_amx', 'avx512_core_amx_fp16')
 

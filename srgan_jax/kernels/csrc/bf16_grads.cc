@@ -8,8 +8,8 @@
 //   SrganPreluBwdBf16:  x, dy [M]  -> dx = dy where x >= 0, else bf16(slope * dy);
 //                                     dslope = sum of x * dy where x < 0 (float32)
 // (as autodiff of srgan.PReLU / fast_conv.add_bias computes them; rounding to bf16 is
-// round-to-nearest-even, as XLA's). LeakyReLU's input gradient is SrganPreluBwdBf16's dx with
-// its constant slope. The loops are cloned for x86-64-v4 (AVX-512 BW) and v3 (AVX2): the
+// round-to-nearest-even, as XLA's). LeakyReLU: SrganLeakyFwdBf16 (y = x where x >= 0, else
+// bf16(slope * x)); its input gradient is SrganPreluBwdBf16's dx with the constant slope. The loops are cloned for x86-64-v4 (AVX-512 BW) and v3 (AVX2): the
 // baseline build's SSE2 code ran them 2.2x slower. Threads: onednn_runtime.h's team.
 #pragma GCC optimize("O3")  // vectorised loops (the build is -O2)
 
@@ -125,6 +125,34 @@ ffi::Error PreluBwd(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::F32, 0
   }));
 }
 
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void LeakyRows(const uint16_t* x,
+                                                                                             uint16_t* y, int64_t n,
+                                                                                             float slope) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float xv = ToF32(x[i]);
+    y[i] = xv >= 0.0f ? x[i] : ToBf16(slope * xv);
+  }
+}
+
+// LeakyReLU forward: y = x where x >= 0, else bf16(slope * x) (slope: an attribute).
+ffi::Error LeakyFwd(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> y, float slope) {
+  if (x.element_type() != ffi::BF16 || y->element_type() != ffi::BF16)
+    return ffi::Error::InvalidArgument("LeakyReLU: x and y must be bfloat16");
+  if (x.element_count() != y->element_count()) return ffi::Error::InvalidArgument("LeakyReLU: x and y differ in size");
+  const int64_t m = static_cast<int64_t>(x.element_count());
+  const auto* xs = static_cast<const uint16_t*>(x.untyped_data());
+  auto* out = static_cast<uint16_t*>(y->untyped_data());
+  return Finish(Execute([&] {
+    const int teams = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(m / 4096 + 1)));
+#pragma omp parallel num_threads(teams)
+    {
+      const int t = omp_get_thread_num(), n = omp_get_num_threads();
+      const int64_t lo = m * t / n, hi = m * (t + 1) / n;
+      LeakyRows(xs + lo, out + lo, hi - lo, slope);
+    }
+  }));
+}
+
 }  // namespace
 
 using Vec = ffi::Buffer<ffi::F32, 1>;
@@ -134,3 +162,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganBiasGradBf16, BiasGrad, ffi::Ffi::Bind().Arg<
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     SrganPreluBwdBf16, PreluBwd,
     ffi::Ffi::Bind().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<Scalar>().Ret<ffi::AnyBuffer>().Ret<Scalar>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganLeakyFwdBf16, LeakyFwd,
+                              ffi::Ffi::Bind().Arg<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>().Attr<float>("slope"));
