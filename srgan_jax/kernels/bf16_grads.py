@@ -67,11 +67,16 @@ def _prelu_fwd(x, slope):
 
 def _prelu_bwd(res, ct):
   x, slope = res
-  dx, dslope = jax.ffi.ffi_call(
+  dx, dslope = _prelu_grads(x, ct, slope)
+  return dx, dslope.astype(slope.dtype)
+
+
+def _prelu_grads(x, ct, slope):
+  """(dx, dslope) of PReLU at x for the cotangent ct: SrganPreluBwdBf16."""
+  return jax.ffi.ffi_call(
     'SrganPreluBwdBf16',
     (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct((), jnp.float32)),
-  )(x, ct.astype(x.dtype), slope.astype(jnp.float32))
-  return dx, dslope.astype(slope.dtype)
+  )(x, ct.astype(x.dtype), jnp.asarray(slope, jnp.float32))
 
 
 prelu.defvjp(_prelu_fwd, _prelu_bwd)
@@ -99,11 +104,7 @@ def _leaky_fwd(x, slope):
 
 
 def _leaky_bwd(slope, x, ct):
-  dx, _ = jax.ffi.ffi_call(
-    'SrganPreluBwdBf16',
-    (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct((), jnp.float32)),
-  )(x, ct.astype(x.dtype), jnp.float32(slope))
-  return (dx,)
+  return (_prelu_grads(x, ct, slope)[0],)
 
 
 _leaky.defvjp(_leaky_fwd, _leaky_bwd)

@@ -45,7 +45,7 @@ def _why_not(shape: tuple[int, ...], dtype: str, eps: float) -> str:
     return why
   why = ctypes.create_string_buffer(512)
   dims = (ctypes.c_int64 * 5)(*shape, int(dtype == 'bfloat16'))
-  built = onednn_conv._state['lib'].SrganBnProbe(dims, ctypes.c_float(eps), why, len(why)) == 0
+  built = onednn_conv.library().SrganBnProbe(dims, ctypes.c_float(eps), why, len(why)) == 0
   impls = why.value.decode(errors='replace')
   if built and not any(i.startswith('ref') for i in impls.split(';')):
     return ''

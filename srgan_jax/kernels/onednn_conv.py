@@ -81,6 +81,11 @@ def isa() -> str:
   return _state['lib'].SrganConvIsa().decode() if status()[0] else ''
 
 
+def library() -> ctypes.CDLL:
+  """The loaded handler library (after `status()` says they are in use)."""
+  return _state['lib']
+
+
 def cache_info() -> tuple[int, int]:
   """(primitives cached, capacity) of the handlers' LRU cache."""
   size, capacity = ctypes.c_int64(), ctypes.c_int64()

@@ -44,11 +44,6 @@ inline uint16_t ToBf16(float f) {  // round to nearest even; NaN stays NaN
   return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);  // a select: vectorises
 }
 
-ffi::Error Finish(const std::string& error) {
-  if (!error.empty()) return ffi::Error(ffi::ErrorCode::kInternal, error);
-  return ffi::Error::Success();
-}
-
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void AddRows(const uint16_t* dy, int64_t rows,
                                                                            int64_t c, float* acc) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -68,14 +63,10 @@ ffi::Error BiasGrad(ffi::AnyBuffer dy, ffi::ResultBuffer<ffi::F32, 1> db) {
   const auto* in = static_cast<const uint16_t*>(dy.untyped_data());
   float* out = db->typed_data();
   return Finish(Execute([&] {
-    const int teams = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(m / 64 + 1)));
-    std::vector<float> partial(static_cast<size_t>(teams) * c, 0.0f);
-#pragma omp parallel num_threads(teams)
-    {
-      const int t = omp_get_thread_num(), n = omp_get_num_threads();
-      const int64_t lo = m * t / n, hi = m * (t + 1) / n;
+    std::vector<float> partial(static_cast<size_t>(omp_get_max_threads()) * c, 0.0f);
+    const int teams = ForChunks(m, 64, [&](int t, int64_t lo, int64_t hi) {
       AddRows(in + lo * c, hi - lo, c, partial.data() + static_cast<size_t>(t) * c);
-    }
+    });
     for (int64_t j = 0; j < c; ++j) {
       float s = 0.0f;
       for (int t = 0; t < teams; ++t) s += partial[static_cast<size_t>(t) * c + j];
@@ -111,16 +102,12 @@ ffi::Error PreluBwd(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::F32, 0
   const float a = *slope.typed_data();
   float* ds = dslope->typed_data();
   return Finish(Execute([&] {
-    const int teams = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(m / 4096 + 1)));
-    std::vector<float> partial(teams, 0.0f);
-#pragma omp parallel num_threads(teams)
-    {
-      const int t = omp_get_thread_num(), n = omp_get_num_threads();
-      const int64_t lo = m * t / n, hi = m * (t + 1) / n;
+    std::vector<float> partial(omp_get_max_threads(), 0.0f);
+    const int teams = ForChunks(m, 4096, [&](int t, int64_t lo, int64_t hi) {
       partial[t] = PreluRows(xs + lo, gs + lo, out + lo, hi - lo, a);
-    }
+    });
     float s = 0.0f;
-    for (float p : partial) s += p;
+    for (int t = 0; t < teams; ++t) s += partial[t];
     *ds = s;
   }));
 }
@@ -143,13 +130,7 @@ ffi::Error LeakyFwd(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> y, float slope
   const auto* xs = static_cast<const uint16_t*>(x.untyped_data());
   auto* out = static_cast<uint16_t*>(y->untyped_data());
   return Finish(Execute([&] {
-    const int teams = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(m / 4096 + 1)));
-#pragma omp parallel num_threads(teams)
-    {
-      const int t = omp_get_thread_num(), n = omp_get_num_threads();
-      const int64_t lo = m * t / n, hi = m * (t + 1) / n;
-      LeakyRows(xs + lo, out + lo, hi - lo, slope);
-    }
+    ForChunks(m, 4096, [&](int, int64_t lo, int64_t hi) { LeakyRows(xs + lo, out + lo, hi - lo, slope); });
   }));
 }
 

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "onednn_runtime.h"
@@ -94,9 +95,27 @@ bool SameDims(ffi::Span<const int64_t> a, ffi::Span<const int64_t> b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
 }
 
-ffi::Error Finish(const std::string& error) {
-  if (!error.empty()) return ffi::Error(ffi::ErrorCode::kInternal, error);
-  return ffi::Error::Success();
+// Runs the cached `kind` primitive of g on XLA's buffers: (argument, buffer, is it the map
+// (else a per-channel float32 vector)) for each of its arguments.
+struct Arg {
+  int id;
+  void* data;
+  bool map;
+};
+
+ffi::Error RunBn(const BnGeometry& g, BnKind kind, std::initializer_list<Arg> args) {
+  return Finish(Execute([&] {
+    auto e = GetBn(g, kind);
+    auto& eng = Engine();
+    dnnl::stream s(eng);
+    Buf sp(e->scratchpad_bytes);
+    std::unordered_map<int, memory> mems;
+    for (const Arg& a : args) mems.emplace(a.id, memory(a.map ? e->data : e->stat, eng, a.data));
+    mems.emplace(DNNL_ARG_SCRATCHPAD,
+                 memory(memory::desc({static_cast<int64_t>(e->scratchpad_bytes)}, dt::u8, tag::x), eng, sp.p));
+    e->prim.execute(s, mems);
+    s.wait();
+  }));
 }
 
 template <ffi::DataType T>
@@ -128,21 +147,13 @@ ffi::Error Fwd(B4<T> x, V scale, V shift, R4<T> y, RV mean, RV var, float eps) {
                       eps, T == ffi::BF16, &g);
       err.failure())
     return err;
-  return Finish(Execute([&] {
-    auto e = GetBn(g, kBnFwd);
-    auto& eng = Engine();
-    dnnl::stream s(eng);
-    Buf sp(e->scratchpad_bytes);
-    memory sp_mem(memory::desc({static_cast<int64_t>(e->scratchpad_bytes)}, dt::u8, tag::x), eng, sp.p);
-    e->prim.execute(s, {{DNNL_ARG_SRC, memory(e->data, eng, x.untyped_data())},
-                        {DNNL_ARG_DST, memory(e->data, eng, y->untyped_data())},
-                        {DNNL_ARG_SCALE, memory(e->stat, eng, scale.untyped_data())},
-                        {DNNL_ARG_SHIFT, memory(e->stat, eng, shift.untyped_data())},
-                        {DNNL_ARG_MEAN, memory(e->stat, eng, mean->untyped_data())},
-                        {DNNL_ARG_VARIANCE, memory(e->stat, eng, var->untyped_data())},
-                        {DNNL_ARG_SCRATCHPAD, sp_mem}});
-    s.wait();
-  }));
+  return RunBn(g, kBnFwd,
+               {{DNNL_ARG_SRC, x.untyped_data(), true},
+                {DNNL_ARG_DST, y->untyped_data(), true},
+                {DNNL_ARG_SCALE, scale.untyped_data(), false},
+                {DNNL_ARG_SHIFT, shift.untyped_data(), false},
+                {DNNL_ARG_MEAN, mean->untyped_data(), false},
+                {DNNL_ARG_VARIANCE, var->untyped_data(), false}});
 }
 
 // x, dy, mean, var, scale -> dx, dscale, dshift.
@@ -156,23 +167,15 @@ ffi::Error Bwd(B4<T> x, B4<T> dy, V mean, V var, V scale, R4<T> dx, RV dscale, R
                       eps, T == ffi::BF16, &g);
       err.failure())
     return err;
-  return Finish(Execute([&] {
-    auto e = GetBn(g, kBnBwd);
-    auto& eng = Engine();
-    dnnl::stream s(eng);
-    Buf sp(e->scratchpad_bytes);
-    memory sp_mem(memory::desc({static_cast<int64_t>(e->scratchpad_bytes)}, dt::u8, tag::x), eng, sp.p);
-    e->prim.execute(s, {{DNNL_ARG_SRC, memory(e->data, eng, x.untyped_data())},
-                        {DNNL_ARG_DIFF_DST, memory(e->data, eng, dy.untyped_data())},
-                        {DNNL_ARG_MEAN, memory(e->stat, eng, mean.untyped_data())},
-                        {DNNL_ARG_VARIANCE, memory(e->stat, eng, var.untyped_data())},
-                        {DNNL_ARG_SCALE, memory(e->stat, eng, scale.untyped_data())},
-                        {DNNL_ARG_DIFF_SRC, memory(e->data, eng, dx->untyped_data())},
-                        {DNNL_ARG_DIFF_SCALE, memory(e->stat, eng, dscale->untyped_data())},
-                        {DNNL_ARG_DIFF_SHIFT, memory(e->stat, eng, dshift->untyped_data())},
-                        {DNNL_ARG_SCRATCHPAD, sp_mem}});
-    s.wait();
-  }));
+  return RunBn(g, kBnBwd,
+               {{DNNL_ARG_SRC, x.untyped_data(), true},
+                {DNNL_ARG_DIFF_DST, dy.untyped_data(), true},
+                {DNNL_ARG_MEAN, mean.untyped_data(), false},
+                {DNNL_ARG_VARIANCE, var.untyped_data(), false},
+                {DNNL_ARG_SCALE, scale.untyped_data(), false},
+                {DNNL_ARG_DIFF_SRC, dx->untyped_data(), true},
+                {DNNL_ARG_DIFF_SCALE, dscale->untyped_data(), false},
+                {DNNL_ARG_DIFF_SHIFT, dshift->untyped_data(), false}});
 }
 
 }  // namespace
@@ -201,11 +204,7 @@ __attribute__((visibility("default"))) int SrganBnProbe(const int64_t* dims, flo
       for (BnKind kind : {kBnFwd, kBnBwd}) impls += (impls.empty() ? "" : ";") + GetBn(g, kind)->impl;
     });
   }
-  const std::string& out = error.empty() ? impls : error;
-  if (why_size > 0) {
-    std::strncpy(why, out.c_str(), static_cast<size_t>(why_size - 1));
-    why[why_size - 1] = '\0';
-  }
+  WriteWhy(error.empty() ? impls : error, why, why_size);
   return error.empty() ? 0 : 1;
 }
 

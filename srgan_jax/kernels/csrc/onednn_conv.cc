@@ -116,7 +116,7 @@ Cache<Entry>& PrimitiveCache() {
 ffi::Error Run(Kind kind, void* x, void* k, void* y, const Geometry& g) {
   std::string bad = g.Inconsistency();
   if (!bad.empty()) return ffi::Error::InvalidArgument("oneDNN convolution: " + bad);
-  std::string error = Execute([&] {
+  return Finish(Execute([&] {
     auto e = PrimitiveCache().Get(g.key(kind), [&] { return Build(g, kind); });
     auto& eng = Engine();
     dnnl::stream s(eng);
@@ -139,9 +139,7 @@ ffi::Error Run(Kind kind, void* x, void* k, void* y, const Geometry& g) {
       if (e->reorder_kernel) e->kernel_reorder.execute(s, {{DNNL_ARG_FROM, k_mem}, {DNNL_ARG_TO, k_user}});
     }
     s.wait();
-  });
-  if (!error.empty()) return ffi::Error(ffi::ErrorCode::kInternal, error);
-  return ffi::Error::Success();
+  }));
 }
 
 // The dims of x, k and y (each rank 4: the FFI binding checks) and the attributes.
@@ -223,11 +221,7 @@ __attribute__((visibility("default"))) int SrganConvProbe(const int64_t* dims, c
       }
     });
   }
-  const std::string& out = error.empty() ? impls : error;
-  if (why_size > 0) {
-    std::strncpy(why, out.c_str(), static_cast<size_t>(why_size - 1));
-    why[why_size - 1] = '\0';
-  }
+  WriteWhy(error.empty() ? impls : error, why, why_size);
   return error.empty() ? 0 : 1;
 }
 

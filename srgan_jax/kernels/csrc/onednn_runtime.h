@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -33,6 +34,7 @@
 #include <utility>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
 
 namespace srgan_onednn {
 
@@ -195,6 +197,31 @@ inline std::string Execute(const std::function<void()>& job) {
   }();
   if (owner) return Worker::Guarded(job);
   return Worker::Get().Run(job);
+}
+
+// The FFI status of a handler whose job returned `error` (Execute's result; empty: success).
+inline xla::ffi::Error Finish(const std::string& error) {
+  if (!error.empty()) return xla::ffi::Error(xla::ffi::ErrorCode::kInternal, error);
+  return xla::ffi::Error::Success();
+}
+
+// A probe's answer into the caller's buffer: `text`, cut to why_size - 1 bytes, NUL-terminated.
+inline void WriteWhy(const std::string& text, char* why, int64_t why_size) {
+  if (why_size <= 0) return;
+  std::strncpy(why, text.c_str(), static_cast<size_t>(why_size - 1));
+  why[why_size - 1] = '\0';
+}
+
+// Runs body(t, lo, hi) for the chunks [lo, hi) of [0, m) on an OpenMP team of at most
+// `teams` threads (one chunk per thread, in order); returns how many chunks there were.
+inline int ForChunks(int64_t m, int64_t min_chunk, const std::function<void(int, int64_t, int64_t)>& body) {
+  const int teams = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(m / min_chunk + 1)));
+#pragma omp parallel num_threads(teams)
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    body(t, m * t / n, m * (t + 1) / n);
+  }
+  return teams;
 }
 
 }  // namespace srgan_onednn
