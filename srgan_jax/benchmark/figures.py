@@ -138,10 +138,12 @@ def _inference_fns(config, lr_size):
   variables = g_model.init(jax.random.key(0), jnp.zeros((1, lr_size, lr_size, 3)))
   lr = jnp.asarray(measure.lr_image(lr_size))
   predict = inference.jit_predict()
+  dtype = str(config.model.get('compute_dtype', 'float32'))
+  apply_fn = inference.generator_apply(config.model, dtype)  # what upscale / evaluate run
   compiled = {}
 
   def compile_fn():
-    compiled['f'] = predict.lower(g_model.apply, variables, lr).compile()
+    compiled['f'] = predict.lower(apply_fn, variables, lr).compile()
 
   def jax_fn():
     compiled['f'](variables, lr).block_until_ready()

@@ -286,6 +286,14 @@ def _polyphase_selection(k: int, r: int) -> np.ndarray:
   return s
 
 
+def polyphase_kernel(kernel, r: int):
+  """[k, k, C, O] -> the [K, K, r*r*C, r*r*O] kernel W' of `SubpixelOutputConv` (K = 5 for k 9, r 2)."""
+  k, _, cin, cout = kernel.shape
+  s = jnp.asarray(_polyphase_selection(k, r), kernel.dtype)
+  w = jnp.einsum('yuPa,xvQb,abco->yxcuvoPQ', s, s, kernel)
+  return w.reshape(s.shape[0], s.shape[0], cin * r * r, cout * r * r)
+
+
 class SubpixelOutputConv(nn.Module):
   """The k9n3s1 output conv of pixel_shuffle(z, r), computed on z's coarse grid (unshuffled).
 
@@ -306,9 +314,7 @@ class SubpixelOutputConv(nn.Module):
     cin = z.shape[-1] // (r * r)
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, cin, self.features))
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
-    s = jnp.asarray(_polyphase_selection(k, r), kernel.dtype)
-    w = jnp.einsum('yuPa,xvQb,abco->yxcuvoPQ', s, s, kernel)
-    w = w.reshape(s.shape[0], s.shape[0], cin * r * r, self.features * r * r)
+    w = polyphase_kernel(kernel, r)
     z, w = z.astype(self.dtype), w.astype(self.dtype)
     y = conv_general_dilated(z, w, (1, 1), 'SAME', dimension_numbers=_NHWC)
     return add_bias(y, jnp.repeat(bias, r * r))  # the caller pixel-shuffles

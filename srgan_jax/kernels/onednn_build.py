@@ -27,7 +27,14 @@ from srgan_jax.common import cache
 _CSRC = pathlib.Path(__file__).parent / 'csrc'
 _SOURCES = (_CSRC / 'onednn_conv.cc', _CSRC / 'onednn_bn.cc', _CSRC / 'bf16_grads.cc')
 _HEADERS = (_CSRC / 'onednn_runtime.h',)
-TARGETS = ('SrganConvFwd', 'SrganConvBwdData', 'SrganConvBwdWeights', 'SrganBnFwd', 'SrganBnBwd')
+TARGETS = (
+  'SrganConvFwd',
+  'SrganConvBwdData',
+  'SrganConvBwdWeights',
+  'SrganConvFused',
+  'SrganBnFwd',
+  'SrganBnBwd',
+)
 BF16 = 'Bf16'  # the bfloat16 handlers: SrganConvFwdBf16, ...
 BF16_ONLY = ('SrganBiasGradBf16', 'SrganPreluBwdBf16', 'SrganLeakyFwdBf16')  # csrc/bf16_grads.cc
 # oneDNN ISAs with bfloat16 dot products (AVX-512 BF16's vdpbf16ps, AMX's tiles).
@@ -157,6 +164,7 @@ def load() -> tuple[bool, str, ctypes.CDLL | None]:
     for name in (*TARGETS, *(t + BF16 for t in TARGETS), *BF16_ONLY):
       jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform='cpu')
     lib.SrganConvProbe.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_char_p, ctypes.c_int64]
+    lib.SrganConvFusedProbe.argtypes = lib.SrganConvProbe.argtypes
     lib.SrganConvCacheInfo.argtypes = [ctypes.POINTER(ctypes.c_int64)] * 2
     lib.SrganConvSetCacheCapacity.argtypes = [ctypes.c_int64]
     lib.SrganBnProbe.argtypes = [

@@ -299,3 +299,87 @@ def conv(x, w, strides, pads):
   return fwd_p.bind(
     x, w, strides=tuple(int(s) for s in strides), pads=tuple((int(lo), int(hi)) for lo, hi in pads)
   )
+
+
+# ----------------------------------------------------------------------------
+# Inference only: a convolution with its bias, a residual sum and PReLU fused into
+# one oneDNN call (post-ops), so each map is written once instead of once per
+# elementwise pass. No gradient (the training paths above keep theirs).
+
+RESIDUAL, PRELU = 1, 2  # csrc/onednn_conv.cc's Post flags
+
+
+@functools.lru_cache(maxsize=4096)
+def _fused_rejected(geometry: tuple[int, ...]) -> str:
+  """Why oneDNN has no fast fused kernel for geometry (+ bf16, post) ('' where it has)."""
+  why = ctypes.create_string_buffer(512)
+  built = _state['lib'].SrganConvFusedProbe((ctypes.c_int64 * 17)(*geometry), why, len(why)) == 0
+  impl = why.value.decode(errors='replace')
+  if built and not impl.startswith('ref'):
+    return ''
+  reason = impl if not built else f'only its reference kernel ({impl})'
+  logging.warning(
+    'oneDNN has no fused convolution for %s (%s): separate passes run it.', geometry, reason
+  )
+  return reason or 'rejected'
+
+
+def fused_enabled() -> bool:
+  """False where SRGAN_JAX_ONEDNN_FUSED=0 turns the fused inference convolutions off."""
+  return os.environ.get('SRGAN_JAX_ONEDNN_FUSED', '1') != '0'
+
+
+def fused_applies(x, w, strides=(1, 1), pads=((0, 0), (0, 0)), post: int = 0) -> bool:
+  """Whether `conv_fused` takes this conv on oneDNN (else it composes lax ops, same values)."""
+  if not (fused_enabled() and jax.default_backend() == 'cpu' and applies(x, w)):
+    return False
+  y_shape = _y_shape(x.shape, w.shape, strides, pads)
+  geometry = _geometry(x.shape, w.shape, y_shape, strides, pads)
+  if _rejected(geometry):
+    return False
+  bf16 = x.dtype == jnp.bfloat16
+  if bf16 and _bf16_not_native(geometry):
+    return False
+  return not _fused_rejected((*geometry, int(bf16), int(post)))
+
+
+def _fused_lax(x, w, bias, residual, slope, strides, pads):
+  """What the fused handler computes, as separate passes (float32 sums, one rounding)."""
+  y = _lax_fwd(x, w, strides, pads).astype(jnp.float32) + bias.astype(jnp.float32)
+  if residual is not None:
+    y = y + residual.astype(jnp.float32)
+  if slope is not None:
+    y = jnp.where(y >= 0, y, slope.astype(jnp.float32) * y)
+  return y.astype(x.dtype)
+
+
+def conv_fused(x, w, bias, residual=None, slope=None, strides=(1, 1), pads=((0, 0), (0, 0))):
+  """prelu(conv(x, w) + bias [+ residual]) for inference: x and w NHWC / HWIO in one dtype (float32
+  or bfloat16), bias float32 [O], residual of the output's shape and dtype, slope a float32 scalar
+  (None: no PReLU). On oneDNN (one call, one rounding) where `fused_applies`, else the same sums
+  as separate passes. Not differentiable."""
+  strides = tuple(int(s) for s in strides)
+  pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+  post = (RESIDUAL if residual is not None else 0) | (PRELU if slope is not None else 0)
+  if not fused_applies(x, w, strides, pads, post):
+    return _fused_lax(x, w, bias, residual, slope, strides, pads)
+  (pt, pb), (pl, pr) = pads
+  i = lambda v: np.int64(v)
+  y_shape = _y_shape(x.shape, w.shape, strides, pads)
+  r = residual if residual is not None else jnp.zeros((1, 1, 1, 1), x.dtype)
+  s = jnp.reshape(slope if slope is not None else 0.0, (1,)).astype(jnp.float32)
+  name = 'SrganConvFused' + (_BF16 if x.dtype == jnp.bfloat16 else '')
+  return jax.ffi.ffi_call(name, jax.ShapeDtypeStruct(y_shape, x.dtype))(
+    x,
+    w,
+    bias.astype(jnp.float32),
+    r,
+    s,
+    sh=i(strides[0]),
+    sw=i(strides[1]),
+    pt=i(pt),
+    pb=i(pb),
+    pl=i(pl),
+    pr=i(pr),
+    post=i(post),
+  )

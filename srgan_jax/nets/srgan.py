@@ -129,6 +129,13 @@ def upsample_factors(scale: int) -> tuple[int, ...]:
   return factors[scale]
 
 
+def output_activation(x: jnp.ndarray, output: str) -> jnp.ndarray:
+  """G's last step, in float32: 'tanh' (the paper's [-1, 1]) or 'clamp' (2 clip(x, 0, 1) - 1)."""
+  if output == 'clamp':
+    return 2.0 * jnp.clip(x.astype(jnp.float32), 0.0, 1.0) - 1.0
+  return jnp.tanh(x.astype(jnp.float32))
+
+
 class Generator(nn.Module):
   """SRResNet: the generator G of Figure 4 (top)."""
 
@@ -167,9 +174,7 @@ class Generator(nn.Module):
       x = pixel_shuffle(x, factors[-1])
     else:
       x = Conv(3, (9, 9), dtype=self.dtype, name='conv_out')(x)  # k9n3s1
-    if self.output == 'clamp':
-      return 2.0 * jnp.clip(x.astype(jnp.float32), 0.0, 1.0) - 1.0
-    return jnp.tanh(x.astype(jnp.float32))
+    return output_activation(x, self.output)
 
 
 class Discriminator(nn.Module):

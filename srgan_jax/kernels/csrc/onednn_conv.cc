@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "onednn_runtime.h"
@@ -27,13 +28,16 @@ namespace {
 
 using namespace srgan_onednn;
 
-enum Kind { kFwd = 0, kBwdData = 1, kBwdWeights = 2 };
+enum Kind { kFwd = 0, kBwdData = 1, kBwdWeights = 2, kFused = 3 };
+// kFused's post-ops (Geometry::post): y = prelu(conv(x, k) + bias [+ r]), each optional but the bias.
+enum Post { kResidual = 1, kPrelu = 2 };
 
 struct Geometry {
   int64_t n, h, w, c, kh, kw, o, ho, wo, sh, sw, pt, pb, pl, pr;
   bool bf16 = false;  // bfloat16 activations and kernel (else float32)
+  int64_t post = 0;   // kFused only: Post flags
   std::string key(Kind k) const {
-    std::string s = std::to_string(k) + (bf16 ? "b" : "f");
+    std::string s = std::to_string(k) + (bf16 ? "b" : "f") + std::to_string(post);
     for (int64_t v : {n, h, w, c, kh, kw, o, ho, wo, sh, sw, pt, pb, pl, pr}) s += "," + std::to_string(v);
     return s;
   }
@@ -61,6 +65,35 @@ struct Entry {
   size_t scratchpad_bytes = 0;
   std::string impl;                     // oneDNN's implementation, e.g. "brgconv:avx512_core_bf16"
 };
+
+// Inference forward with the bias and oneDNN post-ops: a residual sum (binary add of a map of
+// y's shape and dtype), then PReLU with one slope (a runtime float32 scalar); all in float32
+// inside the kernel, one rounding to y's dtype.
+std::shared_ptr<Entry> BuildFused(const Geometry& g) {
+  auto& eng = Engine();
+  auto e = std::make_shared<Entry>();
+  const dt t = g.bf16 ? dt::bf16 : dt::f32;
+  e->src = memory::desc({g.n, g.c, g.h, g.w}, t, tag::nhwc);
+  e->dst = memory::desc({g.n, g.o, g.ho, g.wo}, t, tag::nhwc);
+  e->w_user = memory::desc({g.o, g.c, g.kh, g.kw}, t, tag::hwio);
+  memory::desc w_any({g.o, g.c, g.kh, g.kw}, t, tag::any), bias({g.o}, dt::f32, tag::x);
+  dnnl::post_ops ops;
+  if (g.post & kResidual) ops.append_binary(dnnl::algorithm::binary_add, e->dst);
+  if (g.post & kPrelu) ops.append_prelu(0);  // mask 0: one slope for every element
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  attr.set_post_ops(ops);
+  dnnl::convolution_forward::primitive_desc pd(
+      eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, e->src, w_any, bias,
+      e->dst, {g.sh, g.sw}, {g.pt, g.pl}, {g.pb, g.pr}, attr);
+  e->conv = dnnl::convolution_forward(pd);
+  e->weights = pd.weights_desc();
+  e->scratchpad_bytes = pd.scratchpad_desc().get_size();
+  e->impl = pd.impl_info_str();
+  e->reorder_kernel = e->weights != e->w_user;
+  if (e->reorder_kernel) e->kernel_reorder = dnnl::reorder(memory(e->w_user, eng, nullptr), memory(e->weights, eng, nullptr));
+  return e;
+}
 
 std::shared_ptr<Entry> Build(const Geometry& g, Kind kind) {
   auto& eng = Engine();
@@ -142,6 +175,34 @@ ffi::Error Run(Kind kind, void* x, void* k, void* y, const Geometry& g) {
   }));
 }
 
+// y = prelu(conv(x, k) + bias [+ r]) (Post flags in g.post); r and slope unused without their flag.
+ffi::Error RunFused(void* x, void* k, void* bias, void* r, void* slope, void* y, const Geometry& g) {
+  std::string bad = g.Inconsistency();
+  if (!bad.empty()) return ffi::Error::InvalidArgument("oneDNN convolution: " + bad);
+  return Finish(Execute([&] {
+    auto e = PrimitiveCache().Get(g.key(kFused), [&] { return BuildFused(g); });
+    auto& eng = Engine();
+    dnnl::stream s(eng);
+    memory x_mem(e->src, eng, x), y_mem(e->dst, eng, y), k_user(e->w_user, eng, k);
+    memory b_mem(memory::desc({g.o}, dt::f32, tag::x), eng, bias);
+    Buf kbuf(e->reorder_kernel ? e->weights.get_size() : 0), sp(e->scratchpad_bytes);
+    memory k_mem = e->reorder_kernel ? memory(e->weights, eng, kbuf.p) : k_user;
+    memory sp_mem(memory::desc({static_cast<int64_t>(e->scratchpad_bytes)}, dt::u8, tag::x), eng, sp.p);
+    if (e->reorder_kernel) e->kernel_reorder.execute(s, {{DNNL_ARG_FROM, k_user}, {DNNL_ARG_TO, k_mem}});
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, k_mem},
+                                         {DNNL_ARG_BIAS, b_mem}, {DNNL_ARG_DST, y_mem},
+                                         {DNNL_ARG_SCRATCHPAD, sp_mem}};
+    int index = 0;
+    if (g.post & kResidual) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(index++) | DNNL_ARG_SRC_1] = memory(e->dst, eng, r);
+    if (g.post & kPrelu) {
+      memory::desc one({1, 1, 1, 1}, dt::f32, tag::abcd);
+      args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(index++) | DNNL_ARG_WEIGHTS] = memory(one, eng, slope);
+    }
+    e->conv.execute(s, args);
+    s.wait();
+  }));
+}
+
 // The dims of x, k and y (each rank 4: the FFI binding checks) and the attributes.
 Geometry Geom(ffi::Span<const int64_t> xd, ffi::Span<const int64_t> kd, ffi::Span<const int64_t> yd,
               int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
@@ -185,6 +246,25 @@ ffi::Error BwdWeights(B4<T> x, B4<T> dy, R4<T> dk, int64_t sh, int64_t sw, int64
   return Run(kBwdWeights, x.untyped_data(), dk->untyped_data(), dy.untyped_data(), g);
 }
 
+template <ffi::DataType T>
+ffi::Error Fused(B4<T> x, B4<T> k, ffi::Buffer<ffi::F32, 1> bias, B4<T> r, ffi::Buffer<ffi::F32, 1> slope, R4<T> y,
+                 int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr, int64_t post) {
+  if (auto err = Agree(x.dimensions(), k.dimensions(), y->dimensions()); err.failure()) return err;
+  if (post < 0 || post > (kResidual | kPrelu)) return ffi::Error::InvalidArgument("oneDNN convolution: unknown post-ops");
+  if (bias.dimensions()[0] != k.dimensions()[3])
+    return ffi::Error::InvalidArgument("oneDNN convolution: the bias's size differs from the output channels");
+  auto rd = r.dimensions(), yd = y->dimensions();
+  if ((post & kResidual) && !(rd[0] == yd[0] && rd[1] == yd[1] && rd[2] == yd[2] && rd[3] == yd[3]))
+    return ffi::Error::InvalidArgument("oneDNN convolution: the residual's shape differs from the output's");
+  if ((post & kPrelu) && slope.dimensions()[0] != 1)
+    return ffi::Error::InvalidArgument("oneDNN convolution: PReLU takes one slope");
+  auto g = Geom(x.dimensions(), k.dimensions(), y->dimensions(), sh, sw, pt, pb, pl, pr);
+  g.bf16 = T == ffi::BF16;
+  g.post = post;
+  return RunFused(x.untyped_data(), k.untyped_data(), bias.untyped_data(), r.untyped_data(), slope.untyped_data(),
+                  y->untyped_data(), g);
+}
+
 }  // namespace
 
 #define CONV_ATTRS                                                                             \
@@ -199,6 +279,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdWeights, BwdWeights<ffi::F32>, CONV_BI
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvFwdBf16, Fwd<ffi::BF16>, CONV_BIND(ffi::BF16));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdDataBf16, BwdData<ffi::BF16>, CONV_BIND(ffi::BF16));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvBwdWeightsBf16, BwdWeights<ffi::BF16>, CONV_BIND(ffi::BF16));
+
+#define FUSED_BIND(T)                                                                                       \
+  ffi::Ffi::Bind().Arg<B4<T>>().Arg<B4<T>>().Arg<ffi::Buffer<ffi::F32, 1>>().Arg<B4<T>>().Arg<ffi::Buffer<ffi::F32, 1>>() \
+      .Ret<B4<T>>() CONV_ATTRS.Attr<int64_t>("post")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvFused, Fused<ffi::F32>, FUSED_BIND(ffi::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SrganConvFusedBf16, Fused<ffi::BF16>, FUSED_BIND(ffi::BF16));
 
 // ----------------------------------------------------------------------------
 // Plain C entry points for the Python side (ctypes).
@@ -222,6 +309,22 @@ __attribute__((visibility("default"))) int SrganConvProbe(const int64_t* dims, c
     });
   }
   WriteWhy(error.empty() ? impls : error, why, why_size);
+  return error.empty() ? 0 : 1;
+}
+
+// Builds (and caches) the fused inference primitive of a geometry {.. as above .., bf16, post}.
+// Returns 0 with its implementation in `why`, else 1 with the reason.
+__attribute__((visibility("default"))) int SrganConvFusedProbe(const int64_t* dims, char* why, int64_t why_size) {
+  Geometry g{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7],
+             dims[8], dims[9], dims[10], dims[11], dims[12], dims[13], dims[14]};
+  g.bf16 = dims[15] != 0;
+  g.post = dims[16];
+  std::string error = g.Inconsistency(), impl;
+  if (error.empty() && (g.post < 0 || g.post > (kResidual | kPrelu))) error = "unknown post-ops";
+  if (error.empty()) {
+    error = Worker::Get().Run([&] { impl = PrimitiveCache().Get(g.key(kFused), [&] { return BuildFused(g); })->impl; });
+  }
+  WriteWhy(error.empty() ? impl : error, why, why_size);
   return error.empty() ? 0 : 1;
 }
 
