@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srgan_jax.nets import srgan
+from srgan_jax.nets import srgan, unet_discriminator
 from srgan_jax.nets.unet_discriminator import TinyUNetDiscriminatorSN, UNetDiscriminatorSN
 from srgan_jax.training import config_checks
 from tests.helpers import tiny_config
@@ -133,3 +133,19 @@ def test_a_train_step_with_the_unet_discriminator_uses_every_pixels_logit(gan):
   u = lambda state: state.batch_stats['sn_1']['conv_1/kernel/u']
   assert not np.array_equal(u(d2), u(d))  # one power iteration per training call
   assert int(g2.step) == 1
+
+
+@pytest.mark.parametrize('shape', [(2, 7, 5, 3), (1, 1, 4, 2), (1, 12, 12, 8)])
+def test_bilinear_x2_is_jax_image_resize_in_value_and_gradient(shape):
+  x = jax.random.normal(jax.random.key(0), shape)
+  out_shape = (shape[0], 2 * shape[1], 2 * shape[2], shape[3])
+  resize = lambda h: jax.image.resize(h, out_shape, 'bilinear')
+  ct = jax.random.normal(jax.random.key(1), out_shape)
+  np.testing.assert_allclose(unet_discriminator.upsample_bilinear_x2(x), resize(x), atol=1e-6)
+  grad = lambda f: jax.grad(lambda h: jnp.sum(f(h) * ct))(x)
+  np.testing.assert_allclose(grad(unet_discriminator.upsample_bilinear_x2), grad(resize), atol=2e-6)
+  # bfloat16 in, bfloat16 out: computed in float32, rounded once
+  y16 = unet_discriminator.upsample_bilinear_x2(x.astype(jnp.bfloat16))
+  assert y16.dtype == jnp.bfloat16
+  want = resize(x.astype(jnp.bfloat16).astype(jnp.float32))
+  np.testing.assert_allclose(y16.astype(jnp.float32), want, rtol=2**-8, atol=1e-6)
