@@ -116,3 +116,54 @@ def test_inference_picks_the_fused_generator_only_where_it_applies(monkeypatch):
   monkeypatch.setenv('SRGAN_JAX_ONEDNN_FUSED', '0')
   off = inference.generator_apply(model_config, 'bfloat16')
   assert getattr(off, 'func', None) is not inference._fused_apply
+
+
+# VGG's layers in training: relu(conv + bias) as one oneDNN call, with a gradient.
+
+
+def _conv_relu_pair(dtype, monkeypatch=None):
+  from srgan_jax.kernels import fast_conv
+  from srgan_jax.nets import vgg_layers
+
+  x = jax.random.uniform(jax.random.key(0), (2, 12, 10, 8), minval=-1.0, maxval=1.0)
+  fused = vgg_layers.ConvReLU(16, dtype=dtype)
+  plain = fast_conv.Conv(16, (3, 3), padding='SAME', dtype=dtype)
+  return x, fused, plain, vgg_layers
+
+
+def test_conv_relu_has_convs_parameters_and_float32_values():
+  x, fused, plain, vgg_layers = _conv_relu_pair(jnp.float32)
+  p_fused, p_plain = fused.init(jax.random.key(3), x), plain.init(jax.random.key(3), x)
+  assert jax.tree.structure(p_fused) == jax.tree.structure(p_plain)
+  jax.tree.map(np.testing.assert_array_equal, p_fused, p_plain)
+  p = jax.tree.map(lambda a: a + 0.1, p_plain)  # a nonzero bias
+  np.testing.assert_array_equal(fused.apply(p, x), vgg_layers.relu(plain.apply(p, x)))
+
+
+@needs_bf16_units
+def test_conv_relu_bfloat16_fused_matches_the_separate_passes_with_gradients(monkeypatch):
+  x, fused, plain, vgg_layers = _conv_relu_pair(jnp.bfloat16)
+  p = jax.tree.map(lambda a: a + 0.05, plain.init(jax.random.key(3), x))
+  ct = jax.random.normal(jax.random.key(4), (2, 12, 10, 16))
+
+  def value_and_grads():
+    def loss(p, x):
+      y = fused.apply(p, x)
+      return jnp.sum(y.astype(jnp.float32) * ct), y
+
+    fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+    (_, y), grads = fn(p, x)
+    return y, grads, fn.lower(p, x).as_text()
+
+  y, grads, hlo = value_and_grads()
+  assert hlo.count('@SrganConvFusedBf16') == 1
+  monkeypatch.setenv('SRGAN_JAX_ONEDNN_FUSED', '0')
+  y_sep, grads_sep, hlo_sep = value_and_grads()
+  assert '@SrganConvFusedBf16' not in hlo_sep
+  y32, y_sep32 = y.astype(jnp.float32), y_sep.astype(jnp.float32)
+  # one bf16 step apart at most (the separate passes round twice)
+  np.testing.assert_allclose(y32, y_sep32, rtol=2**-7, atol=2**-8)
+  assert float(jnp.mean(y32 == 0)) > 0.2  # ReLU did cut
+  for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_sep)):
+    got, want = np.asarray(got, np.float32), np.asarray(want, np.float32)
+    np.testing.assert_allclose(got, want, atol=2e-2 * np.abs(want).max())

@@ -37,6 +37,13 @@ def _bias_sum(dy):
   return jax.ffi.ffi_call('SrganBiasGradBf16', jax.ShapeDtypeStruct((c,), jnp.float32))(dy)
 
 
+def bias_sum(dy):
+  """A bias's gradient: dy summed over all but its last axis, in float32 (one pass where `applies`)."""
+  if applies(dy):
+    return _bias_sum(dy)
+  return jnp.sum(dy.astype(jnp.float32), axis=tuple(range(dy.ndim - 1)))
+
+
 @jax.custom_vjp
 def add_bias(y, bias):
   """bf16(float32(y) + bias) for a bfloat16 map y and a float32 bias of y's last dimension."""

@@ -188,6 +188,40 @@ def add_bias(y, bias):
   return (y.astype(wide) + bias.astype(wide)).astype(y.dtype)
 
 
+def bias_relu_fuses(x, kernel, pads) -> bool:
+  """Whether `conv_bias_relu` runs as one oneDNN call: a bfloat16 map on oneDNN's bf16 kernels."""
+  return (
+    x.dtype == jnp.bfloat16
+    and bf16_grads.applies(x)
+    and onednn_conv.fused_applies(x, kernel.astype(x.dtype), (1, 1), pads, onednn_conv.PRELU)
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def conv_bias_relu(x, kernel, bias, pads):
+  """relu(conv(x, kernel) + bias), stride 1, bfloat16 x and kernel, float32 bias: the bias and
+  ReLU (PReLU with slope 0) as the convolution's oneDNN post-ops, one rounding to bfloat16.
+  Only where `bias_relu_fuses`. The gradient takes ReLU's mask from the output (y > 0 iff the
+  pre-activation is), then oneDNN's input / kernel gradients and the one-pass bias sum."""
+  return onednn_conv.conv_fused(x, kernel, bias, slope=jnp.float32(0.0), pads=pads)
+
+
+def _conv_bias_relu_fwd(x, kernel, bias, pads):
+  y = conv_bias_relu(x, kernel, bias, pads)
+  return y, (x, kernel, y)
+
+
+def _conv_bias_relu_bwd(pads, res, dy):
+  x, kernel, y = res
+  dz = jnp.where(y > 0, dy, jnp.zeros_like(dy))
+  _, conv_vjp = jax.vjp(lambda x, w: onednn_conv.conv(x, w, (1, 1), pads), x, kernel)
+  dx, dkernel = conv_vjp(dz)
+  return dx, dkernel, bf16_grads.bias_sum(dz)  # unused gradients (VGG's weights) are pruned
+
+
+conv_bias_relu.defvjp(_conv_bias_relu_fwd, _conv_bias_relu_bwd)
+
+
 class Conv(nn.Module):
   """nn.Conv (NHWC, HWIO kernel, no groups or dilation) through `conv_general_dilated`.
 

@@ -153,12 +153,14 @@ class VGG(nn.Module):
       if b > 1:
         x = vgg_layers.max_pool_2x2(x)
       for j, channels in enumerate(block, 1):
-        x = fast_conv.Conv(channels, (3, 3), padding='SAME', dtype=self.dtype, name=f'conv{b}_{j}')(
-          x
-        )
-        if f'conv{b}_{j}' in wanted:
+        if f'conv{b}_{j}' in wanted:  # the pre-activation map is a tap
+          x = fast_conv.Conv(
+            channels, (3, 3), padding='SAME', dtype=self.dtype, name=f'conv{b}_{j}'
+          )(x)
           out[f'conv{b}_{j}'] = x
-        x = vgg_layers.relu(x)  # its gradient from the output: fuses with the bias add
+          x = vgg_layers.relu(x)  # its gradient from the output: fuses with the bias add
+        else:  # conv, bias and ReLU in one (same parameters)
+          x = vgg_layers.ConvReLU(channels, dtype=self.dtype, name=f'conv{b}_{j}')(x)
         if f'relu{b}_{j}' in wanted:
           out[f'relu{b}_{j}'] = x
         if k == last:
