@@ -167,3 +167,16 @@ def test_conv_relu_bfloat16_fused_matches_the_separate_passes_with_gradients(mon
   for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_sep)):
     got, want = np.asarray(got, np.float32), np.asarray(want, np.float32)
     np.testing.assert_allclose(got, want, atol=2e-2 * np.abs(want).max())
+
+
+@needs_bf16_units
+def test_conv_relu_bfloat16_under_vmap_and_grad_is_per_example():
+  x, fused, plain, _ = _conv_relu_pair(jnp.bfloat16)
+  p = fused.init(jax.random.key(3), x)
+  xs = jnp.stack([x, -x, 2 * x])
+  loss = lambda x: jnp.sum(fused.apply(p, x).astype(jnp.float32) ** 2)
+  batched = jax.vmap(jax.value_and_grad(loss))(xs)
+  for i in range(3):
+    value, grad = jax.value_and_grad(loss)(xs[i])
+    np.testing.assert_allclose(batched[0][i], value, rtol=1e-5)  # float32 sums, other order
+    np.testing.assert_allclose(batched[1][i], grad, rtol=1e-5, atol=1e-5)

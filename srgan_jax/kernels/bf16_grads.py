@@ -34,7 +34,8 @@ def applies(x) -> bool:
 
 def _bias_sum(dy):
   c = dy.shape[-1]
-  return jax.ffi.ffi_call('SrganBiasGradBf16', jax.ShapeDtypeStruct((c,), jnp.float32))(dy)
+  out = jax.ShapeDtypeStruct((c,), jnp.float32)
+  return jax.ffi.ffi_call('SrganBiasGradBf16', out, vmap_method='sequential')(dy)
 
 
 def bias_sum(dy):
@@ -83,6 +84,7 @@ def _prelu_grads(x, ct, slope):
   return jax.ffi.ffi_call(
     'SrganPreluBwdBf16',
     (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct((), jnp.float32)),
+    vmap_method='sequential',
   )(x, ct.astype(x.dtype), jnp.asarray(slope, jnp.float32))
 
 
@@ -104,7 +106,8 @@ def _leaky(x, slope: float):
 
 
 def _leaky_fwd(x, slope):
-  y = jax.ffi.ffi_call('SrganLeakyFwdBf16', jax.ShapeDtypeStruct(x.shape, x.dtype))(
+  out = jax.ShapeDtypeStruct(x.shape, x.dtype)
+  y = jax.ffi.ffi_call('SrganLeakyFwdBf16', out, vmap_method='sequential')(
     x, slope=np.float32(slope)
   )
   return y, x

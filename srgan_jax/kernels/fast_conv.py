@@ -202,7 +202,8 @@ def conv_bias_relu(x, kernel, bias, pads):
   """relu(conv(x, kernel) + bias), stride 1, bfloat16 x and kernel, float32 bias: the bias and
   ReLU (PReLU with slope 0) as the convolution's oneDNN post-ops, one rounding to bfloat16.
   Only where `bias_relu_fuses`. The gradient takes ReLU's mask from the output (y > 0 iff the
-  pre-activation is), then oneDNN's input / kernel gradients and the one-pass bias sum."""
+  pre-activation is), then oneDNN's input / kernel gradients and the one-pass bias sum. Reverse
+  mode (jax.grad, jax.vjp) and vmap; no forward mode (VGG's uses need none)."""
   return onednn_conv.conv_fused(x, kernel, bias, slope=jnp.float32(0.0), pads=pads)
 
 

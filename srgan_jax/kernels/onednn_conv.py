@@ -369,7 +369,8 @@ def conv_fused(x, w, bias, residual=None, slope=None, strides=(1, 1), pads=((0, 
   r = residual if residual is not None else jnp.zeros((1, 1, 1, 1), x.dtype)
   s = jnp.reshape(slope if slope is not None else 0.0, (1,)).astype(jnp.float32)
   name = 'SrganConvFused' + (_BF16 if x.dtype == jnp.bfloat16 else '')
-  return jax.ffi.ffi_call(name, jax.ShapeDtypeStruct(y_shape, x.dtype))(
+  out = jax.ShapeDtypeStruct(y_shape, x.dtype)
+  return jax.ffi.ffi_call(name, out, vmap_method='sequential')(
     x,
     w,
     bias.astype(jnp.float32),
