@@ -302,9 +302,10 @@ def conv(x, w, strides, pads):
 
 
 # ----------------------------------------------------------------------------
-# Inference only: a convolution with its bias, a residual sum and PReLU fused into
-# one oneDNN call (post-ops), so each map is written once instead of once per
-# elementwise pass. No gradient (the training paths above keep theirs).
+# A convolution with its bias, a residual sum and PReLU fused into one oneDNN call
+# (post-ops), so each map is written once instead of once per elementwise pass: the
+# fused inference generator, and VGG's conv + bias + ReLU (fast_conv.conv_bias_relu
+# gives that one its gradient; conv_fused itself has none).
 
 RESIDUAL, PRELU = 1, 2  # csrc/onednn_conv.cc's Post flags
 
@@ -325,7 +326,7 @@ def _fused_rejected(geometry: tuple[int, ...]) -> str:
 
 
 def fused_enabled() -> bool:
-  """False where SRGAN_JAX_ONEDNN_FUSED=0 turns the fused inference convolutions off."""
+  """False where SRGAN_JAX_ONEDNN_FUSED=0 turns the fused convolutions off (inference, VGG)."""
   return os.environ.get('SRGAN_JAX_ONEDNN_FUSED', '1') != '0'
 
 
@@ -345,7 +346,8 @@ def fused_applies(x, w, strides=(1, 1), pads=((0, 0), (0, 0)), post: int = 0) ->
 
 def _fused_lax(x, w, bias, residual, slope, strides, pads):
   """What the fused handler computes, as separate passes (float32 sums, one rounding)."""
-  y = _lax_fwd(x, w, strides, pads).astype(jnp.float32) + bias.astype(jnp.float32)
+  y = conv(x, w, strides, pads) if applies(x, w) else _lax_fwd(x, w, strides, pads)
+  y = y.astype(jnp.float32) + bias.astype(jnp.float32)
   if residual is not None:
     y = y + residual.astype(jnp.float32)
   if slope is not None:
@@ -357,7 +359,7 @@ def conv_fused(x, w, bias, residual=None, slope=None, strides=(1, 1), pads=((0, 
   """prelu(conv(x, w) + bias [+ residual]) for inference: x and w NHWC / HWIO in one dtype (float32
   or bfloat16), bias float32 [O], residual of the output's shape and dtype, slope a float32 scalar
   (None: no PReLU). On oneDNN (one call, one rounding) where `fused_applies`, else the same sums
-  as separate passes. Not differentiable."""
+  as separate passes. No gradient of its own (see fast_conv.conv_bias_relu)."""
   strides = tuple(int(s) for s in strides)
   pads = tuple((int(lo), int(hi)) for lo, hi in pads)
   post = (RESIDUAL if residual is not None else 0) | (PRELU if slope is not None else 0)

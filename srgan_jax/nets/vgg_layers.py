@@ -1,4 +1,5 @@
-"""VGG's ReLU and 2x2 max-pool with hand-written gradients (the same values and gradients as Flax's).
+"""VGG's layers: conv + bias + ReLU (`ConvReLU`), and ReLU and 2x2 max-pool with hand-written
+gradients (the same values and gradients as Flax's).
 
 `relu`'s gradient is taken from its output (y > 0 iff x > 0), so the backward pass
 needs only the activation, not also the map before it: XLA fuses the conv's bias
@@ -35,7 +36,8 @@ relu.defvjp(_relu_fwd, _relu_bwd)
 class ConvReLU(nn.Module):
   """A VGG layer, relu(conv3x3(x) + bias): fast_conv.Conv's parameters ('kernel', 'bias') and
   values. bfloat16 on oneDNN's bf16 kernels: the bias and ReLU run as the convolution's post-ops
-  (`fast_conv.conv_bias_relu`: one pass over the map instead of three); else Conv, then `relu`."""
+  (`fast_conv.conv_bias_relu`: the map is written once, not written, then read and written again
+  by XLA's bias + ReLU pass); else Conv, then `relu`."""
 
   features: int
   dtype: Any = jnp.float32
