@@ -140,6 +140,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   # Metrics: fetched every log_every steps, checked finite before any checkpoint.
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   predict = inference.jit_predict()
+  # Scores as `evaluate` computes them (in bf16 on one CPU: the fused SRResNet, same parameters).
+  eval_apply = inference.generator_apply(config.model, config.model.get('compute_dtype', 'float32'))
   done_marker = workdir / 'DONE'  # written at the final step; launchers stop re-queueing on it
   if first_step < total and jax.process_index() == 0 and done_marker.exists():
     done_marker.unlink()  # an earlier, shorter run's marker
@@ -196,7 +198,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         writers.write_sample_grid(writer, workdir, step, val_hr, config, g_used, predict)
       if eval_sets and (step % config.eval.every == 0 or step == total):
         scores = validation.evaluate_sets(
-          functools.partial(predict, g_state.apply_fn),
+          functools.partial(predict, eval_apply),
           {'params': g_used.params, 'batch_stats': g_used.batch_stats},
           eval_sets,
           config.model.scale,
