@@ -25,11 +25,6 @@ from srgan_jax.nets import srgan
 _EPS = 1e-5  # srgan._BN's epsilon
 
 
-def _same(kernel) -> tuple[tuple[int, int], tuple[int, int]]:
-  """'SAME' padding of a stride-1 conv with this [kh, kw, ...] kernel."""
-  return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel.shape[:2])
-
-
 def fold_bn(kernel, bn_params, bn_stats):
   """conv (no bias) -> BN in inference == conv with this (kernel, bias), in float32."""
   s = bn_params['scale'] * jax.lax.rsqrt(bn_stats['var'] + _EPS)
@@ -37,9 +32,8 @@ def fold_bn(kernel, bn_params, bn_stats):
 
 
 def _conv(x, kernel, bias, residual=None, slope=None):
-  return onednn_conv.conv_fused(
-    x, kernel.astype(x.dtype), bias, residual, slope, pads=_same(kernel)
-  )
+  pads = jax.lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], (1, 1), 'SAME')
+  return onednn_conv.conv_fused(x, kernel.astype(x.dtype), bias, residual, slope, pads=pads)
 
 
 def apply(generator: srgan.Generator, variables: dict, lr: jax.Array) -> jax.Array:

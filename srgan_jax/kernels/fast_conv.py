@@ -190,10 +190,8 @@ def add_bias(y, bias):
 
 def bias_relu_fuses(x, kernel, pads) -> bool:
   """Whether `conv_bias_relu` runs as one oneDNN call: a bfloat16 map on oneDNN's bf16 kernels."""
-  return (
-    x.dtype == jnp.bfloat16
-    and bf16_grads.applies(x)
-    and onednn_conv.fused_applies(x, kernel.astype(x.dtype), (1, 1), pads, onednn_conv.PRELU)
+  return bf16_grads.applies(x) and onednn_conv.fused_applies(
+    x, kernel.astype(x.dtype), (1, 1), pads, onednn_conv.PRELU
   )
 
 

@@ -58,17 +58,12 @@ def _bilinear_x2_bwd(axis, _, g):
   ge = jax.lax.index_in_dim(g, 0, axis + 1, keepdims=False)
   go = jax.lax.index_in_dim(g, 1, axis + 1, keepdims=False)
   take = lambda v, i: jax.lax.slice_in_dim(v, i, i + 1, axis=axis)
-  edges = jnp.zeros_like(ge)
-  edges = edges + jnp.where(_index(ge, axis) == 0, take(ge, 0), 0)
-  edges = edges + jnp.where(_index(go, axis) == n - 1, take(go, n - 1), 0)
+  index = jax.lax.broadcasted_iota(jnp.int32, ge.shape, axis)
+  edges = jnp.where(index == 0, take(ge, 0), 0) + jnp.where(index == n - 1, take(go, n - 1), 0)
   dx = 0.75 * (ge + go) + 0.25 * (
     _shift(ge, axis, -1, edge=False) + _shift(go, axis, 1, edge=False)
   )
   return (dx + 0.25 * edges,)
-
-
-def _index(x: jax.Array, axis: int) -> jax.Array:
-  return jax.lax.broadcasted_iota(jnp.int32, x.shape, axis)
 
 
 _bilinear_x2_axis.defvjp(_bilinear_x2_fwd, _bilinear_x2_bwd)

@@ -9,6 +9,7 @@
 // `SrganConvProbe` builds the three primitives of a geometry ahead of time (the
 // Python side asks before it lowers a convolution here, and uses XLA's own
 // convolution for a geometry oneDNN rejects).
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -66,35 +67,24 @@ struct Entry {
   std::string impl;                     // oneDNN's implementation, e.g. "brgconv:avx512_core_bf16"
 };
 
-// Inference forward with the bias and oneDNN post-ops: a residual sum (binary add of a map of
-// y's shape and dtype), then PReLU with one slope (a runtime float32 scalar); all in float32
-// inside the kernel, one rounding to y's dtype.
-std::shared_ptr<Entry> BuildFused(const Geometry& g) {
-  auto& eng = Engine();
-  auto e = std::make_shared<Entry>();
-  const dt t = g.bf16 ? dt::bf16 : dt::f32;
-  e->src = memory::desc({g.n, g.c, g.h, g.w}, t, tag::nhwc);
-  e->dst = memory::desc({g.n, g.o, g.ho, g.wo}, t, tag::nhwc);
-  e->w_user = memory::desc({g.o, g.c, g.kh, g.kw}, t, tag::hwio);
-  memory::desc w_any({g.o, g.c, g.kh, g.kw}, t, tag::any), bias({g.o}, dt::f32, tag::x);
-  dnnl::post_ops ops;
-  if (g.post & kResidual) ops.append_binary(dnnl::algorithm::binary_add, e->dst);
-  if (g.post & kPrelu) ops.append_prelu(0);  // mask 0: one slope for every element
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  attr.set_post_ops(ops);
-  dnnl::convolution_forward::primitive_desc pd(
-      eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, e->src, w_any, bias,
-      e->dst, {g.sh, g.sw}, {g.pt, g.pl}, {g.pb, g.pr}, attr);
-  e->conv = dnnl::convolution_forward(pd);
-  e->weights = pd.weights_desc();
-  e->scratchpad_bytes = pd.scratchpad_desc().get_size();
-  e->impl = pd.impl_info_str();
-  e->reorder_kernel = e->weights != e->w_user;
-  if (e->reorder_kernel) e->kernel_reorder = dnnl::reorder(memory(e->w_user, eng, nullptr), memory(e->weights, eng, nullptr));
-  return e;
+// `conv`, built from `pd`, in e: with its kernel layout, scratchpad, implementation, and the reorder
+// between that layout and XLA's HWIO (into it; out of it for a kernel gradient).
+template <class PrimitiveDesc>
+void Adopt(Entry& e, dnnl::primitive conv, const PrimitiveDesc& pd, const memory::desc& weights, bool kernel_out) {
+  e.conv = conv;
+  e.weights = weights;
+  e.scratchpad_bytes = pd.scratchpad_desc().get_size();
+  e.impl = pd.impl_info_str();
+  e.reorder_kernel = e.weights != e.w_user;
+  if (e.reorder_kernel) {
+    memory user(e.w_user, Engine(), nullptr), prim(e.weights, Engine(), nullptr);
+    e.kernel_reorder = kernel_out ? dnnl::reorder(prim, user) : dnnl::reorder(user, prim);
+  }
 }
 
+// kFused: inference forward with the bias and oneDNN post-ops: a residual sum (binary add of a
+// map of y's shape and dtype), then PReLU with one slope (a runtime float32 scalar); all in
+// float32 inside the kernel, one rounding to y's dtype.
 std::shared_ptr<Entry> Build(const Geometry& g, Kind kind) {
   auto& eng = Engine();
   auto e = std::make_shared<Entry>();
@@ -102,38 +92,35 @@ std::shared_ptr<Entry> Build(const Geometry& g, Kind kind) {
   e->src = memory::desc({g.n, g.c, g.h, g.w}, t, tag::nhwc);
   e->dst = memory::desc({g.n, g.o, g.ho, g.wo}, t, tag::nhwc);
   e->w_user = memory::desc({g.o, g.c, g.kh, g.kw}, t, tag::hwio);
-  const memory::desc &src = e->src, &dst = e->dst, &w_user = e->w_user;
+  const memory::desc &src = e->src, &dst = e->dst;
   memory::desc w_any({g.o, g.c, g.kh, g.kw}, t, tag::any);
   memory::dims strides{g.sh, g.sw}, pad_l{g.pt, g.pl}, pad_r{g.pb, g.pr};
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   auto alg = dnnl::algorithm::convolution_direct;
+  if (kind == kFused) {
+    dnnl::post_ops ops;
+    if (g.post & kResidual) ops.append_binary(dnnl::algorithm::binary_add, dst);
+    if (g.post & kPrelu) ops.append_prelu(0);  // mask 0: one slope for every element
+    attr.set_post_ops(ops);
+    memory::desc bias({g.o}, dt::f32, tag::x);
+    dnnl::convolution_forward::primitive_desc pd(eng, dnnl::prop_kind::forward_inference, alg, src, w_any,
+                                                 bias, dst, strides, pad_l, pad_r, attr);
+    Adopt(*e, dnnl::convolution_forward(pd), pd, pd.weights_desc(), false);
+    return e;
+  }
   dnnl::convolution_forward::primitive_desc fwd(eng, dnnl::prop_kind::forward_training, alg, src, w_any,
                                                 dst, strides, pad_l, pad_r, attr);
   if (kind == kFwd) {
-    e->conv = dnnl::convolution_forward(fwd);
-    e->weights = fwd.weights_desc();
-    e->scratchpad_bytes = fwd.scratchpad_desc().get_size();
-    e->impl = fwd.impl_info_str();
+    Adopt(*e, dnnl::convolution_forward(fwd), fwd, fwd.weights_desc(), false);
   } else if (kind == kBwdData) {
     dnnl::convolution_backward_data::primitive_desc pd(eng, alg, src, w_any, dst, strides, pad_l, pad_r,
                                                        fwd, attr);
-    e->conv = dnnl::convolution_backward_data(pd);
-    e->weights = pd.weights_desc();
-    e->scratchpad_bytes = pd.scratchpad_desc().get_size();
-    e->impl = pd.impl_info_str();
+    Adopt(*e, dnnl::convolution_backward_data(pd), pd, pd.weights_desc(), false);
   } else {
     dnnl::convolution_backward_weights::primitive_desc pd(eng, alg, src, w_any, dst, strides, pad_l,
                                                           pad_r, fwd, attr);
-    e->conv = dnnl::convolution_backward_weights(pd);
-    e->weights = pd.diff_weights_desc();
-    e->scratchpad_bytes = pd.scratchpad_desc().get_size();
-    e->impl = pd.impl_info_str();
-  }
-  e->reorder_kernel = e->weights != w_user;
-  if (e->reorder_kernel) {
-    e->kernel_reorder = kind == kBwdWeights ? dnnl::reorder(memory(e->weights, eng, nullptr), memory(w_user, eng, nullptr))
-                                            : dnnl::reorder(memory(w_user, eng, nullptr), memory(e->weights, eng, nullptr));
+    Adopt(*e, dnnl::convolution_backward_weights(pd), pd, pd.diff_weights_desc(), true);
   }
   return e;
 }
@@ -145,8 +132,10 @@ Cache<Entry>& PrimitiveCache() {
   return *cache;
 }
 
-// x: [N,H,W,C], k: [KH,KW,C,O], y: [N,HO,WO,O]; `kind` says which of the three is the output.
-ffi::Error Run(Kind kind, void* x, void* k, void* y, const Geometry& g) {
+// x: [N,H,W,C], k: [KH,KW,C,O], y: [N,HO,WO,O]; `kind` says which of them is the output (kFused: y,
+// with `post` = {bias [O] float32, residual like y, slope float32 [1]}; the last two read only with
+// their Post flag in g.post).
+ffi::Error Run(Kind kind, void* x, void* k, void* y, const Geometry& g, std::array<void*, 3> post = {}) {
   std::string bad = g.Inconsistency();
   if (!bad.empty()) return ffi::Error::InvalidArgument("oneDNN convolution: " + bad);
   return Finish(Execute([&] {
@@ -163,6 +152,17 @@ ffi::Error Run(Kind kind, void* x, void* k, void* y, const Geometry& g) {
     if (kind == kFwd) {
       e->conv.execute(s, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, k_mem}, {DNNL_ARG_DST, y_mem},
                           {DNNL_ARG_SCRATCHPAD, sp_mem}});
+    } else if (kind == kFused) {
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, k_mem}, {DNNL_ARG_DST, y_mem},
+                                           {DNNL_ARG_SCRATCHPAD, sp_mem},
+                                           {DNNL_ARG_BIAS, memory({{g.o}, dt::f32, tag::x}, eng, post[0])}};
+      int index = 0;
+      if (g.post & kResidual) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(index++) | DNNL_ARG_SRC_1] = memory(e->dst, eng, post[1]);
+      if (g.post & kPrelu) {
+        memory::desc one({1, 1, 1, 1}, dt::f32, tag::abcd);
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(index++) | DNNL_ARG_WEIGHTS] = memory(one, eng, post[2]);
+      }
+      e->conv.execute(s, args);
     } else if (kind == kBwdData) {
       e->conv.execute(s, {{DNNL_ARG_DIFF_SRC, x_mem}, {DNNL_ARG_WEIGHTS, k_mem}, {DNNL_ARG_DIFF_DST, y_mem},
                           {DNNL_ARG_SCRATCHPAD, sp_mem}});
@@ -171,34 +171,6 @@ ffi::Error Run(Kind kind, void* x, void* k, void* y, const Geometry& g) {
                           {DNNL_ARG_SCRATCHPAD, sp_mem}});
       if (e->reorder_kernel) e->kernel_reorder.execute(s, {{DNNL_ARG_FROM, k_mem}, {DNNL_ARG_TO, k_user}});
     }
-    s.wait();
-  }));
-}
-
-// y = prelu(conv(x, k) + bias [+ r]) (Post flags in g.post); r and slope unused without their flag.
-ffi::Error RunFused(void* x, void* k, void* bias, void* r, void* slope, void* y, const Geometry& g) {
-  std::string bad = g.Inconsistency();
-  if (!bad.empty()) return ffi::Error::InvalidArgument("oneDNN convolution: " + bad);
-  return Finish(Execute([&] {
-    auto e = PrimitiveCache().Get(g.key(kFused), [&] { return BuildFused(g); });
-    auto& eng = Engine();
-    dnnl::stream s(eng);
-    memory x_mem(e->src, eng, x), y_mem(e->dst, eng, y), k_user(e->w_user, eng, k);
-    memory b_mem(memory::desc({g.o}, dt::f32, tag::x), eng, bias);
-    Buf kbuf(e->reorder_kernel ? e->weights.get_size() : 0), sp(e->scratchpad_bytes);
-    memory k_mem = e->reorder_kernel ? memory(e->weights, eng, kbuf.p) : k_user;
-    memory sp_mem(memory::desc({static_cast<int64_t>(e->scratchpad_bytes)}, dt::u8, tag::x), eng, sp.p);
-    if (e->reorder_kernel) e->kernel_reorder.execute(s, {{DNNL_ARG_FROM, k_user}, {DNNL_ARG_TO, k_mem}});
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, k_mem},
-                                         {DNNL_ARG_BIAS, b_mem}, {DNNL_ARG_DST, y_mem},
-                                         {DNNL_ARG_SCRATCHPAD, sp_mem}};
-    int index = 0;
-    if (g.post & kResidual) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(index++) | DNNL_ARG_SRC_1] = memory(e->dst, eng, r);
-    if (g.post & kPrelu) {
-      memory::desc one({1, 1, 1, 1}, dt::f32, tag::abcd);
-      args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(index++) | DNNL_ARG_WEIGHTS] = memory(one, eng, slope);
-    }
-    e->conv.execute(s, args);
     s.wait();
   }));
 }
@@ -261,8 +233,8 @@ ffi::Error Fused(B4<T> x, B4<T> k, ffi::Buffer<ffi::F32, 1> bias, B4<T> r, ffi::
   auto g = Geom(x.dimensions(), k.dimensions(), y->dimensions(), sh, sw, pt, pb, pl, pr);
   g.bf16 = T == ffi::BF16;
   g.post = post;
-  return RunFused(x.untyped_data(), k.untyped_data(), bias.untyped_data(), r.untyped_data(), slope.untyped_data(),
-                  y->untyped_data(), g);
+  return Run(kFused, x.untyped_data(), k.untyped_data(), y->untyped_data(), g,
+             {bias.untyped_data(), r.untyped_data(), slope.untyped_data()});
 }
 
 }  // namespace
@@ -322,7 +294,7 @@ __attribute__((visibility("default"))) int SrganConvFusedProbe(const int64_t* di
   std::string error = g.Inconsistency(), impl;
   if (error.empty() && (g.post < 0 || g.post > (kResidual | kPrelu))) error = "unknown post-ops";
   if (error.empty()) {
-    error = Worker::Get().Run([&] { impl = PrimitiveCache().Get(g.key(kFused), [&] { return BuildFused(g); })->impl; });
+    error = Worker::Get().Run([&] { impl = PrimitiveCache().Get(g.key(kFused), [&] { return Build(g, kFused); })->impl; });
   }
   WriteWhy(error.empty() ? impl : error, why, why_size);
   return error.empty() ? 0 : 1;
