@@ -25,26 +25,36 @@ def photo_crops(datasets):
   return up, hr
 
 
-def test_the_loss_is_the_batch_mean_of_the_scored_distance_and_trains_only_sr(photo_crops):
+@pytest.fixture(scope='module')
+def float32_loss(photo_crops):
+  """(loss, d loss / d SR, d loss / d HR) in float32: one compile shared by the tests below."""
   sr, hr = photo_crops
+  value, (g_sr, g_hr) = jax.value_and_grad(lpips.loss, argnums=(1, 2))(lpips.load('vgg16'), sr, hr)
+  return value, g_sr, g_hr
+
+
+def test_the_loss_is_the_batch_mean_of_the_scored_distance_and_trains_only_sr(
+  photo_crops, float32_loss
+):
+  sr, hr = photo_crops
+  value, g_sr, g_hr = float32_loss
   params = lpips.load('vgg16')
   d = lpips.distance(params, sr, hr, net='vgg16')  # the scorer (equal to the PyTorch package)
   assert float(d.min()) > 0.01
-  np.testing.assert_allclose(float(lpips.loss(params, sr, hr)), float(d.mean()), rtol=1e-6)
-  g_p, g_sr, g_hr = jax.grad(lpips.loss, argnums=(0, 1, 2))(params, sr, hr)
+  np.testing.assert_allclose(float(value), float(d.mean()), rtol=1e-6)
   assert float(jnp.abs(g_sr).max()) > 0  # G learns from it ...
   assert float(jnp.abs(g_hr).max()) == 0  # ... not through the target
-  assert all(float(jnp.abs(a).max()) == 0 for a in jax.tree.leaves(g_p))  # frozen net and lin
   # Descending it lowers the scorer's distance: the gradient points the right way.
-  step = sr - 0.5 * g_sr / float(jnp.abs(g_sr).max()) * 0.02
+  step = sr - 0.01 * g_sr / float(jnp.abs(g_sr).max())
   assert float(lpips.distance(params, step, hr, net='vgg16').mean()) < float(d.mean())
 
 
-def test_bfloat16_trunk_gives_the_float32_loss_and_direction(photo_crops):
+def test_bfloat16_trunk_gives_the_float32_loss_and_direction(photo_crops, float32_loss):
   sr, hr = photo_crops
-  params = lpips.load('vgg16')
-  f32, g32 = jax.value_and_grad(lpips.loss, argnums=1)(params, sr, hr)
-  b16, g16 = jax.value_and_grad(lpips.loss, argnums=1)(params, sr, hr, 'vgg16', jnp.bfloat16)
+  f32, g32, _ = float32_loss
+  b16, g16 = jax.value_and_grad(lpips.loss, argnums=1)(
+    lpips.load('vgg16'), sr, hr, 'vgg16', jnp.bfloat16
+  )
   assert g16.dtype == jnp.float32
   np.testing.assert_allclose(float(b16), float(f32), rtol=0.01)
   # bf16 rounds the deep stages' small feature differences: here ~0.90, as the bf16 VGG-16
