@@ -108,6 +108,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f'config.data.batch_size={config.data.batch_size} must be divisible by the '
       f'{jax.device_count()} devices of the mesh.'
     )
+  if config.optim.get('d_learning_rate', 0.0) < 0:
+    raise ConfigError(
+      f"config.optim.d_learning_rate={config.optim.d_learning_rate}; use 0 (D at G's rate) or "
+      'a positive rate for D.'
+    )
   if config.loss.content not in CONTENT_LOSSES:
     raise ConfigError(f'config.loss.content={config.loss.content!r}; use one of {CONTENT_LOSSES}.')
   _check_losses(config)

@@ -31,16 +31,22 @@ def inference_state(g_state: TrainState) -> TrainState:
   return g_state.replace(params=g_state.ema_params)
 
 
-def learning_rate_schedule(config) -> optax.Schedule:
-  """Step decay: lr x decay_factor at each of decay_steps (the paper: 1e-4, then 1e-5)."""
+def learning_rate_schedule(config, net: str = 'generator') -> optax.Schedule:
+  """Step decay: lr x decay_factor at each of decay_steps (the paper: 1e-4, then 1e-5).
+
+  net='discriminator': config.optim.d_learning_rate when set (a two time-scale update rule,
+  Heusel et al. 2017), else G's rate, as in the paper.
+  """
+  base = config.optim.learning_rate
+  if net == 'discriminator' and config.optim.get('d_learning_rate', 0.0):
+    base = config.optim.d_learning_rate
   return optax.piecewise_constant_schedule(
-    config.optim.learning_rate,
-    {int(s): config.optim.decay_factor for s in config.optim.decay_steps},
+    base, {int(s): config.optim.decay_factor for s in config.optim.decay_steps}
   )
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-  return optax.adam(learning_rate_schedule(config), b1=config.optim.b1, b2=config.optim.b2)
+def make_optimizer(config, net: str = 'generator') -> optax.GradientTransformation:
+  return optax.adam(learning_rate_schedule(config, net), b1=config.optim.b1, b2=config.optim.b2)
 
 
 def create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
@@ -65,6 +71,6 @@ def create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
     apply_fn=d_model.apply,
     params=d_vars['params'],
     batch_stats=d_vars['batch_stats'],
-    tx=make_optimizer(config),
+    tx=make_optimizer(config, 'discriminator'),
   )
   return g_state, d_state

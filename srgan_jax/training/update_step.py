@@ -239,6 +239,10 @@ def train_step(
       **{k: aux[k] for k in ('adversarial_loss', 'd_real', 'd_fake')},
     }
   metrics['learning_rate'] = train_states.learning_rate_schedule(config)(g_state.step - 1)
+  if config.optim.get('d_learning_rate', 0.0):
+    metrics['d_learning_rate'] = train_states.learning_rate_schedule(config, 'discriminator')(
+      g_state.step - 1
+    )
   metrics['g_grad_norm'] = optax.tree.norm(g_grads)
   return g_state, d_state, metrics
 
