@@ -104,9 +104,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-4  # Adam learning rate (both networks).
-  c.optim.d_learning_rate = (
-    0.0  # D's own rate if > 0 (two time-scale rule); 0: the paper's one rate.
-  )
+  c.optim.d_learning_rate = 0.0  # D's own rate if > 0 (two time-scale rule); 0: G's.
   c.optim.b1 = 0.9  # Adam beta1 (the paper: 0.9).
   c.optim.b2 = 0.999  # Adam beta2.
   c.optim.decay_steps = (
