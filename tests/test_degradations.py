@@ -290,11 +290,14 @@ def test_the_train_step_feeds_g_the_seeded_realesrgan_lr():
 
   c, g, batch, m = _srresnet_step(**{'data.degradation': 'realesrgan'})
   key = jax.random.fold_in(jax.random.fold_in(jax.random.key(c.seed), g.step), 2)
-  lr, hr = degradations.make_lr(key, batch['hr'], c.data, 4)
+  # jitted: op by op, compiling each of the degradations' many small kernels was most of the test
+  lr, hr = jax.jit(lambda k, x: degradations.make_lr(k, x, c.data, 4))(key, batch['hr'])
   assert not np.allclose(lr, imresize.degrade(batch['hr'], 4, True)[0], atol=2 / 255)
-  sr, _ = g.apply_fn(
-    {'params': g.params, 'batch_stats': g.batch_stats}, lr, train=True, mutable=['batch_stats']
-  )
+  sr, _ = jax.jit(
+    lambda g, lr: g.apply_fn(
+      {'params': g.params, 'batch_stats': g.batch_stats}, lr, train=True, mutable=['batch_stats']
+    )
+  )(g, lr)
   np.testing.assert_allclose(m['content_loss'], losses.pixel_mse(sr, hr), rtol=1e-5)
 
 

@@ -116,16 +116,22 @@ def test_a_train_step_with_the_unet_discriminator_uses_every_pixels_logit(gan):
     lambda g, d, b: update_step.train_step(g, d, b, None, config=c, content_loss=content_loss)
   )
   g2, d2, m = step(g, d, {'hr': hr})
+
   # D's loss from the logit maps of the same HR and SR, at the old parameters
-  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(c.seed), g.step), 2)
-  lr, hr01 = degradations.make_lr(key, hr, c.data, 4)
-  sr, _ = g.apply_fn(
-    {'params': g.params, 'batch_stats': g.batch_stats}, lr, train=True, mutable=['batch_stats']
-  )
-  pair = jnp.stack([hr01, sr], axis=1).reshape((-1,) + hr01.shape[1:])
-  logits, _ = d.apply_fn(
-    {'params': d.params, 'batch_stats': d.batch_stats}, pair, train=True, mutable=['batch_stats']
-  )
+  @jax.jit  # one program, not op by op (compiling each op's kernel was most of this test)
+  def d_logits(g, d):
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(c.seed), g.step), 2)
+    lr, hr01 = degradations.make_lr(key, hr, c.data, 4)
+    sr, _ = g.apply_fn(
+      {'params': g.params, 'batch_stats': g.batch_stats}, lr, train=True, mutable=['batch_stats']
+    )
+    pair = jnp.stack([hr01, sr], axis=1).reshape((-1,) + hr01.shape[1:])
+    logits, _ = d.apply_fn(
+      {'params': d.params, 'batch_stats': d.batch_stats}, pair, train=True, mutable=['batch_stats']
+    )
+    return logits
+
+  logits = d_logits(g, d)
   real, fake = logits[0::2], logits[1::2]
   assert real.shape == (4, 32, 32)
   want = losses.ragan_discriminator if gan == 'ragan' else losses.discriminator_bce

@@ -1,5 +1,6 @@
 """G's and D's train states: the networks, their batch statistics and their Adam optimizers."""
 
+import functools
 from typing import Any
 
 import jax
@@ -50,7 +51,15 @@ def make_optimizer(config, net: str = 'generator') -> optax.GradientTransformati
 
 
 def create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
-  """Fresh G (and, in the SRGAN phase, D) states; D is None for SRResNet."""
+  """Fresh G (and, in the SRGAN phase, D) states; D is None for SRResNet.
+
+  Compiled as one program: run op by op, the initialisers compile a kernel per weight shape
+  (measured: 12 s of a 50 s test went to compiling truncated normals alone).
+  """
+  return jax.jit(functools.partial(_create_train_states, config))(rng)
+
+
+def _create_train_states(config, rng) -> tuple[TrainState, TrainState | None]:
   g_rng, d_rng = jax.random.split(rng)
   hr = config.data.hr_crop
   lr = hr // config.model.scale
