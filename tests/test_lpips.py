@@ -132,6 +132,8 @@ def test_lpips_equals_the_pytorch_package_on_benchmark_images(datasets, torch_lp
   ref = torch_lpips(net)
   ours = lpips.make_lpips(net)
   for hr, up in _pairs(datasets):
+    if net == 'vgg16':  # one shape, one compile of the VGG-16 trunk (AlexNet's: whole images)
+      hr, up = hr[:192, :192], up[:192, :192]
     to_t = lambda x: torch.from_numpy(x.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0)
     with torch.no_grad():
       want = float(ref(to_t(up), to_t(hr)))
