@@ -159,7 +159,11 @@ print('checked', len(batch.addressable_shards))
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_shard_s_rows_of_the_global_batch_land_on_mesh_device_s(noise_folder):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=4')
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS='cpu',
+    XLA_FLAGS=f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count=4',
+  )
   r = subprocess.run(
     [sys.executable, '-c', _ROWS_TO_DEVICES, str(REPO), str(noise_folder)],
     env=env,

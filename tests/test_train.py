@@ -78,7 +78,9 @@ def test_degrade_makes_quantised_lr_in_unit_range_and_hr_in_minus_one_one():
 def _run_mesh_runner(tmp_path, n_devices):
   out = tmp_path / f'params_{n_devices}.npz'
   env = dict(
-    os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n_devices}', JAX_PLATFORMS='cpu'
+    os.environ,
+    XLA_FLAGS=f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count={n_devices}',
+    JAX_PLATFORMS='cpu',
   )
   subprocess.run(
     [sys.executable, str(REPO / 'tests' / 'mesh_step_runner.py'), str(out)],
