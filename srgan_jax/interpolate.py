@@ -44,32 +44,41 @@ def blend(psnr: dict, gan: dict, alpha: float) -> dict:
   return ((1.0 - alpha) * a + alpha * b).astype(np.float32)
 
 
+def load_same_architecture(
+  specs, verb: str = 'interpolate', why: str = 'network interpolation needs one architecture'
+) -> tuple[list[dict], list[dict], dict]:
+  """(variables, metas, model) of generators that must be one architecture with equal arrays;
+  UserError naming the first that is not."""
+  loaded = [zoo.load_generator_with_meta(spec) for spec in specs]
+  models = [_model(meta, spec) for (_, meta), spec in zip(loaded, specs)]
+  shapes = [checkpoint_files.leaf_shapes(v) for v, _ in loaded]
+  for spec, model, shape in zip(specs[1:], models[1:], shapes[1:]):
+    if model != models[0]:
+      raise UserError(
+        f'cannot {verb} different architectures: {specs[0]} is {generators.label(models[0])}, '
+        f'{spec} is {generators.label(model)}; {why}.'
+      )
+    if shape != shapes[0]:
+      k = next(k for k in sorted(set(shapes[0]) | set(shape)) if shapes[0].get(k) != shape.get(k))
+      raise UserError(
+        f'{specs[0]} and {spec} describe one architecture but their arrays differ '
+        f'({k}: {shapes[0].get(k)} vs {shape.get(k)}); one of them is damaged.'
+      )
+  return [dict(v) for v, _ in loaded], [m for _, m in loaded], models[0]
+
+
 def interpolate(psnr_spec, gan_spec, alpha: float) -> tuple[dict, dict]:
   """(blended variables, meta) of two generators; UserError if they are not one architecture."""
   if not 0.0 <= alpha <= 1.0:
     raise UserError(f'--alpha={alpha}: use a weight in [0, 1] (0: the PSNR model, 1: the GAN).')
-  psnr, psnr_meta = zoo.load_generator_with_meta(psnr_spec)
-  gan, gan_meta = zoo.load_generator_with_meta(gan_spec)
-  a, b = _model(psnr_meta, psnr_spec), _model(gan_meta, gan_spec)
-  if a != b:
-    raise UserError(
-      f'cannot interpolate different architectures: {psnr_spec} is {generators.label(a)}, '
-      f'{gan_spec} is {generators.label(b)}; network interpolation needs one architecture.'
-    )
-  shapes_a, shapes_b = checkpoint_files.leaf_shapes(psnr), checkpoint_files.leaf_shapes(gan)
-  if shapes_a != shapes_b:
-    k = next(k for k in sorted(set(shapes_a) | set(shapes_b)) if shapes_a.get(k) != shapes_b.get(k))
-    raise UserError(
-      f'{psnr_spec} and {gan_spec} describe one architecture but their arrays differ '
-      f'({k}: {shapes_a.get(k)} vs {shapes_b.get(k)}); one of them is damaged.'
-    )
+  (psnr, gan), _, model = load_same_architecture([psnr_spec, gan_spec])
   meta = {
-    'model': a,
+    'model': model,
     'phase': 'interpolated',
     'step': 0,
     'interpolation': {'alpha': alpha, 'psnr': str(psnr_spec), 'gan': str(gan_spec)},
   }
-  return blend(dict(psnr), dict(gan), alpha), meta
+  return blend(psnr, gan, alpha), meta
 
 
 def write(variables: dict, meta: dict, out) -> None:

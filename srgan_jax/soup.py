@@ -1,0 +1,74 @@
+"""A model soup (Wortsman et al., ICML 2022): the uniform average of generators fine-tuned from one start.
+
+  python -m srgan_jax.soup RUN_A/checkpoints/600 RUN_B/checkpoints/700 ... --out=soup.msgpack
+
+theta_soup = (theta_1 + ... + theta_n) / n, parameter by parameter (BatchNorm
+statistics too), as network interpolation (srgan_jax.interpolate) with n
+generators and equal weights. Averaging works where the generators share a
+basin: fine-tunes of one checkpoint with other losses, rates or seeds (not
+independently trained networks). Each ingredient is anything upscale's
+--checkpoint takes (a workdir, checkpoint, export, generator file or shipped
+model's name); all must be one architecture. --out as interpolate's: a
+.msgpack file or a new folder that receives an export.
+"""
+
+import argparse
+import sys
+
+import numpy as np
+
+from srgan_jax import interpolate
+from srgan_jax.common.errors import UserError
+from srgan_jax.nets import generators
+
+
+def average(trees: list) -> dict:
+  """The element-wise mean of variable trees of one structure (in float64, stored as float32)."""
+  if isinstance(trees[0], dict):
+    return {k: average([t[k] for t in trees]) for k in trees[0]}
+  return np.mean([np.asarray(t, np.float64) for t in trees], axis=0).astype(np.float32)
+
+
+def soup(specs) -> tuple[dict, dict]:
+  """(averaged variables, meta) of two or more generators of one architecture."""
+  if len(specs) < 2:
+    raise UserError(f'a soup needs at least two generators, got {len(specs)}; name them all.')
+  variables, metas, model = interpolate.load_same_architecture(
+    specs, verb='average', why='a soup needs one architecture'
+  )
+  phases = {m.get('phase') for m in metas}
+  meta = {
+    'model': model,
+    'phase': phases.pop() if len(phases) == 1 else 'soup',  # e.g. 'srgan' for SRGAN fine-tunes
+    'step': 0,
+    'soup': {
+      'ingredients': [str(s) for s in specs],
+      'steps': [int(m.get('step', 0)) for m in metas],
+    },
+  }
+  return average(variables), meta
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(
+    prog='python -m srgan_jax.soup', description=__doc__.splitlines()[0]
+  )
+  parser.add_argument('ingredients', nargs='+', help='generators of one architecture (two or more)')
+  parser.add_argument('--out', required=True, help='a new folder (an export) or FILE.msgpack')
+  args = parser.parse_args(argv)
+  try:
+    interpolate.check_destination(args.out)
+    variables, meta = soup(args.ingredients)
+    interpolate.write(variables, meta, args.out)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(
+    f'wrote the mean of {len(args.ingredients)} generators ({generators.label(meta["model"])}) '
+    f'to {args.out}'
+  )
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
