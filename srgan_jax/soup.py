@@ -37,14 +37,12 @@ def soup(specs) -> tuple[dict, dict]:
     specs, verb='average', why='a soup needs one architecture'
   )
   phases = {m.get('phase') for m in metas}
+  steps = [int(m.get('step', 0)) for m in metas]
   meta = {
     'model': model,
     'phase': phases.pop() if len(phases) == 1 else 'soup',  # e.g. 'srgan' for SRGAN fine-tunes
-    'step': 0,
-    'soup': {
-      'ingredients': [str(s) for s in specs],
-      'steps': [int(m.get('step', 0)) for m in metas],
-    },
+    'step': max(steps),  # the most-trained ingredient's
+    'soup': {'ingredients': [str(s) for s in specs], 'steps': steps},
   }
   return average(variables), meta
 

@@ -22,7 +22,7 @@ def test_the_soup_is_the_mean_of_its_ingredients_and_loads(model, tmp_path):
     have = jax.tree.map(np.asarray, got.variables[tree])
     jax.tree.map(lambda w, h: np.testing.assert_allclose(h, w, rtol=1e-6, atol=1e-7), want, have)
   _, meta = zoo.load_generator_with_meta(str(out))
-  assert meta['soup'] == {'ingredients': files, 'steps': [1, 2, 5]}
+  assert meta['soup'] == {'ingredients': files, 'steps': [1, 2, 5]} and meta['step'] == 5
   assert meta['phase'] == 'x'  # the ingredients' common phase (generator_file writes 'x')
 
 
