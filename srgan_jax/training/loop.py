@@ -104,7 +104,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     compiler_options=fast_conv.compiler_options(),
   )(init_rng)
   ckpt = checkpointing.Checkpointer(workdir / 'checkpoints', config)
-  restored = ckpt.restore_latest(g_state, d_state, train_iter)
+  try:
+    restored = ckpt.restore_latest(g_state, d_state, train_iter)
+  except BaseException:  # e.g. a damaged checkpoint: close Orbax's manager and its threads first
+    ckpt.close()
+    raise
   if restored is not None:
     g_state, d_state, rng = restored
     logging.info('Resumed from %s at step %d', ckpt.directory, int(g_state.step))
