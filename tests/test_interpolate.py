@@ -60,35 +60,36 @@ def test_alpha_zero_and_one_are_the_two_generators(pair, tmp_path):
     )
 
 
-def _refused(capsys, tmp_path, argv):
+def refused(capsys, tmp_path, argv, main=interpolate.main):
+  """main(argv)'s one-line error (exit 2), after checking that it wrote nothing."""
   before = sorted(p.name for p in tmp_path.iterdir())
-  assert interpolate.main(argv) == 2
+  assert main(argv) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith('error:') and '\n' not in err
   assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
   return err
 
 
-def test_different_architectures_are_refused(tmp_path, capsys):
+def test_different_architectures_arerefused(tmp_path, capsys):
   rrdb = generator_file(tmp_path / 'rrdb.msgpack', RRDB, 1)
   srres = generator_file(tmp_path / 'srres.msgpack', SRRESNET, 2)
   wider = generator_file(tmp_path / 'wider.msgpack', {**RRDB, 'features': 16}, 3)
   for other in (srres, wider):
     for out in ('x.msgpack', 'dir'):
-      err = _refused(capsys, tmp_path, [rrdb, other, f'--out={tmp_path / out}'])
+      err = refused(capsys, tmp_path, [rrdb, other, f'--out={tmp_path / out}'])
       assert 'cannot interpolate different architectures' in err and 'rrdbnet x4' in err
 
 
 def test_bad_alpha_destination_and_inputs(pair, tmp_path, capsys):
   psnr, gan = pair
-  assert '--alpha=1.5' in _refused(
+  assert '--alpha=1.5' in refused(
     capsys, tmp_path, [psnr, gan, '--alpha=1.5', f'--out={tmp_path / "x"}']
   )
   (tmp_path / 'full').mkdir()
   (tmp_path / 'full' / 'keep.txt').write_text('mine')
-  err = _refused(capsys, tmp_path, [psnr, gan, f'--out={tmp_path / "full"}'])
+  err = refused(capsys, tmp_path, [psnr, gan, f'--out={tmp_path / "full"}'])
   assert 'not an empty folder' in err and (tmp_path / 'full' / 'keep.txt').read_text() == 'mine'
-  err = _refused(
+  err = refused(
     capsys, tmp_path, [psnr, str(tmp_path / 'nope.msgpack'), f'--out={tmp_path / "y.msgpack"}']
   )
   assert 'no such generator file' in err

@@ -7,7 +7,7 @@ import pytest
 from srgan_jax import interpolate, soup
 from srgan_jax.evaluation import inference
 from srgan_jax.weights import zoo
-from tests.test_interpolate import RRDB, SRRESNET, generator_file
+from tests.test_interpolate import RRDB, SRRESNET, generator_file, refused
 
 
 @pytest.mark.parametrize('model', [SRRESNET, RRDB], ids=['srresnet', 'rrdbnet'])
@@ -39,12 +39,7 @@ def test_a_soup_of_two_is_interpolation_at_one_half(tmp_path):
 
 
 def _refused(capsys, tmp_path, argv):
-  before = sorted(p.name for p in tmp_path.iterdir())
-  assert soup.main(argv) == 2
-  err = capsys.readouterr().err.strip()
-  assert err.startswith('error:') and '\n' not in err
-  assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
-  return err
+  return refused(capsys, tmp_path, argv, main=soup.main)
 
 
 def test_one_ingredient_other_architectures_and_missing_files_are_refused(tmp_path, capsys):
