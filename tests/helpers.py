@@ -20,6 +20,12 @@ def run_main(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
   )
 
 
+def cpu_devices_env(n_devices: int) -> dict:
+  """The environment of a child JAX process with n CPU devices (XLA_FLAGS kept, e.g. conftest's)."""
+  flags = f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count={n_devices}'
+  return dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=flags.strip())
+
+
 def tiny_config(phase: str = 'srresnet', **overrides):
   c = default.get_config()
   c.phase = phase

@@ -2,7 +2,6 @@
 
 import io
 import logging
-import os
 import pathlib
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from PIL import Image
 
 from srgan_jax.data import sources, pipeline
 from srgan_jax.common.errors import UserError
-from tests.helpers import tiny_config
+from tests.helpers import cpu_devices_env, tiny_config
 
 CROP = 16
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -159,11 +158,7 @@ print('checked', len(batch.addressable_shards))
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_shard_s_rows_of_the_global_batch_land_on_mesh_device_s(noise_folder):
-  env = dict(
-    os.environ,
-    JAX_PLATFORMS='cpu',
-    XLA_FLAGS=f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count=4',
-  )
+  env = cpu_devices_env(4)
   r = subprocess.run(
     [sys.executable, '-c', _ROWS_TO_DEVICES, str(REPO), str(noise_folder)],
     env=env,

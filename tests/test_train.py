@@ -16,7 +16,7 @@ from srgan_jax.training import train_states
 from srgan_jax.training import update_step
 from srgan_jax.data.imresize import degrade
 from tests.conftest import REPO
-from tests.helpers import run_main, tiny_config
+from tests.helpers import cpu_devices_env, run_main, tiny_config
 
 
 def _fixed_batch(n=4, size=24):
@@ -77,11 +77,7 @@ def test_degrade_makes_quantised_lr_in_unit_range_and_hr_in_minus_one_one():
 
 def _run_mesh_runner(tmp_path, n_devices):
   out = tmp_path / f'params_{n_devices}.npz'
-  env = dict(
-    os.environ,
-    XLA_FLAGS=f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count={n_devices}',
-    JAX_PLATFORMS='cpu',
-  )
+  env = cpu_devices_env(n_devices)
   subprocess.run(
     [sys.executable, str(REPO / 'tests' / 'mesh_step_runner.py'), str(out)],
     check=True,
