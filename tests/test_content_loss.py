@@ -8,6 +8,7 @@ import pytest
 from srgan_jax.training import losses, update_step
 from srgan_jax.nets import vgg
 from tests.helpers import tiny_config
+from tests.test_losses import _photo
 
 
 def test_the_demo_pixel_term_is_the_papers_pixel_mse_on_minus_one_to_one():
@@ -85,3 +86,73 @@ def test_v3_is_v2_with_the_unet_discriminator_and_asks_for_the_v2_run():
     config_checks.validate_config(v3)  # G must come from the v2 run, not a zoo default
   v3.generator_init = 'srresnet_x4'  # any generator validates (the recipe names v2's run)
   config_checks.validate_config(v3)
+
+
+# Frequency separation (config.loss.pixel_lowpass, config.loss.d_highpass; Fritsche et al. 2019).
+
+
+def test_the_low_passed_pixel_term_ignores_texture_but_not_colour(datasets):
+  hr = jnp.asarray(_photo(datasets))[None]
+  # Texture: a +-0.1 checkerboard (HR pixels); colour: a +0.1 shift of every channel.
+  checker = (np.indices(hr.shape[1:3]).sum(0) % 2 * 2 - 1)[None, ..., None] * 0.1
+  textured, tinted = hr + checker, hr + 0.1
+
+  def pixel_term(config, sr):
+    return float(
+      update_step.generator_loss_terms(config, sr, hr, None, lambda *_: 0.0)[1]['pixel_loss']
+    )
+
+  full = tiny_config(
+    'srgan', **{'loss.content': 'mse', 'loss.pixel': 'mse', 'loss.pixel_weight': 4.0}
+  )
+  low = tiny_config(
+    'srgan',
+    **{
+      'loss.content': 'mse',
+      'loss.pixel': 'mse',
+      'loss.pixel_weight': 4.0,
+      'loss.pixel_lowpass': 2.0,
+    },
+  )
+  assert pixel_term(full, textured) == pytest.approx(pixel_term(full, tinted), rel=0.05)
+  assert pixel_term(low, textured) < 1e-3 * pixel_term(low, tinted)
+  assert pixel_term(low, tinted) == pytest.approx(pixel_term(full, tinted), rel=1e-3)
+  assert '4 x pixel mse (Gaussian low-pass, sigma 2)' in update_step.loss_label(low, 'pixel MSE')
+
+
+def test_the_high_passed_discriminator_input_drops_colour_and_keeps_texture(datasets):
+  hr = jnp.asarray(_photo(datasets))[None]
+  sr = hr + 0.05 * jnp.asarray(np.random.default_rng(0).standard_normal(hr.shape), jnp.float32)
+  plain = tiny_config('srgan')
+  high = tiny_config('srgan', **{'loss.d_highpass': 2.0})
+  key = jax.random.key(0)
+  pair = np.asarray(update_step.discriminator_input(plain, hr, sr, key))
+  np.testing.assert_array_equal(pair[0], hr[0])  # the paper: [HR, SR] as they are
+  np.testing.assert_array_equal(pair[1], sr[0])
+  got = update_step.discriminator_input(high, hr, sr, key)
+  tinted = update_step.discriminator_input(high, hr + 0.3, sr - 0.2, key)
+  np.testing.assert_allclose(np.asarray(tinted), np.asarray(got), atol=1e-5)  # a tint is gone
+  noise = np.asarray(got[1] - got[0])  # SR's added noise is mostly high frequencies: it stays
+  assert 0.8 < np.std(noise) / 0.05 < 1.0
+
+
+def test_frequency_separation_sigmas_are_checked():
+  from srgan_jax.training import config_checks  # pylint: disable=g-import-not-at-top
+
+  config_checks.validate_config(
+    tiny_config(
+      'srgan',
+      generator_init='',
+      pretrain_steps=1,
+      **{'loss.pixel': 'l1', 'loss.pixel_lowpass': 2.0, 'loss.d_highpass': 2.0},
+    )
+  )
+  for bad in ({'loss.d_highpass': -1.0}, {'loss.pixel': 'l1', 'loss.pixel_lowpass': 100.0}):
+    with pytest.raises(config_checks.ConfigError, match='Gaussian sigma'):
+      config_checks.validate_config(
+        tiny_config('srgan', generator_init='', pretrain_steps=1, **bad)
+      )
+  with pytest.raises(config_checks.ConfigError, match='needs a pixel term'):
+    config_checks.validate_config(
+      tiny_config('srgan', generator_init='', pretrain_steps=1, **{'loss.pixel_lowpass': 2.0})
+    )

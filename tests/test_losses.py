@@ -78,3 +78,15 @@ def test_the_grid_loss_is_zero_for_hr_and_its_step_removes_a_grid(datasets):
   g = jax.grad(lambda s: losses.grid_loss(s, hr, 4))(sr)
   lr = 0.5 * loss / float(jnp.sum(g * g))
   assert float(losses.grid_loss(sr - lr * g, hr, 4)) < 0.6 * loss
+
+
+# Frequency separation (config.loss.pixel_lowpass, config.loss.d_highpass; Fritsche et al. 2019).
+
+
+def test_the_gaussian_low_pass_is_scipys_gaussian_filter(datasets):
+  import scipy.ndimage  # pylint: disable=g-import-not-at-top
+
+  x = _photo(datasets)
+  got = np.asarray(losses.gaussian_lowpass(jnp.asarray(x)[None], 2.0))[0]
+  want = scipy.ndimage.gaussian_filter(x.astype(np.float64), sigma=(2.0, 2.0, 0), mode='reflect')
+  np.testing.assert_allclose(got, want, atol=1e-5)

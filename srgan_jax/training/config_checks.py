@@ -59,6 +59,19 @@ def _check_losses(config) -> None:
   grid_weight = loss.get('grid_weight', 0.0)
   if not (isinstance(grid_weight, (int, float)) and grid_weight >= 0):
     raise ConfigError(f'config.loss.grid_weight={grid_weight!r}; use 0 (off) or a weight > 0.')
+  for name in ('pixel_lowpass', 'd_highpass'):  # Gaussian sigmas; the blur mirrors 4 sigma
+    sigma = loss.get(name, 0.0)
+    if not (
+      isinstance(sigma, (int, float)) and sigma >= 0 and int(4 * sigma + 0.5) < config.data.hr_crop
+    ):
+      raise ConfigError(
+        f'config.loss.{name}={sigma!r}; use 0 (off) or a Gaussian sigma in HR pixels, e.g. '
+        f'{config.model.scale / 2:g} (scale / 2), under hr_crop / 4.'
+      )
+  if loss.get('pixel_lowpass', 0.0) and not loss.get('pixel'):
+    raise ConfigError(
+      'config.loss.pixel_lowpass needs a pixel term: set config.loss.pixel (l1 or mse) and its weight.'
+    )
   if not 0.0 <= config.get('ema_decay', 0.0) < 1.0:
     raise ConfigError(f'config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1).')
   pretrain = config.get('pretrain') or {}

@@ -87,6 +87,15 @@ def _blur(y: jnp.ndarray, taps: np.ndarray, axis: int) -> jnp.ndarray:
   return sum(float(w) * jax.lax.slice_in_dim(yp, i, i + n, axis=axis) for i, w in enumerate(taps))
 
 
+def gaussian_lowpass(images: jnp.ndarray, sigma: float) -> jnp.ndarray:
+  """[N, H, W, C] images (float32) blurred along H and W by a Gaussian of `sigma` pixels
+  (scipy.ndimage.gaussian_filter, mirrored edges): the low frequencies of frequency separation
+  (Fritsche et al., ICCVW 2019); `images - gaussian_lowpass(images, sigma)` are the high ones."""
+  taps = _gaussian_taps(sigma)
+  x = images.astype(jnp.float32)
+  return _blur(_blur(x, taps, 1), taps, 2)
+
+
 def grid_pattern(images: jnp.ndarray, scale: int) -> jnp.ndarray:
   """[N, s, s]: each image's high-pass luma (grey levels, BT.601 Y of [-1, 1] RGB, minus its
   Gaussian blur with sigma = s / 2) averaged over the positions of each LR-grid phase (y mod s,

@@ -86,7 +86,10 @@ def loss_label(config, content_label: str) -> str:
   w = config.loss.get('content_weight', 1.0)
   terms = [f'{w:g} x {content_label}' if w != 1 else content_label]
   if config.loss.get('pixel'):
-    terms.append(f'{config.loss.pixel_weight:g} x pixel {config.loss.pixel}')
+    pixel = f'{config.loss.pixel_weight:g} x pixel {config.loss.pixel}'
+    if config.loss.get('pixel_lowpass', 0.0):
+      pixel += f' (Gaussian low-pass, sigma {config.loss.pixel_lowpass:g})'
+    terms.append(pixel)
   if config.loss.get('grid_weight', 0.0):
     terms.append(f'{config.loss.grid_weight:g} x grid')
   if config.phase == 'srgan':
@@ -113,7 +116,13 @@ def generator_loss_terms(
   total = config.loss.get('content_weight', 1.0) * content
   terms = {'content_loss': content}
   if config.loss.get('pixel'):
-    terms['pixel_loss'] = losses.pixel_loss(config.loss.pixel, sr, hr)
+    sigma = config.loss.get('pixel_lowpass', 0.0)
+    if sigma:  # frequency separation: the pixel term sees the low frequencies only
+      terms['pixel_loss'] = losses.pixel_loss(
+        config.loss.pixel, losses.gaussian_lowpass(sr, sigma), losses.gaussian_lowpass(hr, sigma)
+      )
+    else:
+      terms['pixel_loss'] = losses.pixel_loss(config.loss.pixel, sr, hr)
     total = total + config.loss.pixel_weight * terms['pixel_loss']
   if config.loss.get('grid_weight', 0.0):  # SR's pattern locked to the LR grid against HR's
     terms['grid_loss'] = losses.grid_loss(sr, hr, config.model.scale)
@@ -126,6 +135,21 @@ def adversarial_losses(config, real, fake) -> tuple[jnp.ndarray, jnp.ndarray]:
   if config.loss.get('gan', 'standard') == 'ragan':
     return losses.ragan_generator(real, fake), losses.ragan_discriminator(real, fake)
   return losses.generator_adversarial(fake), losses.discriminator_bce(real, fake)
+
+
+def discriminator_input(config, hr, sr, key) -> jnp.ndarray:
+  """D's batch [2B, H, W, C]: HR and SR interleaved, then treated alike: high frequencies only
+  (config.loss.d_highpass, frequency separation), DiffAugment (config.loss.diffaugment, a fresh
+  draw from `key` every step)."""
+  # Interleave along the batch so each device keeps its own rows (no resharding).
+  pair = jnp.stack([hr, sr], axis=1).reshape((-1,) + hr.shape[1:])
+  sigma = config.loss.get('d_highpass', 0.0)
+  if sigma:
+    pair = (pair - losses.gaussian_lowpass(pair, sigma)).astype(pair.dtype)
+  policy = augment.parse(config.loss.get('diffaugment', ''))
+  if policy:
+    pair = augment.diff_augment(key, pair, policy)
+  return pair
 
 
 def update_ema(config, g_state):
@@ -189,14 +213,10 @@ def train_step(
     metrics = {'g_loss': g_loss, **terms}
   else:
     w = config.loss.adversarial_weight
-    policy = augment.parse(config.loss.get('diffaugment', ''))
 
     def both_losses(g_params, d_params):
       sr, g_stats = generate(g_params)
-      # Interleave along the batch so each device keeps its own rows (no resharding).
-      pair = jnp.stack([hr, sr], axis=1).reshape((-1,) + hr.shape[1:])
-      if policy:  # DiffAugment: what D sees, real and fake alike; a fresh draw every step
-        pair = augment.diff_augment(jax.random.fold_in(step_key, 1), pair, policy)
+      pair = discriminator_input(config, hr, sr, jax.random.fold_in(step_key, 1))
       logits, d_updates = d_state.apply_fn(
         {'params': d_params, 'batch_stats': d_state.batch_stats},
         pair,
