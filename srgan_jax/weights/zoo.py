@@ -39,7 +39,7 @@ MODELS: dict[str, tuple[str, str, str]] = {
   ),
   'srgan_x4': (
     'srgan_x4.msgpack',
-    'c61ca3f4f92bc556fd64979595895b1d0061720b9b2004ce57fe7419ca6e806c',
+    '46c35ecdd7cc4d9c28512357808595a64123c1e1eb8cb759b73324494fdca021',
     'SRGAN x4 v5 from srresnet_x4 v4 (VGG-16 phi_2,2 + pixel MSE + grid term + adversarial; '
     "the paper's D, then a U-Net D), 3.55k steps on 533 images, then a soup of four fine-tunes: "
     'Set5 LPIPS 0.134 vs SRResNet 0.184',
