@@ -88,7 +88,7 @@ def _blur(y: jnp.ndarray, taps: np.ndarray, axis: int) -> jnp.ndarray:
 
 
 def gaussian_lowpass(images: jnp.ndarray, sigma: float) -> jnp.ndarray:
-  """[N, H, W, C] images (float32) blurred along H and W by a Gaussian of `sigma` pixels
+  """[N, H, W, ...] images (float32) blurred along H and W by a Gaussian of `sigma` pixels
   (scipy.ndimage.gaussian_filter, mirrored edges): the low frequencies of frequency separation
   (Fritsche et al., ICCVW 2019); `images - gaussian_lowpass(images, sigma)` are the high ones."""
   taps = _gaussian_taps(sigma)
@@ -102,8 +102,7 @@ def grid_pattern(images: jnp.ndarray, scale: int) -> jnp.ndarray:
   x mod s), about its mean. The RMS of one is `metrics.grid_artifact` of that image."""
   x = (images.astype(jnp.float32) + 1.0) * 127.5
   y = (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
-  taps = _gaussian_taps(scale / 2)
-  high = y - _blur(_blur(y, taps, 1), taps, 2)
+  high = y - gaussian_lowpass(y, scale / 2)
   n, h, w = high.shape
   h, w = h // scale * scale, w // scale * scale
   phases = high[:, :h, :w].reshape(n, h // scale, scale, w // scale, scale).mean(axis=(1, 3))
