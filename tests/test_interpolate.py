@@ -70,7 +70,7 @@ def refused(capsys, tmp_path, argv, main=interpolate.main):
   return err
 
 
-def test_different_architectures_arerefused(tmp_path, capsys):
+def test_different_architectures_are_refused(tmp_path, capsys):
   rrdb = generator_file(tmp_path / 'rrdb.msgpack', RRDB, 1)
   srres = generator_file(tmp_path / 'srres.msgpack', SRRESNET, 2)
   wider = generator_file(tmp_path / 'wider.msgpack', {**RRDB, 'features': 16}, 3)
