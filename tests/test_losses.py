@@ -90,3 +90,43 @@ def test_the_gaussian_low_pass_is_scipys_gaussian_filter(datasets):
   got = np.asarray(losses.gaussian_lowpass(jnp.asarray(x)[None], 2.0))[0]
   want = scipy.ndimage.gaussian_filter(x.astype(np.float64), sigma=(2.0, 2.0, 0), mode='reflect')
   np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+# LDL's artifact map (Liang et al., CVPR 2022), against a NumPy transcription of BasicSR's
+# get_refined_artifact_map (NCHW torch there: unfold with 'reflect' padding, unbiased variances).
+
+
+def _basicsr_artifact_map(gt, output, ema, ksize=7):
+  r_ema = np.abs(gt - ema).sum(-1, keepdims=True)
+  r_sr = np.abs(gt - output).sum(-1, keepdims=True)
+  patch = np.var(r_sr, axis=(1, 2, 3), ddof=1, keepdims=True) ** (1 / 5)
+  p = (ksize - 1) // 2
+  padded = np.pad(r_sr, ((0, 0), (p, p), (p, p), (0, 0)), mode='reflect')
+  windows = np.lib.stride_tricks.sliding_window_view(padded, (ksize, ksize), axis=(1, 2))
+  pixel = np.var(windows, axis=(-2, -1), ddof=1)
+  weight = patch * pixel
+  weight[r_sr < r_ema] = 0
+  return weight
+
+
+def test_artifact_map_is_basicsrs():
+  rng = np.random.default_rng(0)
+  hr, sr, ema = (rng.uniform(0, 1, (2, 20, 17, 3)) for _ in range(3))
+  want = _basicsr_artifact_map(hr, sr, ema)
+  got = losses.artifact_map(*(jnp.asarray(x * 2 - 1, jnp.float32) for x in (hr, sr, ema)))
+  assert got.shape == (2, 20, 17, 1) and (want == 0).mean() > 0.2  # some pixels masked
+  np.testing.assert_allclose(np.asarray(got), want, rtol=2e-4, atol=1e-7)
+
+
+def test_artifact_loss_weighs_only_what_gs_average_does_better():
+  # Flat grey HR; SR adds +-0.1 noise in one corner (grain on a flat region: an artifact).
+  hr = jnp.zeros((1, 16, 16, 3))
+  noise = np.random.default_rng(0).uniform(-0.1, 0.1, (1, 8, 8, 3)).astype(np.float32)
+  sr = hr.at[:, :8, :8].add(noise)
+  clean = float(losses.artifact_loss(sr, hr, hr))  # the average is right: SR's grain is weighed
+  assert clean > 0
+  assert float(losses.artifact_loss(sr, hr, sr)) == clean  # as bad as the average: still weighed
+  assert float(losses.artifact_loss(sr, hr, hr.at[:, :8, :8].add(2 * noise))) == 0  # worse average
+  grad = jax.grad(lambda x: losses.artifact_loss(x, hr, hr))(sr)
+  assert np.abs(np.asarray(grad[:, :8, :8])).min() > 0  # every noisy pixel pulled back
+  assert not np.asarray(grad[:, 12:, 12:]).any()  # a flat residual far from it: no weight

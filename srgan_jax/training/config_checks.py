@@ -74,6 +74,14 @@ def _check_losses(config) -> None:
     )
   if not 0.0 <= config.get('ema_decay', 0.0) < 1.0:
     raise ConfigError(f'config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1).')
+  artifact = loss.get('artifact_weight', 0.0)
+  if not (isinstance(artifact, (int, float)) and artifact >= 0):
+    raise ConfigError(f'config.loss.artifact_weight={artifact!r}; use 0 (off) or a weight > 0.')
+  if artifact and not config.get('ema_decay', 0.0):
+    raise ConfigError(
+      'config.loss.artifact_weight (LDL) compares G with its moving average: set config.ema_decay, '
+      'e.g. 0.999.'
+    )
   pretrain = config.get('pretrain') or {}
   if config.get('pretrain_steps') and pretrain.get('content', 'mse') not in ('mse', 'l1'):
     raise ConfigError(f'config.pretrain.content={pretrain.content!r}; use mse or l1.')

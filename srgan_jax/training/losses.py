@@ -113,3 +113,43 @@ def grid_loss(sr: jnp.ndarray, hr: jnp.ndarray, scale: int) -> jnp.ndarray:
   """Mean over the batch of the squared difference of SR's and HR's grid patterns (grey levels^2):
   zero where SR repeats with the LR pixel grid no more than HR does; about grid^2 for a grid."""
   return jnp.mean(jnp.square(grid_pattern(sr, scale) - grid_pattern(hr, scale)))
+
+
+# ----------------------------------------------------------------------------
+# LDL (Liang et al., CVPR 2022, "Details or Artifacts"): a pixel term weighted where SR looks
+# like an artifact, BasicSR's get_refined_artifact_map (images in [0, 1], as BasicSR's).
+
+
+def _local_variance(r: jnp.ndarray, ksize: int) -> jnp.ndarray:
+  """[N, H, W, 1]: the unbiased variance of r over each pixel's ksize x ksize window, edges
+  mirrored without repeating the edge (torch's 'reflect')."""
+  p = (ksize - 1) // 2
+  rp = jnp.pad(r, ((0, 0), (p, p), (p, p), (0, 0)), mode='reflect')
+  window = lambda x: jax.lax.reduce_window(
+    x, 0.0, jax.lax.add, (1, ksize, ksize, 1), (1,) * 4, 'VALID'
+  )
+  n = ksize * ksize
+  s, s2 = window(rp), window(rp * rp)
+  return jnp.maximum(s2 - s * s / n, 0.0) / (n - 1)
+
+
+def artifact_map(
+  hr: jnp.ndarray, sr: jnp.ndarray, sr_ema: jnp.ndarray, ksize: int = 7
+) -> jnp.ndarray:
+  """M [N, H, W, 1] of LDL (Eq. 6-8) for [-1, 1] images: R = |HR - SR| summed over channels on
+  [0, 1]; M = var(R over the image)^(1/5) x R's local variance, and 0 where SR is closer to HR
+  than G's moving average (SR_EMA) is: there the detail is a stable one, not an artifact."""
+  f = lambda x: (x.astype(jnp.float32) + 1.0) * 0.5
+  r_sr = jnp.sum(jnp.abs(f(hr) - f(sr)), axis=-1, keepdims=True)
+  r_ema = jnp.sum(jnp.abs(f(hr) - f(sr_ema)), axis=-1, keepdims=True)
+  patch = jnp.var(r_sr, axis=(1, 2, 3), keepdims=True, ddof=1) ** 0.2
+  m = patch * _local_variance(r_sr, ksize)
+  return jnp.where(r_sr < r_ema, 0.0, m)
+
+
+def artifact_loss(sr: jnp.ndarray, hr: jnp.ndarray, sr_ema: jnp.ndarray) -> jnp.ndarray:
+  """LDL's L_artif = mean |M * SR - M * HR| on [0, 1] images (BasicSR's L1Loss), M held fixed
+  (a weighting map: no gradient through it)."""
+  m = jax.lax.stop_gradient(artifact_map(hr, sr, sr_ema))
+  d = (sr.astype(jnp.float32) - hr.astype(jnp.float32)) * 0.5
+  return jnp.mean(jnp.abs(m * d))

@@ -92,6 +92,8 @@ def loss_label(config, content_label: str) -> str:
     terms.append(pixel)
   if config.loss.get('grid_weight', 0.0):
     terms.append(f'{config.loss.grid_weight:g} x grid')
+  if config.loss.get('artifact_weight', 0.0):
+    terms.append(f"{config.loss.artifact_weight:g} x artifact l1 (LDL, against G's moving average)")
   if config.phase == 'srgan':
     gan = config.loss.get('gan', 'standard')
     terms.append(
@@ -101,9 +103,10 @@ def loss_label(config, content_label: str) -> str:
 
 
 def generator_loss_terms(
-  config, sr, hr, vgg_params, content_loss, key=None
+  config, sr, hr, vgg_params, content_loss, key=None, sr_ema=None
 ) -> tuple[jnp.ndarray, dict]:
-  """(content_weight x content + pixel_weight x pixel + grid_weight x grid, {'content_loss', ...}).
+  """(content_weight x content + pixel_weight x pixel + grid_weight x grid (+ artifact_weight x
+  LDL's term, from `sr_ema`, G's moving average on the same LR), {'content_loss', ...}).
 
   The paper's configs have weight 1 and no pixel term: exactly its content loss. With
   config.loss.content_shift (and `key`), the content loss sees SR and HR shifted alike.
@@ -127,6 +130,9 @@ def generator_loss_terms(
   if config.loss.get('grid_weight', 0.0):  # SR's pattern locked to the LR grid against HR's
     terms['grid_loss'] = losses.grid_loss(sr, hr, config.model.scale)
     total = total + config.loss.grid_weight * terms['grid_loss']
+  if config.loss.get('artifact_weight', 0.0):
+    terms['artifact_loss'] = losses.artifact_loss(sr, hr, sr_ema)
+    total = total + config.loss.artifact_weight * terms['artifact_loss']
   return total, terms
 
 
@@ -199,11 +205,20 @@ def train_step(
     )
     return sr, updates.get('batch_stats', g_state.batch_stats)  # BN-free generators: none
 
+  # LDL's reference: G's moving average on the same LR, in inference mode (BasicSR's net_g_ema).
+  sr_ema = None
+  if config.loss.get('artifact_weight', 0.0):
+    sr_ema = g_state.apply_fn(
+      {'params': g_state.ema_params, 'batch_stats': g_state.batch_stats}, lr_img, train=False
+    )
+
   if d_state is None:
 
     def g_loss_fn(g_params):
       sr, g_stats = generate(g_params)
-      g_loss, terms = generator_loss_terms(config, sr, target, vgg_params, content_loss, step_key)
+      g_loss, terms = generator_loss_terms(
+        config, sr, target, vgg_params, content_loss, step_key, sr_ema
+      )
       return g_loss, (g_stats, terms)
 
     (g_loss, (g_stats, terms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
@@ -227,7 +242,7 @@ def train_step(
       pairs = logits.reshape((-1, 2) + logits.shape[1:])
       real, fake = pairs[:, 0], pairs[:, 1]
       g_content, terms = generator_loss_terms(
-        config, sr, target, vgg_params, content_loss, step_key
+        config, sr, target, vgg_params, content_loss, step_key, sr_ema
       )
       adversarial, d_loss = adversarial_losses(config, real, fake)
       g_loss = g_content + w * adversarial  # l^SR, Eq. (3)
