@@ -56,9 +56,10 @@ def _check_losses(config) -> None:
     raise ConfigError(
       f'config.loss.content_shift={shift!r}; use 0 (off) or a few pixels, e.g. 4 (the scale).'
     )
-  grid_weight = loss.get('grid_weight', 0.0)
-  if not (isinstance(grid_weight, (int, float)) and grid_weight >= 0):
-    raise ConfigError(f'config.loss.grid_weight={grid_weight!r}; use 0 (off) or a weight > 0.')
+  for name in ('grid_weight', 'artifact_weight'):  # optional terms: 0 = off
+    weight = loss.get(name, 0.0)
+    if not (isinstance(weight, (int, float)) and weight >= 0):
+      raise ConfigError(f'config.loss.{name}={weight!r}; use 0 (off) or a weight > 0.')
   for name in ('pixel_lowpass', 'd_highpass'):  # Gaussian sigmas; the blur mirrors 4 sigma
     sigma = loss.get(name, 0.0)
     if not (
@@ -74,10 +75,7 @@ def _check_losses(config) -> None:
     )
   if not 0.0 <= config.get('ema_decay', 0.0) < 1.0:
     raise ConfigError(f'config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1).')
-  artifact = loss.get('artifact_weight', 0.0)
-  if not (isinstance(artifact, (int, float)) and artifact >= 0):
-    raise ConfigError(f'config.loss.artifact_weight={artifact!r}; use 0 (off) or a weight > 0.')
-  if artifact and not config.get('ema_decay', 0.0):
+  if loss.get('artifact_weight', 0.0) and not config.get('ema_decay', 0.0):
     raise ConfigError(
       'config.loss.artifact_weight (LDL) compares G with its moving average: set config.ema_decay, '
       'e.g. 0.999.'
