@@ -39,6 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.hr_crop = 96  # HR patch size (the paper: 96x96 random sub-images).
   c.data.batch_size = 16  # global batch (the paper: 16), split over all devices.
   c.data.augment = True  # random flips and 90-degree rotations of HR crops.
+  # Scale augmentation: < 1 crops a random square hr_crop / s wide, s uniform in
+  # [scale_augment, 1], shrunk to hr_crop (antialiased bicubic); 1.0 = off (the paper).
+  c.data.scale_augment = 1.0
   c.data.quantize_lr = True  # round LR to 8-bit levels, like LR images read from disk.
   # How the train step makes LR from HR: 'bicubic' (the paper: MATLAB bicubic x1/scale) or
   # 'realesrgan' (Real-ESRGAN's blur / resize / noise / JPEG, twice, per sample; data/degradations.py).

@@ -193,6 +193,37 @@ def test_augmentation_covers_all_flips_and_rotations_only_when_enabled(tmp_path,
   assert found == ({(f, k) for f in (0, 1) for k in range(4)} if augment else {(0, 0)})
 
 
+def _ramp_slopes(crop):
+  """Grey levels per pixel of the R (x ramp) and G (y ramp) channels inside a crop."""
+  c = crop.astype(np.float64)[4:-4, 4:-4]  # inside: away from the resize's edge pixels
+  t = np.arange(c.shape[0]) - (c.shape[0] - 1) / 2
+  return (c[:, :, 0] @ t).mean() / (t @ t), (c[:, :, 1].T @ t).mean() / (t @ t)
+
+
+def test_scale_augmentation_shrinks_random_larger_squares_seeded_and_off_at_one(tmp_path):
+  """A photo of ramps (R = x, G = y grey levels): a crop of an r x r square shrunk to P x P
+  has slope r / P in both directions, so the slopes say which scale each crop was taken at."""
+  y, x = np.mgrid[:120, :160]
+  ramps = np.stack([x, y, np.full_like(x, 128)], -1).astype(np.uint8)
+  Image.fromarray(ramps).save(tmp_path / 'ramps.png')
+
+  def crops(min_scale):
+    config = _config(
+      tmp_path, **{'data.batch_size': 16, 'data.augment': False, 'data.scale_augment': min_scale}
+    )
+    return np.concatenate(_take(pipeline.create_train_iterator(config), 4))
+
+  shrunk = crops(0.5)
+  slopes = np.array([_ramp_slopes(c) for c in shrunk])
+  np.testing.assert_allclose(slopes[:, 0], slopes[:, 1], atol=0.02)  # squares, not rectangles
+  assert slopes.min() > 0.98 and slopes.max() < 2.02  # scales in [0.5, 1]
+  assert slopes.max() - slopes.min() > 0.6  # spread over the range, not one scale
+  np.testing.assert_array_equal(crops(0.5), shrunk)  # a pure function of the seed
+  for crop in crops(1.0):  # off: plain sub-images, as without the option
+    assert (np.diff(crop[..., 0].astype(int), axis=1) == 1).all()
+    assert (np.diff(crop[..., 1].astype(int), axis=0) == 1).all()
+
+
 def _bad_and_odd_files(root):
   """Files a real photo folder may hold; returns how many are usable after conversion."""
   rgb = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)

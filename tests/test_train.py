@@ -108,6 +108,8 @@ def test_same_step_on_one_and_four_devices_gives_the_same_parameters(tmp_path):
     ({'model.scale': 5}, 'scale must be one of'),
     ({'loss.content': 'vgg33'}, 'config.loss.content'),
     ({'profile_steps': (0, 1)}, 'config.profile_steps'),
+    ({'data.scale_augment': 0.0}, 'config.data.scale_augment'),
+    ({'data.scale_augment': 1.5}, 'config.data.scale_augment'),
     ({'data.batch_size': 3, 'data.hr_crop': 24}, None),
   ],
 )

@@ -18,7 +18,8 @@ MapDatasets, so element k of shard s is a pure function of (seed, s, k)):
   the shard's images, decoded once into RAM by the process that owns the device
   (`sources.load_shards`; why RAM and not per-crop decoding is explained there)
   -> a seeded permutation of the images, a new one every epoch, forever
-  -> one random P x P crop per image visit, random flip and 90-degree rotation.
+  -> one random P x P crop per image visit, random flip and 90-degree rotation
+     (with data.scale_augment < 1, the crop is a random larger square shrunk to P x P).
 
 The process's batch of step t takes crops t*b ... t*b + b - 1 (b = B / D) of
 each of its shards, in mesh order, so `jax.make_array_from_process_local_data`
@@ -41,18 +42,32 @@ import os
 
 import grain
 import numpy as np
+from PIL import Image
 
 from srgan_jax.data import sources
 from srgan_jax.common.errors import UserError
 
 
 def random_crop(
-  image: np.ndarray, size: int, rng: np.random.Generator, augment: bool
+  image: np.ndarray, size: int, rng: np.random.Generator, augment: bool, min_scale: float = 1.0
 ) -> np.ndarray:
-  """A random size x size HR sub-image, with a random flip and 90-degree rotation."""
+  """A random size x size HR sub-image, with a random flip and 90-degree rotation.
+
+  min_scale < 1 (scale augmentation): the sub-image is a random r x r square,
+  r = size / s for s uniform in [min_scale, 1] (s >= size / the image's short side),
+  shrunk to size x size by antialiased bicubic (Pillow's): the same photographs
+  seen at many scales, as multi-scale training sets are made (e.g. BasicSR's
+  DIV2K / DF2K sub-images). 1.0 draws nothing more: the crops of a run without it.
+  """
   h, w = image.shape[:2]
-  y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-  crop = image[y : y + size, x : x + size]
+  region = size
+  if min_scale < 1.0:
+    s = rng.uniform(max(min_scale, size / min(h, w)), 1.0)
+    region = min(max(size, round(size / s)), h, w)
+  y, x = rng.integers(0, h - region + 1), rng.integers(0, w - region + 1)
+  crop = image[y : y + region, x : x + region]
+  if region != size:
+    crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BICUBIC))
   if augment:  # the 8 symmetries of the square: flip or not, times 4 rotations
     if rng.integers(2):
       crop = crop[:, ::-1]
@@ -85,7 +100,10 @@ def visit_order(n: int, seed: int) -> grain.MapDataset:
 def crop_dataset(images: grain.MapDataset, config, seed: int) -> grain.MapDataset:
   """The endless MapDataset of one shard's crops {'hr': uint8 [P, P, 3]}; crop k is seeded by k."""
   size, augment = config.data.hr_crop, config.data.augment
-  return images.random_map(lambda im, rng: {'hr': random_crop(im, size, rng, augment)}, seed=seed)
+  min_scale = config.data.get('scale_augment', 1.0)
+  return images.random_map(
+    lambda im, rng: {'hr': random_crop(im, size, rng, augment, min_scale)}, seed=seed
+  )
 
 
 def cached_stream(images: list[np.ndarray], config, seed: int) -> grain.MapDataset:

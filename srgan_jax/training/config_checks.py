@@ -111,6 +111,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f'config.data.hr_crop={config.data.hr_crop} is too small for loss.usm_target (its 51-tap '
       'blur reflects 25 pixels); use hr_crop >= 26.'
     )
+  min_scale = config.data.get('scale_augment', 1.0)
+  if not (isinstance(min_scale, (int, float)) and 0.1 <= min_scale <= 1.0):
+    raise ConfigError(
+      f'config.data.scale_augment={min_scale!r}: the smallest random downscale of the HR image '
+      'before cropping, a number in [0.1, 1] (1.0 = off; e.g. 0.5).'
+    )
   if config.data.val_crop % config.model.scale:
     raise ConfigError(
       f'config.data.val_crop={config.data.val_crop} is not divisible by the scale '
