@@ -40,15 +40,15 @@ MODELS: dict[str, tuple[str, str, str]] = {
   'srgan_x4': (
     'srgan_x4.msgpack',
     '46c35ecdd7cc4d9c28512357808595a64123c1e1eb8cb759b73324494fdca021',
-    'SRGAN x4 v5 from srresnet_x4 v4 (VGG-16 phi_2,2 + pixel MSE + grid term + adversarial; '
-    "the paper's D, then a U-Net D), 3.55k steps on 533 images, then a soup of four fine-tunes: "
-    'Set5 LPIPS 0.134 vs SRResNet 0.184',
+    'SRGAN x4 v6 from srresnet_x4 v4 (VGG-16 phi_2,2 + pixel MSE + grid term + adversarial; '
+    "the paper's D, then a U-Net D), 3.55k steps on 533 images, then a soup of frequency-separated "
+    'fine-tunes: Set5 LPIPS 0.131 vs SRResNet 0.184',
   ),
   'realsrgan_x4': (
     'realsrgan_x4.msgpack',
-    '36dd73f33688a3fa6c57855144760e952fcb42fecbaf54d65e1642e5f2f5c580',
-    "realsrgan_x4 v4, for photos from the wild (JPEG, noise, blur): the paper's G, v2 trained "
-    "1.9k steps more on 192-px crops of 533 images (Real-ESRGAN's degradations, then web images)",
+    'ca86fd1977bfee761f3764122a01a3fb729ed20c06f8cdf4e407542ebf415834',
+    "realsrgan_x4 v5, for photos from the wild (JPEG, noise, blur): the paper's G, trained on "
+    "Real-ESRGAN's degradations, then web images (192-px crops of 533 images); a soup of v4 and a fine-tune",
   ),
 }
 DEFAULT_MODEL = 'srresnet_x4'
