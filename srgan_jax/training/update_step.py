@@ -205,11 +205,13 @@ def train_step(
     )
     return sr, updates.get('batch_stats', g_state.batch_stats)  # BN-free generators: none
 
-  # LDL's reference: G's moving average on the same LR, in inference mode (BasicSR's net_g_ema).
+  # LDL's reference: G's moving average on the same LR, in inference mode (BasicSR's net_g_ema):
+  # the G that validation and the export use (train_states.inference_state).
   sr_ema = None
   if config.loss.get('artifact_weight', 0.0):
-    sr_ema = g_state.apply_fn(
-      {'params': g_state.ema_params, 'batch_stats': g_state.batch_stats}, lr_img, train=False
+    avg = train_states.inference_state(g_state)
+    sr_ema = avg.apply_fn(
+      {'params': avg.params, 'batch_stats': avg.batch_stats}, lr_img, train=False
     )
 
   if d_state is None:
