@@ -425,7 +425,7 @@ def test_the_primitive_cache_is_bounded_and_evicted_entries_rebuild():
 
 def _threads_after_steps(**env) -> list[int]:
   r = subprocess.run(
-    [sys.executable, '-m', 'benchmarks.cpu_threads', '--tiny', '--steps', '20', '--every', '10'],
+    [sys.executable, '-m', 'benchmarks.cpu_threads', '--tiny', '--steps', '40', '--every', '10'],
     cwd=REPO,
     capture_output=True,
     text=True,
@@ -444,12 +444,15 @@ def test_onednn_adds_at_most_two_thread_teams_of_at_most_the_cores_whatever_call
   # per team, every such thread would bring 7 more. Two teams (the first caller's and the
   # worker's), clamped to the cores, are all the threads oneDNN may add to what the same
   # steps take with XLA's convolutions.
+  # The worker's team starts when a call first comes from a second pool thread, at a step
+  # the scheduler picks (CI saw it after step 10): after step 1 at most that one team may
+  # still come, at every step counted, however many steps run.
   cores = min(8, len(os.sched_getaffinity(0)))
   with_onednn = _threads_after_steps(OMP_NUM_THREADS='8')
   without = _threads_after_steps(OMP_NUM_THREADS='8', SRGAN_JAX_ONEDNN='0')
-  assert len(with_onednn) == len(without) == 3
-  assert with_onednn[-1] - without[-1] <= 2 * cores, (with_onednn, without)
-  assert with_onednn[-1] == with_onednn[1]  # and it does not grow with more steps
+  assert len(with_onednn) == len(without) == 5
+  assert max(with_onednn) - max(without) <= 2 * cores, (with_onednn, without)
+  assert max(with_onednn) - with_onednn[0] <= cores, with_onednn
 
 
 @pytest.mark.slow
