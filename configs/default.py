@@ -114,6 +114,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Real-ESRGAN: G's content, pixel and grid terms against the unsharp-masked HR (BasicSR's
   # USMSharp, data/blur.usm_sharpen); D still sees HR. Needs data.hr_crop > 25.
   c.loss.usm_target = False
+  # EnhanceNet's texture loss (Sajjadi et al., ICCV 2017): + this x the squared distance of SR's
+  # and HR's Gram matrices of VGG maps (texture_taps, of the content loss's network) over windows
+  # of texture_patch x texture_patch HR pixels (EnhanceNet: conv1.1, conv2.1, conv3.1 and 16;
+  # 0: the whole crop, BasicSR's style loss). Needs a VGG content loss. 0: off (the paper).
+  c.loss.texture_weight = 0.0
+  c.loss.texture_taps = ('relu1_1', 'relu2_1', 'relu3_1')
+  c.loss.texture_patch = 16
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-4  # Adam learning rate (both networks).

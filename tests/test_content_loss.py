@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from srgan_jax.training import losses, update_step
-from srgan_jax.nets import vgg
+from srgan_jax.nets import vgg, vgg_texture
 from tests.helpers import tiny_config
 from tests.test_losses import _photo
 
@@ -224,3 +224,115 @@ def test_an_srgan_step_with_the_artifact_term_adds_its_weight_times_it_to_g_only
   assert 'artifact_loss' not in plain and ldl['artifact_loss'] > 0
   np.testing.assert_allclose(ldl['g_loss'] - plain['g_loss'], 2.0 * ldl['artifact_loss'], rtol=1e-4)
   assert ldl['d_loss'] == plain['d_loss'] and ldl['g_grad_norm'] != plain['g_grad_norm']
+
+
+# EnhanceNet's texture loss (config.loss.texture_weight; Sajjadi et al. 2017).
+
+
+def _texture_by_loops(f_sr, f_hr, patch):
+  """L_T transcribed window by window in NumPy: mean of (Gram_SR - Gram_HR)^2, Gram = F^T F / n."""
+  f_sr, f_hr = np.asarray(f_sr, np.float64), np.asarray(f_hr, np.float64)
+  n, h, w, c = f_sr.shape
+  p_h, p_w = (h, w) if patch == 0 else (patch, patch)
+  total, count = 0.0, 0
+  for b in range(n):
+    for y in range(0, h, p_h):
+      for x in range(0, w, p_w):
+        a = f_sr[b, y : y + p_h, x : x + p_w].reshape(-1, c)
+        z = f_hr[b, y : y + p_h, x : x + p_w].reshape(-1, c)
+        total += np.sum((a.T @ a / len(a) - z.T @ z / len(z)) ** 2)
+        count += c * c
+  return total / count
+
+
+def test_the_texture_loss_is_enhancenets_gram_distance_over_windows():
+  rng = np.random.default_rng(0)
+  f_sr = {
+    t: rng.uniform(0, 3, (2, 16 // s, 16 // s, ch)) for t, s, ch in (('a', 1, 4), ('b', 2, 6))
+  }
+  f_hr = {t: rng.uniform(0, 3, f.shape) for t, f in f_sr.items()}
+  taps = ('relu1_1', 'relu2_1')  # strides 1 and 2: an 8-pixel window is 8 and 4 positions
+  named = lambda f: {'relu1_1': f['a'], 'relu2_1': f['b']}
+  got = vgg_texture.texture_loss(named(f_sr), named(f_hr), taps, patch=8, feature_scale=0.5)
+  want = sum(
+    _texture_by_loops(0.5 * f_sr[k], 0.5 * f_hr[k], 8 // s) for k, s in (('a', 1), ('b', 2))
+  )
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+  whole = vgg_texture.texture_loss(named(f_sr), named(f_hr), taps, patch=0, feature_scale=0.5)
+  want = sum(_texture_by_loops(0.5 * f_sr[k], 0.5 * f_hr[k], 0) for k in 'ab')
+  np.testing.assert_allclose(float(whole), want, rtol=1e-5)
+
+
+def test_the_texture_loss_sees_what_is_in_each_window_not_where():
+  # Positions shuffled inside each window: the same texture (loss 0), unlike the content loss;
+  # windows swapped: other textures at those places (loss > 0), unless the window is the crop.
+  rng = np.random.default_rng(1)
+  hr = rng.uniform(0, 1, (1, 8, 8, 5)) * np.linspace(0.2, 2, 8)[None, :, None, None]
+  shuffled = hr.reshape(1, 2, 4, 2, 4, 5).copy()
+  for y in range(2):
+    for x in range(2):
+      block = shuffled[0, y, :, x].reshape(16, 5)
+      shuffled[0, y, :, x] = block[rng.permutation(16)].reshape(4, 4, 5)
+  shuffled = shuffled.reshape(hr.shape)
+  swapped = np.concatenate([hr[:, 4:], hr[:, :4]], axis=1)  # top and bottom halves
+  loss = lambda sr, patch: float(
+    vgg_texture.texture_loss(
+      {'relu1_1': sr}, {'relu1_1': hr}, ['relu1_1'], patch, feature_scale=1.0
+    )
+  )
+  assert np.abs(shuffled - hr).max() > 0.1
+  assert loss(shuffled, 4) < 1e-12 and loss(shuffled, 0) < 1e-12
+  assert loss(swapped, 4) > 1e-4 and loss(swapped, 0) < 1e-12
+
+
+def test_the_texture_term_adds_its_weight_times_the_texture_loss_from_the_same_vgg_pass():
+  rng = np.random.default_rng(2)
+  sr, hr = (jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32) for _ in range(2))
+  params = vgg.VGG16(taps=('relu3_1',)).init(jax.random.key(0), sr)['params']
+  plain = tiny_config('srgan', **{'loss.content': 'vgg16_22'})
+  textured = tiny_config('srgan', **{'loss.content': 'vgg16_22', 'loss.texture_weight': 3.0})
+  base, base_terms = update_step.generator_loss_terms(
+    plain, sr, hr, params, update_step.make_content_loss(plain, 'torch')
+  )
+  total, terms = update_step.generator_loss_terms(
+    textured, sr, hr, params, update_step.make_content_loss(textured, 'torch')
+  )
+  features = vgg.VGG16(taps=('relu1_1', 'relu2_1', 'relu3_1')).apply(
+    {'params': params}, jnp.concatenate([vgg.preprocess(sr, 'torch'), vgg.preprocess(hr, 'torch')])
+  )
+  want = vgg_texture.texture_loss(
+    {k: f[:2] for k, f in features.items()},
+    {k: f[2:] for k, f in features.items()},
+    ('relu1_1', 'relu2_1', 'relu3_1'),
+    patch=16,
+  )
+  assert float(terms['texture_loss']) == pytest.approx(float(want), rel=1e-4) and float(want) > 0
+  assert float(terms['content_loss']) == pytest.approx(float(base_terms['content_loss']), rel=1e-6)
+  np.testing.assert_allclose(float(total), float(base) + 3.0 * float(want), rtol=1e-5)
+  assert 'texture_loss' not in base_terms
+  label = update_step.loss_label(textured, 'phi')
+  assert label.startswith('phi') and 'texture' not in update_step.loss_label(plain, 'phi')
+
+
+@pytest.mark.parametrize(
+  'bad, match',
+  [
+    ({'loss.content': 'mse'}, 'VGG loss'),
+    ({'loss.texture_taps': ('relu6_1',)}, 'texture_taps'),
+    ({'loss.texture_taps': ()}, 'texture_taps'),
+    ({'loss.texture_patch': 10}, 'texture_patch'),  # does not divide hr_crop 24
+    ({'loss.texture_patch': 6}, 'texture_patch'),  # not a multiple of relu3_1's stride 4
+    ({'loss.texture_weight': -1.0}, 'texture_weight'),
+  ],
+)
+def test_the_texture_term_is_checked(bad, match):
+  from srgan_jax.training import config_checks  # pylint: disable=g-import-not-at-top
+
+  ok = {'loss.content': 'vgg16_22', 'loss.vgg_weights': 'x', 'loss.texture_weight': 1.0}
+  config_checks.validate_config(
+    tiny_config('srgan', generator_init='', pretrain_steps=1, **{**ok, 'loss.texture_patch': 8})
+  )
+  with pytest.raises(config_checks.ConfigError, match=match):
+    config_checks.validate_config(
+      tiny_config('srgan', generator_init='', pretrain_steps=1, **{**ok, **bad})
+    )

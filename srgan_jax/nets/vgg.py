@@ -32,6 +32,7 @@ from flax import serialization
 
 from srgan_jax.kernels import fast_conv
 from srgan_jax.nets import vgg_layers
+from srgan_jax.nets.vgg_texture import texture_loss
 from srgan_jax.weights import pretrained
 from srgan_jax.common.errors import UserError
 
@@ -215,7 +216,9 @@ def content_loss(
   dtype: Any = jnp.float32,
   arch: str = 'vgg19',
   criterion: str = 'mse',
-) -> jax.Array:
+  texture_taps: Sequence[str] = (),
+  texture_patch: int = 16,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
   """The paper's VGG loss l_VGG/i,j: MSE between phi(G(I_LR)) and phi(I_HR).
 
   criterion='l1': the mean absolute difference instead (ESRGAN's perceptual loss,
@@ -227,12 +230,15 @@ def content_loss(
   mean runs over batch, positions and channels. With several taps the result
   is sum_k tap_weights[k] * MSE_k (default weights 1). The VGG is frozen: no
   gradient reaches params or flows through the HR branch.
+
+  texture_taps: also EnhanceNet's texture loss on these maps (`texture_loss`), from the
+  same VGG pass (nets/vgg_texture.py); the result is then (content, texture).
   """
-  taps = tuple(taps)
+  taps, texture_taps = tuple(taps), tuple(texture_taps)
   tap_weights = (1.0,) * len(taps) if tap_weights is None else tuple(tap_weights)
   if len(tap_weights) != len(taps):
     raise ValueError(f'got {len(tap_weights)} tap_weights for {len(taps)} taps')
-  vgg = VGG(taps=taps, dtype=dtype, arch=arch)
+  vgg = VGG(taps=taps + tuple(t for t in texture_taps if t not in taps), dtype=dtype, arch=arch)
   variables = {'params': jax.lax.stop_gradient(params)}
   f_sr = vgg.apply(variables, _preprocess(sr, preprocess))
   f_hr = jax.lax.stop_gradient(vgg.apply(variables, _preprocess(hr, preprocess)))
@@ -243,6 +249,8 @@ def content_loss(
   for tap, w in zip(taps, tap_weights):
     diff = feature_scale * (f_sr[tap].astype(jnp.float32) - f_hr[tap].astype(jnp.float32))
     loss = loss + w * jnp.mean(distance(diff))
+  if texture_taps:
+    return loss, texture_loss(f_sr, f_hr, texture_taps, texture_patch, feature_scale)
   return loss
 
 

@@ -56,7 +56,7 @@ def _check_losses(config) -> None:
     raise ConfigError(
       f'config.loss.content_shift={shift!r}; use 0 (off) or a few pixels, e.g. 4 (the scale).'
     )
-  for name in ('grid_weight', 'artifact_weight'):  # optional terms: 0 = off
+  for name in ('grid_weight', 'artifact_weight', 'texture_weight'):  # optional terms: 0 = off
     weight = loss.get(name, 0.0)
     if not (isinstance(weight, (int, float)) and weight >= 0):
       raise ConfigError(f'config.loss.{name}={weight!r}; use 0 (off) or a weight > 0.')
@@ -80,9 +80,40 @@ def _check_losses(config) -> None:
       'config.loss.artifact_weight (LDL) compares G with its moving average: set config.ema_decay, '
       'e.g. 0.999.'
     )
+  if loss.get('texture_weight', 0.0):
+    _check_texture(config)
   pretrain = config.get('pretrain') or {}
   if config.get('pretrain_steps') and pretrain.get('content', 'mse') not in ('mse', 'l1'):
     raise ConfigError(f'config.pretrain.content={pretrain.content!r}; use mse or l1.')
+
+
+def _check_texture(config) -> None:
+  """EnhanceNet's texture term: a VGG content loss, taps of its network, windows that tile the crop."""
+  from srgan_jax.nets import vgg, vgg_texture  # pylint: disable=g-import-not-at-top
+
+  loss = config.loss
+  if loss.content not in vgg.LOSSES:
+    raise ConfigError(
+      "config.loss.texture_weight takes its Gram matrices from the VGG content loss's maps: set "
+      f'config.loss.content to a VGG loss, e.g. vgg16_22 (now {loss.content!r}).'
+    )
+  arch = vgg.LOSSES[loss.content][0]
+  taps = tuple(loss.get('texture_taps', ()))
+  bad = [t for t in taps if t not in vgg.arch_taps(arch)]
+  if not taps or bad:
+    raise ConfigError(
+      f'config.loss.texture_taps={taps!r}: use maps of {vgg.ARCH_LABELS[arch]}, e.g. '
+      "('relu1_1', 'relu2_1', 'relu3_1') (EnhanceNet's)."
+    )
+  patch, stride = loss.get('texture_patch', 16), max(vgg_texture.tap_stride(t) for t in taps)
+  if not (isinstance(patch, int) and patch >= 0 and patch % stride == 0) or (
+    patch and config.data.hr_crop % patch
+  ):
+    raise ConfigError(
+      f'config.loss.texture_patch={patch!r}: use 0 (the whole crop) or a window in HR pixels that '
+      f'divides data.hr_crop={config.data.hr_crop} and is a multiple of {stride} (the deepest '
+      "tap's stride), e.g. 16 (EnhanceNet's)."
+    )
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

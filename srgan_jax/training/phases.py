@@ -23,6 +23,7 @@ def pretrain_config(config) -> ml_collections.ConfigDict:
   pre.loss.content = pretrain.get('content', 'mse')  # the paper: MSE; ESRGAN: L1
   pre.loss.content_weight = 1.0
   pre.loss.pixel = ''  # the pixel term is the content loss here
+  pre.loss.texture_weight = 0.0  # EnhanceNet's texture term goes with the VGG content loss
   pre.num_train_steps = config.pretrain_steps
   pre.pretrain_steps = 0
   pre.generator_init = ''

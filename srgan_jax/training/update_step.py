@@ -22,6 +22,9 @@ from srgan_jax.nets.vgg import LPIPS_LOSS
 def make_content_loss(config, vgg_preprocess: str | None = None):
   """l^SR_X as a pure function (sr, hr, vgg_params) -> scalar; vgg_params is a jit argument.
 
+  With config.loss.texture_weight > 0 it returns (content, EnhanceNet's texture loss), both
+  from one VGG pass.
+
   vgg_preprocess: the converted VGG file's input convention ('torch' or 'caffe').
   """
   if config.loss.content == 'mse':
@@ -52,6 +55,8 @@ def make_content_loss(config, vgg_preprocess: str | None = None):
     dtype=dtype,
     arch=arch,
     criterion=config.loss.get('vgg_criterion', 'mse'),
+    texture_taps=tuple(config.loss.texture_taps) if config.loss.get('texture_weight', 0.0) else (),
+    texture_patch=config.loss.get('texture_patch', 16),
   )
 
 
@@ -77,6 +82,13 @@ def load_content_loss(config):
     content_label = f'{config.loss.content} ({label}, {vgg_weights.source})'
     if config.loss.get('vgg_criterion', 'mse') != 'mse':
       content_label += f', {config.loss.vgg_criterion} of the features'
+    if config.loss.get('texture_weight', 0.0):
+      patch = config.loss.get('texture_patch', 16)
+      content_label += (
+        f' + {config.loss.texture_weight:g} x texture (Gram matrices of '
+        f'{", ".join(config.loss.texture_taps)} over '
+        f'{f"{patch}x{patch}-pixel windows" if patch else "the whole crop"})'
+      )
   logging.info('Phase %s: content loss %s', config.phase, loss_label(config, content_label))
   return make_content_loss(config, vgg_weights and vgg_weights.preprocess), params
 
@@ -116,8 +128,13 @@ def generator_loss_terms(
     content = content_loss(*augment.joint_shift(key, sr, hr, shift), vgg_params)
   else:
     content = content_loss(sr, hr, vgg_params)
+  terms = {}
+  if config.loss.get('texture_weight', 0.0):  # EnhanceNet's L_T, from the content loss's VGG pass
+    content, terms['texture_loss'] = content
   total = config.loss.get('content_weight', 1.0) * content
-  terms = {'content_loss': content}
+  terms['content_loss'] = content
+  if 'texture_loss' in terms:
+    total = total + config.loss.texture_weight * terms['texture_loss']
   if config.loss.get('pixel'):
     sigma = config.loss.get('pixel_lowpass', 0.0)
     if sigma:  # frequency separation: the pixel term sees the low frequencies only

