@@ -310,8 +310,11 @@ def test_the_texture_term_adds_its_weight_times_the_texture_loss_from_the_same_v
   assert float(terms['content_loss']) == pytest.approx(float(base_terms['content_loss']), rel=1e-6)
   np.testing.assert_allclose(float(total), float(base) + 3.0 * float(want), rtol=1e-5)
   assert 'texture_loss' not in base_terms
-  label = update_step.loss_label(textured, 'phi')
-  assert label.startswith('phi') and 'texture' not in update_step.loss_label(plain, 'phi')
+  assert update_step.loss_label(textured, 'phi') == (
+    'phi + 3 x texture (Gram matrices of relu1_1, relu2_1, relu3_1 over 16x16-pixel windows) '
+    '+ 0.001 x adversarial'
+  )
+  assert 'texture' not in update_step.loss_label(plain, 'phi')
 
 
 @pytest.mark.parametrize(

@@ -82,13 +82,6 @@ def load_content_loss(config):
     content_label = f'{config.loss.content} ({label}, {vgg_weights.source})'
     if config.loss.get('vgg_criterion', 'mse') != 'mse':
       content_label += f', {config.loss.vgg_criterion} of the features'
-    if config.loss.get('texture_weight', 0.0):
-      patch = config.loss.get('texture_patch', 16)
-      content_label += (
-        f' + {config.loss.texture_weight:g} x texture (Gram matrices of '
-        f'{", ".join(config.loss.texture_taps)} over '
-        f'{f"{patch}x{patch}-pixel windows" if patch else "the whole crop"})'
-      )
   logging.info('Phase %s: content loss %s', config.phase, loss_label(config, content_label))
   return make_content_loss(config, vgg_weights and vgg_weights.preprocess), params
 
@@ -102,6 +95,13 @@ def loss_label(config, content_label: str) -> str:
     if config.loss.get('pixel_lowpass', 0.0):
       pixel += f' (Gaussian low-pass, sigma {config.loss.pixel_lowpass:g})'
     terms.append(pixel)
+  if config.loss.get('texture_weight', 0.0):
+    patch = config.loss.get('texture_patch', 16)
+    terms.append(
+      f'{config.loss.texture_weight:g} x texture (Gram matrices of '
+      f'{", ".join(config.loss.texture_taps)} over '
+      f'{f"{patch}x{patch}-pixel windows" if patch else "the whole crop"})'
+    )
   if config.loss.get('grid_weight', 0.0):
     terms.append(f'{config.loss.grid_weight:g} x grid')
   if config.loss.get('artifact_weight', 0.0):
