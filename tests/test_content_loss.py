@@ -325,6 +325,7 @@ def test_the_texture_term_adds_its_weight_times_the_texture_loss_from_the_same_v
     ({'loss.texture_taps': ()}, 'texture_taps'),
     ({'loss.texture_patch': 10}, 'texture_patch'),  # does not divide hr_crop 24
     ({'loss.texture_patch': 6}, 'texture_patch'),  # not a multiple of relu3_1's stride 4
+    ({'loss.content_shift': 4}, 'content_shift=4'),  # the content loss sees 20x20: 8 does not tile
     ({'loss.texture_weight': -1.0}, 'texture_weight'),
   ],
 )

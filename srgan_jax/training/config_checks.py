@@ -106,13 +106,17 @@ def _check_texture(config) -> None:
       "('relu1_1', 'relu2_1', 'relu3_1') (EnhanceNet's)."
     )
   patch, stride = loss.get('texture_patch', 16), max(vgg_texture.tap_stride(t) for t in taps)
+  size = config.data.hr_crop - loss.get('content_shift', 0)  # what the content loss sees
   if not (isinstance(patch, int) and patch >= 0 and patch % stride == 0) or (
-    patch and config.data.hr_crop % patch
+    patch and size % patch
   ):
+    seen = f'data.hr_crop={config.data.hr_crop}' + (
+      f' - content_shift={loss.content_shift}' if size != config.data.hr_crop else ''
+    )
     raise ConfigError(
       f'config.loss.texture_patch={patch!r}: use 0 (the whole crop) or a window in HR pixels that '
-      f'divides data.hr_crop={config.data.hr_crop} and is a multiple of {stride} (the deepest '
-      "tap's stride), e.g. 16 (EnhanceNet's)."
+      f"divides {seen} and is a multiple of {stride} (the deepest tap's stride), e.g. 16 "
+      "(EnhanceNet's)."
     )
 
 
