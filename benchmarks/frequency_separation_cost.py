@@ -34,8 +34,12 @@ def build(loss_overrides: dict) -> list:
   return [update_step.make_jitted_step(config, update_step.make_mesh(), content), g, d, vgg]
 
 
-def time_variants(variants: dict, steps: int) -> None:
-  """Compiles v4's step with each variant's loss overrides, times them in turn, prints ratios."""
+def time_variants(variants: dict, doc: str) -> None:
+  """The command (`doc` its help, --steps): compiles v4's step with each variant's loss
+  overrides, times them in turn, prints ratios."""
+  parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+  parser.add_argument('--steps', type=int, default=8, help='timed steps of each (after 2 warm-up)')
+  steps = parser.parse_args().steps
   batch = {'hr': jnp.asarray(np.random.default_rng(0).integers(0, 256, (16, 96, 96, 3), np.uint8))}
   runs = {name: build(over) for name, over in variants.items()}
   times = {name: [] for name in runs}
@@ -53,9 +57,7 @@ def time_variants(variants: dict, steps: int) -> None:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--steps', type=int, default=8, help='timed steps of each (after 2 warm-up)')
-  time_variants(VARIANTS, parser.parse_args().steps)
+  time_variants(VARIANTS, __doc__)
 
 
 if __name__ == '__main__':

@@ -9,8 +9,6 @@ by side and timed in turn, one step of each per round (the machine is shared: ra
 absolutes).
 """
 
-import argparse
-
 from benchmarks.frequency_separation_cost import time_variants
 
 VARIANTS = {
@@ -21,9 +19,7 @@ VARIANTS = {
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--steps', type=int, default=8, help='timed steps of each (after 2 warm-up)')
-  time_variants(VARIANTS, parser.parse_args().steps)
+  time_variants(VARIANTS, __doc__)
 
 
 if __name__ == '__main__':
