@@ -128,13 +128,14 @@ def generator_loss_terms(
     content = content_loss(*augment.joint_shift(key, sr, hr, shift), vgg_params)
   else:
     content = content_loss(sr, hr, vgg_params)
-  terms = {}
+  texture = None
   if config.loss.get('texture_weight', 0.0):  # EnhanceNet's L_T, from the content loss's VGG pass
-    content, terms['texture_loss'] = content
+    content, texture = content
   total = config.loss.get('content_weight', 1.0) * content
-  terms['content_loss'] = content
-  if 'texture_loss' in terms:
-    total = total + config.loss.texture_weight * terms['texture_loss']
+  terms = {'content_loss': content}
+  if texture is not None:
+    terms['texture_loss'] = texture
+    total = total + config.loss.texture_weight * texture
   if config.loss.get('pixel'):
     sigma = config.loss.get('pixel_lowpass', 0.0)
     if sigma:  # frequency separation: the pixel term sees the low frequencies only
