@@ -1,7 +1,7 @@
 """Bicubic, SRResNet and SRGAN side by side: PSNR-Y, SSIM-Y and LPIPS on Set5/Set14, and a crop figure.
 
   python -m benchmarks.compare_models [--models srresnet_x4 srgan_x4] [--datasets DIR] \
-      [--figure docs/figures/x4_comparison.png] [--json OUT.json]
+      [--figure docs/figures/x4_comparison.png] [--json OUT.json] [--per-image]
 
 Models are shipped names (srgan_jax.model_zoo), generator files, or training
 workdirs; a trailing '+' (srresnet_x4+) scores that model with EDSR's x8
@@ -11,7 +11,8 @@ the same crops, lower is better) and writes, like Figure 2 of Ledig et al.,
 zoomed crops of
 bicubic | each model | HR for a few images. DIR (holding Set5/ and Set14/ at x4)
 defaults to the bundled sets (srgan_jax/evaluation/sets). About 2 minutes on 2
-CPU cores.
+CPU cores. --per-image adds a row per image (PSNR-Y / LPIPS of each method) and
+the per-image figures to the JSON: which images a set's mean comes from.
 """
 
 import argparse
@@ -35,17 +36,21 @@ CROP = 64
 ZOOM = 3
 
 
-def score_all(methods: dict, sets: dict, lpips_fn) -> tuple[dict, dict]:
-  """({method: {set: {metric: mean}}}, {method: {set: [uint8 SR per image]}})."""
-  table, images = {}, {}
+def score_all(methods: dict, sets: dict, lpips_fn) -> tuple[dict, dict, dict]:
+  """({method: {set: {metric: mean}}}, {method: {set: [uint8 SR per image]}},
+  {method: {set: {image name: {metric: value}}}})."""
+  table, images, per_image = {}, {}, {}
   for name, upscale in methods.items():
-    table[name], images[name] = {}, {}
+    table[name], images[name], per_image[name] = {}, {}, {}
     for set_name, samples in sets.items():
       srs = [upscale(s.lr) for s in samples]
       per = [validation.score(sr, s, SCALE, lpips_fn) for sr, s in zip(srs, samples)]
       table[name][set_name] = {m: float(np.mean([p[m] for p in per])) for m in per[0]}
       images[name][set_name] = srs
-  return table, images
+      per_image[name][set_name] = {
+        s.name: {m: float(v) for m, v in p.items()} for s, p in zip(samples, per)
+      }
+  return table, images, per_image
 
 
 def markdown(table: dict, hr_grid: dict) -> str:
@@ -60,6 +65,19 @@ def markdown(table: dict, hr_grid: dict) -> str:
     ]
     rows.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   rows.append('| HR | ' + ' | '.join(f'- / - / - / {hr_grid[s]:.2f}' for s in sets) + ' |')
+  return '\n'.join(rows)
+
+
+def per_image_markdown(per_image: dict) -> str:
+  """A row per image (set/name): PSNR-Y / LPIPS of each method."""
+  methods = list(per_image)
+  rows = ['| image | ' + ' | '.join(f'{m} PSNR-Y / LPIPS' for m in methods) + ' |']
+  rows.append('|' + ' --- |' * (len(methods) + 1))
+  for set_name, images in per_image[methods[0]].items():
+    for image in images:
+      cells = [per_image[m][set_name][image] for m in methods]
+      row = ' | '.join(f'{c["psnr_y"]:.2f} / {c["lpips"]:.4f}' for c in cells)
+      rows.append(f'| {set_name}/{image} | {row} |')
   return '\n'.join(rows)
 
 
@@ -115,6 +133,11 @@ def main(argv=None) -> int:
     '--figure', type=Path, default=None, help='PNG of zoomed crops (bicubic | models | HR)'
   )
   parser.add_argument('--json', type=Path, default=None, help='write the table as JSON')
+  parser.add_argument(
+    '--per-image',
+    action='store_true',
+    help="also a row per image, and the JSON's 'per_image': {method: {set: {image: metrics}}}",
+  )
   args = parser.parse_args(argv)
   try:
     return run(args)
@@ -127,11 +150,16 @@ def run(args) -> int:
   models = model_methods(args.models)  # first: a bad name or file fails before the sets load
   sets = validation.load_sets([args.datasets / 'Set5', args.datasets / 'Set14'], SCALE)
   methods = {'bicubic': lambda lr: validation.bicubic(lr, SCALE), **models}
-  table, images = score_all(methods, sets, lpips.make_lpips('alexnet'))
+  table, images, per_image = score_all(methods, sets, lpips.make_lpips('alexnet'))
   hr_grid = {n: float(np.mean([validation.hr_grid(s, SCALE) for s in v])) for n, v in sets.items()}
   print(markdown(table, hr_grid))
+  if args.per_image:
+    print('\n' + per_image_markdown(per_image))
   if args.json:
-    args.json.write_text(json.dumps({**table, 'HR': {'grid': hr_grid}}, indent=2) + '\n')
+    out = {**table, 'HR': {'grid': hr_grid}}
+    if args.per_image:
+      out['per_image'] = per_image
+    args.json.write_text(json.dumps(out, indent=2) + '\n')
   if args.figure:
     figure(images, sets, args.figure)
     print(f'figure: {args.figure}')

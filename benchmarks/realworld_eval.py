@@ -172,7 +172,7 @@ def run(args) -> int:
   if args.figure:
     photo_figure(methods, args.figure)
     print(f'figure: {args.figure}')
-  table, _ = score_all(methods, sets, lpips.make_lpips('alexnet'))
+  table, _, _ = score_all(methods, sets, lpips.make_lpips('alexnet'))
   print(markdown(table))
   if args.json:
     args.json.write_text(json.dumps(table, indent=2) + '\n')

@@ -1,8 +1,12 @@
-"""benchmarks/realworld_eval's degraded test inputs: reproducible, and degraded as documented."""
+"""benchmarks/realworld_eval's degraded test inputs: reproducible, and degraded as documented;
+benchmarks/compare_models' command line."""
+
+import json
 
 import numpy as np
 import pytest
 import scipy.ndimage
+from PIL import Image
 
 from benchmarks import compare_models, realworld_eval
 from srgan_jax.evaluation import validation
@@ -65,3 +69,37 @@ def test_a_missing_datasets_folder_is_a_one_line_error(tmp_path, capsys):
   assert compare_models.main(argv) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith('error: ') and 'nowhere' in err and '\n' not in err
+
+
+def test_per_image_rows_are_what_the_set_means_average(tmp_path, capsys):
+  """--per-image: every image of every set scored per method, and their mean is the table's."""
+  from skimage import data  # pylint: disable=g-import-not-at-top
+
+  photos = {'astronaut': data.astronaut()[100:164, 180:244], 'coffee': data.coffee()[:64, 200:264]}
+  for set_name in ('Set5', 'Set14'):
+    (tmp_path / set_name).mkdir()
+    for name, img in photos.items():
+      Image.fromarray(img).save(tmp_path / set_name / f'{name}.png')
+  out = tmp_path / 'table.json'
+  argv = ['--models', 'srgan_x4', '--datasets', str(tmp_path), '--per-image', '--json', str(out)]
+  assert compare_models.main(argv) == 0
+  printed = capsys.readouterr().out
+  table = json.loads(out.read_text())
+  for method in ('bicubic', 'srgan_x4'):
+    for set_name in ('Set5', 'Set14'):
+      per = table['per_image'][method][set_name]
+      assert sorted(per) == sorted(photos)
+      for metric in ('psnr_y', 'lpips'):
+        mean = np.mean([per[name][metric] for name in photos])
+        assert mean == pytest.approx(table[method][set_name][metric], rel=1e-9)
+      for name in photos:
+        assert f'| {set_name}/{name} |' in printed
+  # each row is its own image's: bicubic's PSNR-Y recomputed here, image by image
+  for sample in validation.load_sets([tmp_path / 'Set5'], 4)['Set5']:
+    psnr = validation.score(validation.bicubic(sample.lr, 4), sample, 4)['psnr_y']
+    assert table['per_image']['bicubic']['Set5'][sample.name]['psnr_y'] == pytest.approx(psnr)
+  # the SR model and bicubic differ image by image (rows are not copies of one method)
+  assert (
+    table['per_image']['srgan_x4']['Set5']['coffee']
+    != table['per_image']['bicubic']['Set5']['coffee']
+  )
