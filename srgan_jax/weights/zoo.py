@@ -46,9 +46,10 @@ MODELS: dict[str, tuple[str, str, str]] = {
   ),
   'realsrgan_x4': (
     'realsrgan_x4.msgpack',
-    'ca86fd1977bfee761f3764122a01a3fb729ed20c06f8cdf4e407542ebf415834',
-    "realsrgan_x4 v5, for photos from the wild (JPEG, noise, blur): the paper's G, trained on "
-    "Real-ESRGAN's degradations, then web images (192-px crops of 533 images); a soup of v4 and a fine-tune",
+    '4374c375a1dbdb757fd3d07c31137466518edfdfc409c94ca6d6c1e1ba0685a5',
+    "realsrgan_x4 v6, for photos from the wild (JPEG, noise, blur): the paper's G, trained on "
+    "Real-ESRGAN's degradations, then web images (192-px crops of 533 images); a soup of v5 and "
+    "a fine-tune of it with EnhanceNet's texture loss",
   ),
 }
 DEFAULT_MODEL = 'srresnet_x4'
