@@ -121,6 +121,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.texture_weight = 0.0
   c.loss.texture_taps = ('relu1_1', 'relu2_1', 'relu3_1')
   c.loss.texture_patch = 16
+  # Local power spectra: + this x the mean L1 of the log radial power spectra (Durall et al.,
+  # CVPR 2020's azimuthal integration) of SR's and HR's spectrum_window x spectrum_window luma
+  # tiles (losses.spectrum_loss; phase-free: asks for HR's grain and texture energy per band and
+  # place, not its pixels, which a pixel or VGG term cannot without its phase). 0: off (the paper).
+  c.loss.spectrum_weight = 0.0
+  c.loss.spectrum_window = 16
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-4  # Adam learning rate (both networks).

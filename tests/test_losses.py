@@ -5,6 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from srgan_jax.training import losses
 
@@ -130,3 +131,82 @@ def test_artifact_loss_weighs_only_what_gs_average_does_better():
   grad = jax.grad(lambda x: losses.artifact_loss(x, hr, hr))(sr)
   assert np.abs(np.asarray(grad[:, :8, :8])).min() > 0  # every noisy pixel pulled back
   assert not np.asarray(grad[:, 12:, 12:]).any()  # a flat residual far from it: no weight
+
+
+# The local power spectrum term (config.loss.spectrum_weight).
+
+
+def test_the_local_power_spectrum_is_numpys_ring_mean_of_each_hann_windowed_luma_tile(datasets):
+  x = _photo(datasets)[:90, :100]  # not multiples of 16: the last 10 rows and 4 columns drop out
+  got = np.asarray(losses.local_power_spectrum(jnp.asarray(x)[None], 16))
+  assert got.shape == (1, 5, 6, 8)
+  rgb = (x.astype(np.float64) + 1.0) * 127.5
+  y = (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+  hann = np.outer(*[np.sin(np.pi * np.arange(1, 17) / 17) ** 2] * 2)  # numpy's hanning(18)[1:-1]
+  k = np.fft.fftfreq(16) * 16
+  ring = np.clip(np.round(np.hypot(k[:, None], k[None, :])), 0, 8)  # the full plane
+  for i, j in ((0, 0), (2, 3), (4, 5)):
+    tile = y[16 * i : 16 * i + 16, 16 * j : 16 * j + 16] * hann
+    power = np.abs(np.fft.fft2(tile)) ** 2 / 256  # orthonormal
+    want = [power[ring == r].mean() for r in range(1, 9)]
+    np.testing.assert_allclose(got[0, i, j], want, rtol=1e-3)
+  assert abs(
+    np.sum(np.abs(np.fft.fft2(y[:16, :16] * hann)) ** 2 / 256) - np.sum((y[:16, :16] * hann) ** 2)
+  ) < 1e-6 * np.sum((y[:16, :16] * hann) ** 2)  # Parseval: the reference's normalisation
+
+
+def test_the_spectrum_term_asks_for_grain_energy_not_grain_pixels(datasets):
+  # HR: a smooth photograph with film grain (white, 3 grey levels per channel). A pixel MSE prefers
+  # SR without grain (the grain's mean); the spectrum term is least for SR with independent grain
+  # of HR's strength, less or more grain costing more, and cares little where in a tile content
+  # sits (a circular shift of a whole-crop tile; the Hann window makes it not quite invariant).
+  import scipy.ndimage  # pylint: disable=g-import-not-at-top
+
+  smooth = scipy.ndimage.gaussian_filter(_photo(datasets)[:96, :96], (2, 2, 0))
+  grain = lambda seed, s: np.random.default_rng(seed).standard_normal((96, 96, 1)) * s / 127.5
+  hr = jnp.asarray(smooth + grain(0, 3), jnp.float32)[None]
+  sr = {s: jnp.asarray(smooth + grain(1, s), jnp.float32)[None] for s in (0, 1.5, 3, 6)}
+  mse = {s: float(jnp.mean((x - hr) ** 2)) for s, x in sr.items()}
+  loss = {s: float(losses.spectrum_loss(x, hr, 16)) for s, x in sr.items()}
+  assert min(mse, key=mse.get) == 0 and mse[3] > 1.8 * mse[0]
+  assert min(loss, key=loss.get) == 3 and loss[3] < 0.3 * loss[0]
+  assert loss[0] > loss[1.5] > loss[3] < loss[6]
+  assert float(losses.spectrum_loss(hr, hr, 16)) == 0.0
+  a = np.asarray(hr[0])
+  periodic = jnp.asarray(np.tile(a[:24, :24], (2, 2, 1)))[None]  # 48 x 48, periodic in 24
+  shifted = jnp.roll(periodic, (5, 9), axis=(1, 2))
+  assert float(losses.spectrum_loss(shifted, periodic, 48)) < 0.3 * float(
+    losses.spectrum_loss(shifted, periodic, 8)
+  )
+
+
+def test_the_spectrum_term_adds_its_weight_and_is_checked():
+  from srgan_jax.training import config_checks, update_step  # pylint: disable=g-import-not-at-top
+  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(2)
+  sr, hr = (jnp.asarray(rng.uniform(-1, 1, (2, 24, 24, 3)), jnp.float32) for _ in range(2))
+  plain = tiny_config('srgan')
+  tiled = tiny_config('srgan', **{'loss.spectrum_weight': 2.0, 'loss.spectrum_window': 8})
+  content = update_step.make_content_loss(plain, 'torch')
+  base, base_terms = update_step.generator_loss_terms(plain, sr, hr, None, content)
+  total, terms = update_step.generator_loss_terms(tiled, sr, hr, None, content)
+  want = float(losses.spectrum_loss(sr, hr, 8))
+  assert float(terms['spectrum_loss']) == want > 0 and 'spectrum_loss' not in base_terms
+  np.testing.assert_allclose(float(total), float(base) + 2.0 * want, rtol=1e-5)
+  assert update_step.loss_label(tiled, 'MSE').startswith(
+    'MSE + 2 x log power spectrum l1 (8x8-pixel tiles)'
+  )
+  ok = {'loss.spectrum_weight': 2.0, 'loss.spectrum_window': 8}
+  checked = lambda **kw: config_checks.validate_config(
+    tiny_config('srgan', generator_init='', pretrain_steps=1, **{**ok, **kw})
+  )
+  checked()
+  for bad, match in (
+    ({'loss.spectrum_window': 2}, 'spectrum_window'),
+    ({'loss.spectrum_window': 9}, 'spectrum_window'),  # odd
+    ({'loss.spectrum_window': 48}, 'spectrum_window'),  # over hr_crop 24
+    ({'loss.spectrum_weight': -1.0}, 'spectrum_weight'),
+  ):
+    with pytest.raises(config_checks.ConfigError, match=match):
+      checked(**bad)

@@ -56,7 +56,12 @@ def _check_losses(config) -> None:
     raise ConfigError(
       f'config.loss.content_shift={shift!r}; use 0 (off) or a few pixels, e.g. 4 (the scale).'
     )
-  for name in ('grid_weight', 'artifact_weight', 'texture_weight'):  # optional terms: 0 = off
+  for name in (
+    'grid_weight',
+    'artifact_weight',
+    'texture_weight',
+    'spectrum_weight',
+  ):  # optional terms: 0 = off
     weight = loss.get(name, 0.0)
     if not (isinstance(weight, (int, float)) and weight >= 0):
       raise ConfigError(f'config.loss.{name}={weight!r}; use 0 (off) or a weight > 0.')
@@ -69,6 +74,14 @@ def _check_losses(config) -> None:
         f'config.loss.{name}={sigma!r}; use 0 (off) or a Gaussian sigma in HR pixels, e.g. '
         f'{config.model.scale / 2:g} (scale / 2), under hr_crop / 4.'
       )
+  window = loss.get('spectrum_window', 16)
+  if loss.get('spectrum_weight', 0.0) and not (
+    isinstance(window, int) and window % 2 == 0 and 4 <= window <= config.data.hr_crop
+  ):
+    raise ConfigError(
+      f'config.loss.spectrum_window={window!r}; use an even tile side in HR pixels from 4 to hr_crop '
+      f'({config.data.hr_crop}), e.g. 16.'
+    )
   if loss.get('pixel_lowpass', 0.0) and not loss.get('pixel'):
     raise ConfigError(
       'config.loss.pixel_lowpass needs a pixel term: set config.loss.pixel (l1 or mse) and its weight.'

@@ -100,8 +100,7 @@ def grid_pattern(images: jnp.ndarray, scale: int) -> jnp.ndarray:
   """[N, s, s]: each image's high-pass luma (grey levels, BT.601 Y of [-1, 1] RGB, minus its
   Gaussian blur with sigma = s / 2) averaged over the positions of each LR-grid phase (y mod s,
   x mod s), about its mean. The RMS of one is `metrics.grid_artifact` of that image."""
-  x = (images.astype(jnp.float32) + 1.0) * 127.5
-  y = (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
+  y = _luma_grey(images)
   high = y - gaussian_lowpass(y, scale / 2)
   n, h, w = high.shape
   h, w = h // scale * scale, w // scale * scale
@@ -113,6 +112,45 @@ def grid_loss(sr: jnp.ndarray, hr: jnp.ndarray, scale: int) -> jnp.ndarray:
   """Mean over the batch of the squared difference of SR's and HR's grid patterns (grey levels^2):
   zero where SR repeats with the LR pixel grid no more than HR does; about grid^2 for a grid."""
   return jnp.mean(jnp.square(grid_pattern(sr, scale) - grid_pattern(hr, scale)))
+
+
+def _luma_grey(images: jnp.ndarray) -> jnp.ndarray:
+  """[N, H, W]: BT.601 luma of [-1, 1] RGB in grey levels (float32)."""
+  x = (images.astype(jnp.float32) + 1.0) * 127.5
+  return (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
+
+
+def _ring_weights(window: int) -> np.ndarray:
+  """[w * (w/2 + 1), w/2]: the mean over each ring of integer radius 1..w/2 (DC left out, the
+  corners beyond w/2 in the last ring) of a w x w spectrum held as rfft2's half plane (its inner
+  columns stand for two bins each)."""
+  ky, kx = np.fft.fftfreq(window) * window, np.arange(window // 2 + 1)
+  radius = np.clip(np.round(np.hypot(ky[:, None], kx[None, :])), 0, window // 2).astype(int)
+  bins = np.where((kx == 0) | (kx == window // 2), 1.0, 2.0)[None, :] * np.ones((window, 1))
+  rings = [np.where(radius == r, bins, 0.0).ravel() for r in range(1, window // 2 + 1)]
+  return np.stack([m / m.sum() for m in rings], axis=1)
+
+
+def local_power_spectrum(images: jnp.ndarray, window: int) -> jnp.ndarray:
+  """[N, H/w, W/w, w/2]: each w x w tile's radial power spectrum (Durall et al., CVPR 2020's
+  azimuthal integration): luma in grey levels, Hann-windowed, orthonormal 2-D DFT, |.|^2 averaged
+  over rings of radius 1..w/2 (a crop not a multiple of w loses its last rows and columns)."""
+  y = _luma_grey(images)
+  n, h, w = y.shape
+  h, w = h // window * window, w // window * window
+  tiles = y[:, :h, :w].reshape(n, h // window, window, w // window, window).transpose(0, 1, 3, 2, 4)
+  hann = np.hanning(window + 2)[1:-1]
+  power = jnp.square(jnp.abs(jnp.fft.rfft2(tiles * np.outer(hann, hann), norm='ortho')))
+  return power.reshape(power.shape[:3] + (-1,)) @ jnp.asarray(_ring_weights(window), jnp.float32)
+
+
+def spectrum_loss(sr: jnp.ndarray, hr: jnp.ndarray, window: int, eps: float = 0.1) -> jnp.ndarray:
+  """Mean |log(P_SR + eps) - log(P_HR + eps)| of the tiles' radial power spectra
+  (local_power_spectrum; eps in grey levels^2, under 8-bit rounding's 1/12). Phase-free, it asks
+  for HR's energy per frequency band and place, not HR's pixels: on smooth HR with film grain it
+  is least for SR with grain of HR's strength, where a pixel MSE prefers no grain (its mean)."""
+  log_power = lambda x: jnp.log(local_power_spectrum(x, window) + eps)
+  return jnp.mean(jnp.abs(log_power(sr) - log_power(hr)))
 
 
 # ----------------------------------------------------------------------------

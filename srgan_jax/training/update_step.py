@@ -104,6 +104,9 @@ def loss_label(config, content_label: str) -> str:
     )
   if config.loss.get('grid_weight', 0.0):
     terms.append(f'{config.loss.grid_weight:g} x grid')
+  if config.loss.get('spectrum_weight', 0.0):
+    w = config.loss.get('spectrum_window', 16)
+    terms.append(f'{config.loss.spectrum_weight:g} x log power spectrum l1 ({w}x{w}-pixel tiles)')
   if config.loss.get('artifact_weight', 0.0):
     terms.append(f"{config.loss.artifact_weight:g} x artifact l1 (LDL, against G's moving average)")
   if config.phase == 'srgan':
@@ -117,7 +120,8 @@ def loss_label(config, content_label: str) -> str:
 def generator_loss_terms(
   config, sr, hr, vgg_params, content_loss, key=None, sr_ema=None
 ) -> tuple[jnp.ndarray, dict]:
-  """(content_weight x content + pixel_weight x pixel + grid_weight x grid (+ artifact_weight x
+  """(content_weight x content + pixel_weight x pixel + grid_weight x grid (+ spectrum_weight x
+  the tiles' power spectra) (+ artifact_weight x
   LDL's term, from `sr_ema`, G's moving average on the same LR), {'content_loss', ...}).
 
   The paper's configs have weight 1 and no pixel term: exactly its content loss. With
@@ -148,6 +152,9 @@ def generator_loss_terms(
   if config.loss.get('grid_weight', 0.0):  # SR's pattern locked to the LR grid against HR's
     terms['grid_loss'] = losses.grid_loss(sr, hr, config.model.scale)
     total = total + config.loss.grid_weight * terms['grid_loss']
+  if config.loss.get('spectrum_weight', 0.0):  # tiles' radial power spectra, SR's against HR's
+    terms['spectrum_loss'] = losses.spectrum_loss(sr, hr, config.loss.spectrum_window)
+    total = total + config.loss.spectrum_weight * terms['spectrum_loss']
   if config.loss.get('artifact_weight', 0.0):
     terms['artifact_loss'] = losses.artifact_loss(sr, hr, sr_ema)
     total = total + config.loss.artifact_weight * terms['artifact_loss']
