@@ -71,12 +71,18 @@ def interpolate(psnr_spec, gan_spec, alpha: float) -> tuple[dict, dict]:
   """(blended variables, meta) of two generators; UserError if they are not one architecture."""
   if not 0.0 <= alpha <= 1.0:
     raise UserError(f'--alpha={alpha}: use a weight in [0, 1] (0: the PSNR model, 1: the GAN).')
-  (psnr, gan), _, model = load_same_architecture([psnr_spec, gan_spec])
+  (psnr, gan), metas, model = load_same_architecture([psnr_spec, gan_spec])
+  steps = [int(m.get('step', 0)) for m in metas]
   meta = {
     'model': model,
     'phase': 'interpolated',
-    'step': 0,
-    'interpolation': {'alpha': alpha, 'psnr': str(psnr_spec), 'gan': str(gan_spec)},
+    'step': max(steps),  # the more-trained side's, as a soup's
+    'interpolation': {
+      'alpha': alpha,
+      'psnr': str(psnr_spec),
+      'gan': str(gan_spec),
+      'steps': steps,
+    },
   }
   return blend(psnr, gan, alpha), meta
 

@@ -44,7 +44,7 @@ def test_the_blend_is_one_minus_alpha_psnr_plus_alpha_gan_and_loads(pair, tmp_pa
     want = jax.tree.map(lambda x, y: 0.2 * x + 0.8 * y, a[tree], b[tree])
     got = jax.tree.map(np.asarray, model.variables[tree])
     jax.tree.map(lambda w, g: np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7), want, got)
-  assert model.phase == 'interpolated'
+  assert model.phase == 'interpolated' and model.step == 2  # the more-trained side's (seed 2)
 
 
 def test_alpha_zero_and_one_are_the_two_generators(pair, tmp_path):
