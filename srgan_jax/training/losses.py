@@ -146,9 +146,10 @@ def local_power_spectrum(images: jnp.ndarray, window: int) -> jnp.ndarray:
 
 def spectrum_loss(sr: jnp.ndarray, hr: jnp.ndarray, window: int, eps: float = 0.1) -> jnp.ndarray:
   """Mean |log(P_SR + eps) - log(P_HR + eps)| of the tiles' radial power spectra
-  (local_power_spectrum; eps in grey levels^2, under 8-bit rounding's 1/12). Phase-free, it asks
-  for HR's energy per frequency band and place, not HR's pixels: on smooth HR with film grain it
-  is least for SR with grain of HR's strength, where a pixel MSE prefers no grain (its mean)."""
+  (local_power_spectrum; eps in grey levels^2, about 8-bit rounding's noise power 1/12).
+  Phase-free, it asks for HR's energy per frequency band and place, not HR's pixels: on smooth HR
+  with film grain it is least for SR with grain of HR's strength, where a pixel MSE prefers no
+  grain (its mean)."""
   log_power = lambda x: jnp.log(local_power_spectrum(x, window) + eps)
   return jnp.mean(jnp.abs(log_power(sr) - log_power(hr)))
 
