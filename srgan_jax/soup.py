@@ -10,6 +10,10 @@ independently trained networks). Each ingredient is anything upscale's
 --checkpoint takes (a workdir, checkpoint, export, generator file or shipped
 model's name); all must be one architecture. --out as interpolate's: a
 .msgpack file or a new folder that receives an export.
+
+--weights=w_1,...,w_n (non-negative, summing to 1) makes a weighted soup, sum_i w_i
+theta_i: network interpolation among n generators (a convex combination; with two,
+`--weights=1-a,a` is interpolate's --alpha=a). The uniform soup is the default.
 """
 
 import argparse
@@ -22,15 +26,34 @@ from srgan_jax.common.errors import UserError
 from srgan_jax.nets import generators
 
 
-def average(trees: list) -> dict:
-  """The element-wise mean of variable trees of one structure (in float64, stored as float32)."""
+def average(trees: list, weights=None) -> dict:
+  """The element-wise (weighted) mean of variable trees of one structure (in float64, stored as
+  float32); weights: None (uniform) or one per tree, summing to 1."""
   if isinstance(trees[0], dict):
-    return {k: average([t[k] for t in trees]) for k in trees[0]}
-  return np.mean([np.asarray(t, np.float64) for t in trees], axis=0).astype(np.float32)
+    return {k: average([t[k] for t in trees], weights) for k in trees[0]}
+  return np.average([np.asarray(t, np.float64) for t in trees], axis=0, weights=weights).astype(
+    np.float32
+  )
 
 
-def soup(specs) -> tuple[dict, dict]:
-  """(averaged variables, meta) of two or more generators of one architecture."""
+def parse_weights(text: str, n: int) -> list[float]:
+  """--weights' 'w_1,...,w_n' -> floats; UserError unless n non-negative numbers summing to 1."""
+  try:
+    weights = [float(w) for w in text.split(',')]
+  except ValueError:
+    raise UserError(
+      f'--weights={text}: use numbers separated by commas, e.g. 0.5,0.3,0.2.'
+    ) from None
+  if len(weights) != n:
+    raise UserError(f'--weights={text}: {len(weights)} weights for {n} generators; give one each.')
+  if min(weights) < 0 or not np.isfinite(weights).all() or abs(sum(weights) - 1) > 1e-6:
+    raise UserError(f'--weights={text}: use non-negative weights that sum to 1 (a convex mix).')
+  return weights
+
+
+def soup(specs, weights=None) -> tuple[dict, dict]:
+  """(averaged variables, meta) of two or more generators of one architecture; weights: None
+  (the uniform soup) or one per generator, non-negative, summing to 1 (parse_weights)."""
   if len(specs) < 2:
     raise UserError(f'a soup needs at least two generators, got {len(specs)}; name them all.')
   variables, metas, model = interpolate.load_same_architecture(
@@ -44,7 +67,9 @@ def soup(specs) -> tuple[dict, dict]:
     'step': max(steps),  # the most-trained ingredient's
     'soup': {'ingredients': [str(s) for s in specs], 'steps': steps},
   }
-  return average(variables), meta
+  if weights is not None:
+    meta['soup']['weights'] = list(weights)
+  return average(variables, weights), meta
 
 
 def main(argv=None) -> int:
@@ -53,16 +78,21 @@ def main(argv=None) -> int:
   )
   parser.add_argument('ingredients', nargs='+', help='generators of one architecture (two or more)')
   parser.add_argument('--out', required=True, help='a new folder (an export) or FILE.msgpack')
+  parser.add_argument(
+    '--weights', default='', help='w_1,...,w_n: a weighted soup (>= 0, sum 1; default uniform)'
+  )
   args = parser.parse_args(argv)
   try:
+    weights = parse_weights(args.weights, len(args.ingredients)) if args.weights else None
     interpolate.check_destination(args.out)
-    variables, meta = soup(args.ingredients)
+    variables, meta = soup(args.ingredients, weights)
     interpolate.write(variables, meta, args.out)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  kind = 'weighted mean' if weights else 'mean'
   print(
-    f'wrote the mean of {len(args.ingredients)} generators ({generators.label(meta["model"])}) '
+    f'wrote the {kind} of {len(args.ingredients)} generators ({generators.label(meta["model"])}) '
     f'to {args.out}'
   )
   return 0

@@ -52,3 +52,47 @@ def test_one_ingredient_other_architectures_and_missing_files_are_refused(tmp_pa
   assert 'no such generator file' in _refused(
     capsys, tmp_path, [a, str(tmp_path / 'no.msgpack'), out]
   )
+
+
+def test_a_weighted_soup_is_the_convex_mix_its_weights_say(tmp_path):
+  files = [generator_file(tmp_path / f'g{s}.msgpack', SRRESNET, s) for s in (1, 2, 5)]
+  weights = (0.75, 0.1875, 0.0625)
+  out = tmp_path / 'mix.msgpack'
+  assert soup.main([*files, f'--out={out}', '--weights=' + ','.join(map(str, weights))]) == 0
+  ingredients = [zoo.load_generator(f) for f in files]
+  have = zoo.load_generator(str(out))
+  for tree in ('params', 'batch_stats'):
+    trees = [g[tree] for g in ingredients]
+    want = jax.tree.map(
+      lambda *xs: sum(w * np.asarray(x, np.float64) for w, x in zip(weights, xs)), *trees
+    )
+    got = jax.tree.map(np.asarray, have[tree])
+    jax.tree.map(lambda w, h: np.testing.assert_allclose(h, w, rtol=1e-6, atol=1e-7), want, got)
+    uniform = jax.tree.map(lambda *xs: np.mean(xs, axis=0), *trees)
+    gaps = jax.tree.map(lambda h, u: float(np.abs(h - u).max()), got, uniform)
+    assert max(jax.tree.leaves(gaps)) > 1e-3  # the weights, not the uniform mean
+  _, meta = zoo.load_generator_with_meta(str(out))
+  assert meta['soup']['weights'] == list(weights)
+  # two generators weighted 1 - a, a: interpolate's --alpha=a
+  a, b = files[:2]
+  assert soup.main([a, b, f'--out={tmp_path / "w.msgpack"}', '--weights=0.3,0.7']) == 0
+  assert interpolate.main([a, b, '--alpha=0.7', f'--out={tmp_path / "i.msgpack"}']) == 0
+  w, i = (zoo.load_generator(str(tmp_path / f)) for f in ('w.msgpack', 'i.msgpack'))
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-7), w, i)
+
+
+@pytest.mark.parametrize(
+  'weights, says',
+  [
+    ('0.5,0.5', '2 weights for 3 generators'),
+    ('1.2,-0.1,-0.1', 'non-negative weights that sum to 1'),
+    ('0.5,0.3,0.3', 'non-negative weights that sum to 1'),
+    ('0.5,x,0.5', 'numbers separated by commas'),
+    ('nan,0.5,0.5', 'non-negative weights that sum to 1'),
+  ],
+)
+def test_bad_weights_are_refused_before_anything_is_written(tmp_path, capsys, weights, says):
+  files = [generator_file(tmp_path / f'g{s}.msgpack', SRRESNET, s) for s in (1, 2, 5)]
+  out = tmp_path / 'mix.msgpack'
+  assert says in _refused(capsys, tmp_path, [*files, f'--out={out}', f'--weights={weights}'])
+  assert not out.exists()
