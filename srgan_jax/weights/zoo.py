@@ -33,17 +33,17 @@ WEIGHTS_DIR = Path(__file__).resolve().parent  # the shipped .msgpack files and 
 MODELS: dict[str, tuple[str, str, str]] = {
   'srresnet_x4': (
     'srresnet_x4.msgpack',
-    '40cbc862a468d63101a7829817041daf2241d97b7c63440387605588e5386cad',
-    "SRResNet x4 v4 (the paper's G, pixel MSE), 12k steps on 291 + 9k on 533 images + 14.5k "
-    'on 192-px crops: Set5 31.01 dB, Set14 27.84 dB PSNR-Y',
+    '043cba7f942033117ea0623736480727e65624c72ed3b166a50fe21b86888489',
+    "SRResNet x4 v5 (the paper's G, pixel MSE): v4 (35.5k steps), 3.55k GAN steps (srgan_x4 "
+    'v5), then 3k steps of pixel MSE on 533 images: Set5 31.09 dB, Set14 27.85 dB PSNR-Y',
   ),
   'srgan_x4': (
     'srgan_x4.msgpack',
-    '19c869e638bdd1e0aecc63fd49ff557003754adf765d8d86bbaedc554affe8f3',
-    'SRGAN x4 v8 from srresnet_x4 v4 (VGG-16 phi_2,2 + pixel MSE + grid term + adversarial; '
+    'ae6e8922c61669af315102d057bd3b6946648c86792f3108cca4ac887bb517d7',
+    'SRGAN x4 v9 from srresnet_x4 v4 (VGG-16 phi_2,2 + pixel MSE + grid term + adversarial; '
     "the paper's D, then a U-Net D), 3.55k steps on 533 images, soups of fine-tunes with "
-    "EnhanceNet's texture loss and a local power spectrum term, 0.8 : 0.2 with srresnet_x4: "
-    'Set5 LPIPS 0.117 vs SRResNet 0.184',
+    "EnhanceNet's texture loss and a local power spectrum term, 0.8 : 0.2 with srresnet_x4 v5: "
+    'Set5 LPIPS 0.116 vs SRResNet 0.181',
   ),
   'realsrgan_x4': (
     'realsrgan_x4.msgpack',
