@@ -42,7 +42,8 @@ scikit-image. The log says what it starts from and which loss it uses;
 val/psnr_y_sr vs val/psnr_y_bicubic and the sample grid (bicubic | SR | HR) in
 WORKDIR/samples show where it is.
 Why the pixel term (measured on the demo's validation crops, 2-core CPU, from
-srresnet_x4 v1; from v2 the demo ends at 29.07 dB, from v3 at 29.11, from v4 at 29.07): the
+srresnet_x4 v1; from v2 the demo ends at 29.07 dB, from v3 at 29.11, from v4 at 29.07, from v5
+at 29.17): the
 paper's SRGAN trades PSNR for texture, and within a few hundred steps from
 SRResNet its PSNR-Y swings around bicubic's (27.55 dB): without the pixel term
 27.84 / 27.06 / 28.14 / 27.09 dB at steps 50-200, LPIPS 0.216 -> 0.202; with it
