@@ -36,12 +36,15 @@ def _model(meta, spec) -> dict:
   return generators.describe(model)
 
 
-def blend(psnr: dict, gan: dict, alpha: float) -> dict:
-  """(1 - alpha) * psnr + alpha * gan for each array of two variable trees of one structure."""
-  if isinstance(psnr, dict):
-    return {k: blend(psnr[k], gan[k], alpha) for k in psnr}
-  a, b = np.asarray(psnr, np.float32), np.asarray(gan, np.float32)
-  return ((1.0 - alpha) * a + alpha * b).astype(np.float32)
+def average(trees: list, weights=None) -> dict:
+  """The element-wise (weighted) mean of variable trees of one structure (in float64, stored as
+  float32); weights: None (uniform) or one per tree, summing to 1. Interpolation is the mean of
+  two weighted 1 - alpha, alpha; a soup (srgan_jax.soup) the mean of n."""
+  if isinstance(trees[0], dict):
+    return {k: average([t[k] for t in trees], weights) for k in trees[0]}
+  return np.average([np.asarray(t, np.float64) for t in trees], axis=0, weights=weights).astype(
+    np.float32
+  )
 
 
 def load_same_architecture(
@@ -84,7 +87,7 @@ def interpolate(psnr_spec, gan_spec, alpha: float) -> tuple[dict, dict]:
       'steps': steps,
     },
   }
-  return blend(psnr, gan, alpha), meta
+  return average([psnr, gan], [1.0 - alpha, alpha]), meta
 
 
 def write(variables: dict, meta: dict, out) -> None:

@@ -26,16 +26,6 @@ from srgan_jax.common.errors import UserError
 from srgan_jax.nets import generators
 
 
-def average(trees: list, weights=None) -> dict:
-  """The element-wise (weighted) mean of variable trees of one structure (in float64, stored as
-  float32); weights: None (uniform) or one per tree, summing to 1."""
-  if isinstance(trees[0], dict):
-    return {k: average([t[k] for t in trees], weights) for k in trees[0]}
-  return np.average([np.asarray(t, np.float64) for t in trees], axis=0, weights=weights).astype(
-    np.float32
-  )
-
-
 def parse_weights(text: str, n: int) -> list[float]:
   """--weights' 'w_1,...,w_n' -> floats; UserError unless n non-negative numbers summing to 1."""
   try:
@@ -69,7 +59,7 @@ def soup(specs, weights=None) -> tuple[dict, dict]:
   }
   if weights is not None:
     meta['soup']['weights'] = list(weights)
-  return average(variables, weights), meta
+  return interpolate.average(variables, weights), meta
 
 
 def main(argv=None) -> int:
