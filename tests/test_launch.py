@@ -7,7 +7,7 @@ import pytest
 
 from tests.main_runs import REPO
 
-SCRIPTS = ['local.sh', 'tpu_vm.sh', 'slurm.sbatch', 'burst_plan.sh']
+SCRIPTS = ['local.sh', 'tpu_vm.sh', 'slurm.sbatch', 'burst_plan.sh', 'burst_realsrgan.sh']
 
 
 def _dry_run(script, *args) -> list[str]:
